@@ -1,0 +1,279 @@
+"""The provider flow, written once. Vendor modules fill in small hooks.
+
+Like django-anymail's backends: `Provider` owns create/update/fetch/reply/test (auth,
+sending, reading the answer, classifying failures); a vendor subclass declares endpoints
+as constants and implements pure hooks that build `ApiRequest`s from tickets and parse
+answers. Hooks do no I/O, so they are unit-tested on the seed examples alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from django import forms
+
+from providers.errors import (
+    ProviderConfigurationError,
+    ProviderError,
+    ProviderResponseError,
+    ProviderTransientError,
+)
+from providers.http import ApiRequest, ApiResponse, Exchange, HttpClient, Redactor, error_for_status
+
+if TYPE_CHECKING:
+    from providers.models import ProviderAccount
+    from tickets.models import Ticket
+
+CREATE, UPDATE, FETCH, REPLY, TEST = "create", "update", "fetch", "reply", "test"
+
+
+@dataclass(frozen=True)
+class RemoteRef:
+    """Where a ticket lives remotely, as a create answer tells it."""
+
+    remote_id: str
+    remote_number: str = ""
+    remote_url: str = ""
+    remote_status: str = ""
+
+
+@dataclass
+class RemoteState:
+    """A ticket as read back from the provider."""
+
+    remote_id: str
+    remote_status: str = ""
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+class Provider:
+    kind: ClassVar[str]
+    label: ClassVar[str]
+    #: Operations this API supports: a subset of create, update, fetch, reply, test.
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+    #: Why an operation is missing, in words a support agent understands.
+    unsupported_reasons: ClassVar[dict[str, str]] = {}
+    #: Credential form fields (all write-only); every value is treated as a secret.
+    credential_fields: ClassVar[dict[str, forms.Field]] = {}
+    #: The provider's own ticket fields (stored in Ticket.extra), validated before sending.
+    extra_form: ClassVar[type[forms.Form] | None] = None
+    #: {"outbound": {console status: remote}, "inbound": {remote: console status}}
+    default_status_map: ClassVar[dict[str, dict[str, str]]] = {"outbound": {}, "inbound": {}}
+    #: {console priority: remote priority}
+    default_priority_map: ClassVar[dict[str, Any]] = {}
+    #: True when resending a create whose outcome is unknown cannot duplicate the ticket.
+    create_is_idempotent: ClassVar[bool] = False
+    #: How many tickets one fetch call may carry.
+    fetch_batch_size: ClassVar[int] = 1
+
+    def __init__(
+        self, account: ProviderAccount, *, on_exchange: Callable[[Exchange], None] | None = None
+    ) -> None:
+        self.account = account
+        self.credentials = account.get_credentials()
+        self.redactor = Redactor({str(v) for v in self.credentials.values() if v})
+        self.http = HttpClient(
+            base_url=account.base_url,
+            timeout=account.timeout,
+            account_id=account.pk,
+            redactor=self.redactor,
+            on_exchange=on_exchange,
+        )
+
+    # --- the flow --------------------------------------------------------------------
+    def create(self, ticket: Ticket) -> RemoteRef:
+        self.require(CREATE)
+        return self.parse_create(self.call(self.build_create(ticket)), ticket)
+
+    def update(self, ticket: Ticket) -> RemoteRef | None:
+        self.require(UPDATE)
+        return self.parse_update(self.call(self.build_update(ticket)), ticket)
+
+    def fetch(self, tickets: list[Ticket]) -> list[RemoteState]:
+        self.require(FETCH)
+        states: list[RemoteState] = []
+        for start in range(0, len(tickets), self.fetch_batch_size):
+            batch = tickets[start : start + self.fetch_batch_size]
+            states.extend(self.parse_fetch(self.call(self.build_fetch(batch)), batch))
+        return states
+
+    def reply(self, ticket: Ticket, text: str) -> None:
+        self.require(REPLY)
+        self.call(self.build_reply(ticket, text))
+
+    def test_connection(self) -> str:
+        """Authenticate and make the cheapest call; returns what the provider said."""
+        self.require(TEST)
+        return self.parse_test(self.call(self.build_test()))
+
+    def call(self, request: ApiRequest) -> Any:
+        """Send with auth; re-authenticate once on a 401 where the provider uses tokens."""
+        self.authorize(request)
+        response = self.http.send(request)
+        if response.status == 401 and self.reauthorize():
+            self.authorize(request)
+            response = self.http.send(request)
+        return self.interpret(response)
+
+    def interpret(self, response: ApiResponse) -> Any:
+        data = response.json()
+        if response.status >= 400:
+            raise error_for_status(
+                response.status, self.error_message(data, response), response.headers
+            )
+        self.check_body(data)
+        if data is None and self.expects_json:
+            raise ProviderResponseError(
+                f"The provider answered HTTP {response.status} with a body that is not JSON.",
+                http_status=response.status,
+            )
+        return data
+
+    def require(self, operation: str) -> None:
+        if operation not in self.capabilities:
+            raise ProviderConfigurationError(self.reason_unsupported(operation))
+
+    @classmethod
+    def reason_unsupported(cls, operation: str) -> str:
+        return cls.unsupported_reasons.get(
+            operation, f"{cls.label} does not support the '{operation}' operation."
+        )
+
+    @classmethod
+    def supports(cls, operation: str) -> bool:
+        return operation in cls.capabilities
+
+    def preview(self, ticket: Ticket) -> dict[str, Any]:
+        """The request that syncing `ticket` would send now, secrets masked. No I/O."""
+        request = self.build_update(ticket) if ticket.remote_id else self.build_create(ticket)
+        url, headers, body = self.http.describe(request)
+        return {"method": request.method, "url": url, "headers": headers, "body": body}
+
+    # --- hooks: auth --------------------------------------------------------------------
+    expects_json: ClassVar[bool] = True
+
+    def authorize(self, request: ApiRequest) -> None:
+        """Add auth headers to `request` (token providers may fetch a token here)."""
+
+    def reauthorize(self) -> bool:
+        """Drop a cached token after a 401; True when a retry with a new one makes sense."""
+        return False
+
+    def credential(self, key: str) -> str:
+        value = self.credentials.get(key)
+        if not value:
+            raise ProviderConfigurationError(
+                f"The account '{self.account.name}' has no '{key}' credential set."
+            )
+        return str(value)
+
+    # --- hooks: pure payload builders and parsers ----------------------------------------
+    def build_create(self, ticket: Ticket) -> ApiRequest:
+        raise NotImplementedError
+
+    def parse_create(self, data: Any, ticket: Ticket) -> RemoteRef:
+        raise NotImplementedError
+
+    def build_update(self, ticket: Ticket) -> ApiRequest:
+        raise NotImplementedError
+
+    def parse_update(self, data: Any, ticket: Ticket) -> RemoteRef | None:
+        return None
+
+    def build_fetch(self, tickets: list[Ticket]) -> ApiRequest:
+        raise NotImplementedError
+
+    def parse_fetch(self, data: Any, tickets: list[Ticket]) -> list[RemoteState]:
+        raise NotImplementedError
+
+    def build_reply(self, ticket: Ticket, text: str) -> ApiRequest:
+        raise NotImplementedError
+
+    def build_test(self) -> ApiRequest:
+        raise NotImplementedError
+
+    def parse_test(self, data: Any) -> str:
+        return "Connected."
+
+    def check_body(self, data: Any) -> None:
+        """Raise the right ProviderError when a 2xx body reports a failure."""
+
+    def error_message(self, data: Any, response: ApiResponse) -> str:
+        """The provider's own words for a failed call."""
+        if isinstance(data, dict):
+            for key in ("message", "userMessage", "error", "errorMessage"):
+                value = data.get(key)
+                if isinstance(value, str) and value:
+                    return value
+        text = response.text.strip()
+        return f"HTTP {response.status}: {text[:200]}" if text else f"HTTP {response.status}"
+
+    # --- helpers for vendor hooks --------------------------------------------------------
+    def setting(self, key: str, default: Any = None) -> Any:
+        return (self.account.settings or {}).get(key, default)
+
+    def status_map(self) -> dict[str, dict[str, str]]:
+        configured = self.account.status_map or {}
+        return {
+            "outbound": configured.get("outbound") or self.default_status_map["outbound"],
+            "inbound": configured.get("inbound") or self.default_status_map["inbound"],
+        }
+
+    def remote_status_for(self, console_status: str) -> str:
+        outbound = self.status_map()["outbound"]
+        if console_status not in outbound:
+            raise ProviderConfigurationError(
+                f"The status map of '{self.account.name}' has no {self.label} value for "
+                f"the console status '{console_status}'."
+            )
+        return outbound[console_status]
+
+    def console_status_for(self, remote_status: str) -> str | None:
+        return self.status_map()["inbound"].get(remote_status)
+
+    def remote_priority_for(self, console_priority: str) -> Any:
+        priorities = self.account.priority_map or self.default_priority_map
+        return priorities.get(console_priority, self.default_priority_map.get(console_priority))
+
+    @staticmethod
+    def marker(ticket: Ticket) -> str:
+        """The console reference written into remote tickets, to find them again."""
+        return f"[Ticket Console {ticket.reference}]"
+
+    def description_with_marker(self, ticket: Ticket) -> str:
+        text = (ticket.description or "").rstrip()
+        return f"{text}\n\n{self.marker(ticket)}" if text else self.marker(ticket)
+
+    @staticmethod
+    def format_datetime(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+        return value.strftime(fmt) if value else ""
+
+
+def lenient_get(data: Any, *paths: str) -> Any:
+    """The first non-empty value at any dotted path of `data` (for loosely documented bodies)."""
+    for path in paths:
+        value = data
+        for part in path.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value not in (None, ""):
+            return value
+    return None
+
+
+__all__ = [
+    "CREATE",
+    "FETCH",
+    "REPLY",
+    "TEST",
+    "UPDATE",
+    "ApiRequest",
+    "Provider",
+    "ProviderError",
+    "ProviderTransientError",
+    "RemoteRef",
+    "RemoteState",
+    "lenient_get",
+]

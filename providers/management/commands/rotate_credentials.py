@@ -1,0 +1,36 @@
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from console import crypto
+from providers.fields import SealedJSON
+from providers.models import ProviderAccount
+
+
+class Command(BaseCommand):
+    help = (
+        "Re-encrypt every account's credentials under the newest key "
+        "(the first of CONSOLE_ENCRYPTION_KEYS)."
+    )
+
+    def handle(self, *args, **options):
+        rotated, unreadable = 0, []
+        with transaction.atomic():
+            for account in ProviderAccount.objects.select_for_update().order_by("pk"):
+                token = account.credentials.token if account.credentials else ""
+                if not token:
+                    continue
+                try:
+                    new_token = crypto.rotate(token)
+                except crypto.CredentialsUnreadable:
+                    unreadable.append(account.name)
+                    continue
+                ProviderAccount.objects.filter(pk=account.pk).update(credentials=SealedJSON(new_token))
+                rotated += 1
+            if unreadable:
+                # Nothing is half-done: either every account moves to the new key or none.
+                raise CommandError(
+                    "No credentials were rotated: these accounts cannot be decrypted with any "
+                    f"configured key: {', '.join(unreadable)}. Add the key they were written "
+                    "with to CONSOLE_ENCRYPTION_KEYS (after the new one) and run this again."
+                )
+        self.stdout.write(self.style.SUCCESS(f"Re-encrypted the credentials of {rotated} account(s)."))

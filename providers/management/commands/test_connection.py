@@ -1,0 +1,23 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from providers.models import ProviderAccount
+from tickets.services import test_connection
+
+
+class Command(BaseCommand):
+    help = "Authenticate against an account's provider and report the result and latency."
+
+    def add_arguments(self, parser):
+        parser.add_argument("name", help="The provider account's name.")
+
+    def handle(self, *args, **options):
+        try:
+            account = ProviderAccount.objects.get(name=options["name"])
+        except ProviderAccount.DoesNotExist:
+            names = ", ".join(ProviderAccount.objects.values_list("name", flat=True)) or "none"
+            raise CommandError(f"No account named '{options['name']}'. Accounts: {names}.") from None
+        result = test_connection(account=account)
+        line = f"{account.name}: {result.message} ({result.latency_ms} ms)"
+        if not result.ok:
+            raise CommandError(line)
+        self.stdout.write(self.style.SUCCESS(line))

@@ -1,0 +1,55 @@
+from django.db import models
+from django.utils import timezone
+
+from providers.fields import EncryptedJSONField, SealedJSON
+from providers.registry import kind_choices
+
+
+class ProviderAccount(models.Model):
+    """One configured connection to an external ticketing service."""
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=32, choices=kind_choices, db_index=True)
+    base_url = models.URLField(max_length=500)
+    credentials = EncryptedJSONField(blank=True, default=dict, editable=False)
+    credentials_updated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    settings = models.JSONField(default=dict, blank=True)
+    status_map = models.JSONField(default=dict, blank=True)
+    priority_map = models.JSONField(default=dict, blank=True)
+    enabled = models.BooleanField(default=True)
+    rate_limit = models.FloatField(default=5.0, help_text="Requests per second, shared by all workers.")
+    timeout = models.FloatField(default=15.0, help_text="Seconds to wait for each answer.")
+    # health
+    last_ok_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_error = models.TextField(blank=True, editable=False)
+    last_error_at = models.DateTimeField(null=True, blank=True, editable=False)
+    consecutive_failures = models.PositiveIntegerField(default=0, editable=False)
+    paused_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        permissions = [("manage_provider_accounts", "Can configure provider accounts")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_credentials(self) -> dict:
+        value = self.credentials
+        if isinstance(value, SealedJSON):
+            return value.reveal()
+        return dict(value or {})
+
+    def set_credentials(self, values: dict) -> None:
+        self.credentials = dict(values)
+        self.credentials_updated_at = timezone.now()
+
+    @property
+    def provider_class(self):
+        from providers.registry import get_provider_class
+
+        return get_provider_class(self.kind)
+
+    def get_provider(self):
+        return self.provider_class(self)

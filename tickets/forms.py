@@ -1,0 +1,33 @@
+from django import forms
+
+from tickets.models import Ticket
+
+
+class TicketForm(forms.ModelForm):
+    """The console's own fields plus the provider's extra fields, validated before saving."""
+
+    class Meta:
+        model = Ticket
+        fields = [
+            "account", "title", "description", "requester_email", "requester_name",
+            "priority", "impact", "status", "due_at", "tags", "extra",
+        ]
+
+    def clean(self):
+        cleaned = super().clean()
+        account = cleaned.get("account")
+        if account is None:
+            return cleaned
+        extra_form_class = account.provider_class.extra_form
+        if extra_form_class is not None:
+            extra_form = extra_form_class(data=cleaned.get("extra") or {})
+            if extra_form.is_valid():
+                cleaned["extra"] = {
+                    k: v for k, v in extra_form.cleaned_data.items() if v not in ("", None, {}, [])
+                }
+            else:
+                for field, errors in extra_form.errors.items():
+                    for error in errors:
+                        label = "" if field == "__all__" else f"{field}: "
+                        self.add_error("extra", f"{label}{error}")
+        return cleaned

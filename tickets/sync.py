@@ -1,0 +1,324 @@
+"""Pushing tickets to providers: claim, call, record (DESIGN.md "Sync").
+
+The database is the source of truth; the broker only wakes workers. A worker claims a row
+with a guarded UPDATE committed before any HTTP, calls the provider, and records the outcome
+fenced by the attempt number it claimed, so a second delivery of the same message, or a
+worker that comes back after the sweeper gave its row away, changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from console.crypto import CredentialsUnreadable
+from providers.base import CREATE, UPDATE, RemoteRef
+from providers.errors import (
+    ProviderConfigurationError,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderTransientError,
+)
+from providers.http import Exchange
+from providers.models import ProviderAccount
+from tickets.models import SyncAttempt, SyncState, Ticket
+
+log = logging.getLogger(__name__)
+# Waits up to this long are handed to the broker as a countdown; longer ones are left to
+# the sweeper, which publishes rows whose next_attempt_at has come.
+MAX_COUNTDOWN = 300
+
+
+@dataclass
+class Decision:
+    """What a push ends in."""
+
+    state: str
+    outcome: str
+    message: str = ""
+    retry_in: float | None = None
+    counts_against_account: bool = False
+
+
+@dataclass
+class AttemptLog:
+    """Collects the provider's exchanges of one push, written as SyncAttempt rows at the end."""
+
+    exchanges: list[Exchange] = field(default_factory=list)
+
+    def add(self, exchange: Exchange) -> None:
+        self.exchanges.append(exchange)
+
+    def rows(
+        self, *, account_id: int, operation: str, outcome: str, message: str,
+        ticket: Ticket | None = None,
+    ) -> list[SyncAttempt]:
+        common = {
+            "ticket": ticket, "account_id": account_id, "operation": operation,
+            "revision": ticket.revision if ticket else None,
+        }
+        if not self.exchanges:  # refused before anything was sent (configuration, keys)
+            return [SyncAttempt(**common, started_at=timezone.now(), outcome=outcome, error=message)]
+        rows = []
+        for index, exchange in enumerate(self.exchanges):
+            last = index == len(self.exchanges) - 1
+            ok = exchange.status is not None and exchange.status < 400 and not exchange.error
+            rows.append(
+                SyncAttempt(
+                    **common, started_at=exchange.started_at, duration_ms=exchange.duration_ms,
+                    outcome=outcome if last else ("success" if ok else "failed"),
+                    http_status=exchange.status, request_method=exchange.method,
+                    request_url=exchange.url[:1000], request_headers=exchange.request_headers,
+                    request_body=exchange.request_body, response_body=exchange.response_body,
+                    error=message if last else exchange.error,
+                )
+            )
+        return rows
+
+    def save_for(self, ticket: Ticket, operation: str, decision: Decision) -> None:
+        SyncAttempt.objects.bulk_create(
+            self.rows(
+                account_id=ticket.account_id, operation=operation, outcome=decision.outcome,
+                message=decision.message, ticket=ticket,
+            )
+        )
+
+
+# --- enqueueing ---------------------------------------------------------------------------
+def enqueue_push(ticket_ids: list[int], *, countdown: float = 0) -> None:
+    """Publish push messages. A failed publish is logged, not raised: the row stays pending
+    and the sweeper publishes it again, so a broker outage delays work but loses none."""
+    if not ticket_ids:
+        return
+    from tickets.tasks import push_ticket
+
+    due = timezone.now() + timedelta(seconds=countdown)
+    Ticket.objects.filter(pk__in=ticket_ids).update(enqueued_at=due)
+    for ticket_id in ticket_ids:
+        try:
+            push_ticket.apply_async((ticket_id,), countdown=countdown or None)
+        except Exception:  # noqa: BLE001 - any broker failure; the sweeper covers it
+            log.warning("Could not publish push for ticket %s; the sweeper will retry.", ticket_id)
+            unpublished = ticket_ids[ticket_ids.index(ticket_id):]
+            Ticket.objects.filter(pk__in=unpublished).update(enqueued_at=None)
+            return
+
+
+def enqueue_push_on_commit(ticket_id: int) -> None:
+    transaction.on_commit(lambda: enqueue_push([ticket_id]))
+
+
+# --- the push -----------------------------------------------------------------------------
+def claim(ticket_id: int) -> Ticket | None:
+    """Take the row for this worker: pending (and due) -> sending. Committed at once."""
+    now = timezone.now()
+    claimed = (
+        Ticket.objects.filter(pk=ticket_id, sync_state=SyncState.PENDING)
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .update(sync_state=SyncState.SENDING, attempts=F("attempts") + 1, sending_since=now)
+    )
+    if not claimed:
+        return None
+    return Ticket.objects.select_related("account").get(pk=ticket_id)
+
+
+def push(ticket_id: int) -> str:
+    """Send the ticket's current state: a create, or a full update. Returns the new state."""
+    ticket = claim(ticket_id)
+    if ticket is None:
+        return "not-claimed"
+    operation = UPDATE if ticket.remote_id else CREATE
+    attempt_log = AttemptLog()
+    ref: RemoteRef | None = None
+    try:
+        provider = ticket.account.get_provider()
+        provider.http.on_exchange = attempt_log.add
+        if not ticket.account.enabled:
+            raise ProviderConfigurationError(
+                f"The account '{ticket.account.name}' is disabled; enable it, then retry."
+            )
+        ref = provider.create(ticket) if operation == CREATE else provider.update(ticket)
+        decision = Decision(SyncState.SYNCED, SyncAttempt.Outcome.SUCCESS)
+    except Exception as exc:  # noqa: BLE001 - every failure is classified and recorded
+        decision = decide(exc, ticket=ticket, operation=operation, sent=bool(attempt_log.exchanges))
+    finish(ticket, operation=operation, decision=decision, ref=ref, attempt_log=attempt_log)
+    return decision.state
+
+
+def decide(exc: Exception, *, ticket: Ticket, operation: str, sent: bool) -> Decision:
+    """Map a failure to the state the ticket goes to (DESIGN.md "Outcomes")."""
+    account = ticket.account
+    provider_class = account.provider_class
+    if isinstance(exc, (ProviderConfigurationError, CredentialsUnreadable)):
+        return Decision(SyncState.FAILED, SyncAttempt.Outcome.FAILED, str(exc))
+    if isinstance(exc, ProviderTransientError) and exc.may_have_applied and operation == CREATE:
+        resend_safe = provider_class.create_is_idempotent or (account.settings or {}).get(
+            "retry_unknown_creates", False
+        )
+        if not resend_safe:
+            return Decision(
+                SyncState.NEEDS_ATTENTION,
+                SyncAttempt.Outcome.UNKNOWN,
+                f"{exc.message} The ticket may now exist in {provider_class.label}. Check there, "
+                "then retry the create, link the existing remote id, or cancel.",
+                counts_against_account=True,
+            )
+    if isinstance(exc, (ProviderRateLimited, ProviderTransientError)):
+        if ticket.attempts >= settings.SYNC_MAX_ATTEMPTS:
+            return Decision(
+                SyncState.FAILED,
+                SyncAttempt.Outcome.FAILED,
+                f"Gave up after {ticket.attempts} attempts: {exc.message}",
+                counts_against_account=True,
+            )
+        retry_after = getattr(exc, "retry_after", None)
+        return Decision(
+            SyncState.PENDING,
+            SyncAttempt.Outcome.RETRY,
+            exc.message,
+            retry_in=backoff(ticket.attempts, retry_after),
+            counts_against_account=True,
+        )
+    if isinstance(exc, ProviderError):
+        return Decision(
+            SyncState.FAILED,
+            SyncAttempt.Outcome.FAILED,
+            exc.message,
+            counts_against_account=not hasattr(exc, "field_errors"),
+        )
+    log.exception("Unexpected error while pushing ticket %s", ticket.pk)
+    if sent and operation == CREATE:
+        return Decision(
+            SyncState.NEEDS_ATTENTION,
+            SyncAttempt.Outcome.UNKNOWN,
+            f"Internal error after the create was sent ({type(exc).__name__}); "
+            "check the provider before retrying.",
+        )
+    return Decision(
+        SyncState.FAILED, SyncAttempt.Outcome.FAILED, f"Internal error ({type(exc).__name__})."
+    )
+
+
+def backoff(attempts: int, retry_after: float | None = None) -> float:
+    """Exponential backoff with jitter; the provider's Retry-After wins when it is given."""
+    if retry_after is not None:
+        return max(1.0, retry_after)
+    ceiling = min(settings.SYNC_BACKOFF_CAP, settings.SYNC_BACKOFF_BASE * 2 ** max(0, attempts - 1))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def finish(
+    ticket: Ticket, *, operation: str, decision: Decision, ref: RemoteRef | None,
+    attempt_log: AttemptLog,
+) -> None:
+    """Record the outcome, fenced by the claimed attempt: a stale worker writes nothing."""
+    now = timezone.now()
+    requeue_in: float | None = None
+    with transaction.atomic():
+        current = (
+            Ticket.objects.select_for_update()
+            .filter(pk=ticket.pk, sync_state=SyncState.SENDING, attempts=ticket.attempts)
+            .first()
+        )
+        if current is None:
+            log.warning("Ticket %s was taken over while this worker sent it; "
+                        "its outcome is recorded but not applied.", ticket.pk)
+            attempt_log.save_for(ticket, operation, decision)
+            return
+        current.sending_since = None
+        current.last_error = decision.message
+        if ref is not None:
+            current.remote_id = ref.remote_id
+            current.remote_number = ref.remote_number or current.remote_number
+            current.remote_url = ref.remote_url or current.remote_url
+            current.remote_status = ref.remote_status or current.remote_status
+        if decision.state == SyncState.SYNCED:
+            current.synced_revision = ticket.revision
+            current.last_synced_at = now
+            current.attempts = 0
+            current.next_attempt_at = None
+            if current.revision > ticket.revision:  # edited while we were sending
+                current.sync_state = SyncState.PENDING
+                requeue_in = 0
+            else:
+                current.sync_state = SyncState.SYNCED
+        elif decision.state == SyncState.PENDING:
+            current.sync_state = SyncState.PENDING
+            current.next_attempt_at = now + timedelta(seconds=decision.retry_in or 0)
+            if (decision.retry_in or 0) <= MAX_COUNTDOWN:
+                requeue_in = decision.retry_in or 0
+        else:
+            current.sync_state = decision.state
+            current.next_attempt_at = None
+        current.save()
+        attempt_log.save_for(ticket, operation, decision)
+        record_account_health(ticket.account_id, decision, now)
+        if requeue_in is not None:
+            delay = requeue_in
+            transaction.on_commit(lambda: enqueue_push([ticket.pk], countdown=delay))
+
+
+def record_account_health(account_id: int, decision: Decision, now) -> None:
+    accounts = ProviderAccount.objects.filter(pk=account_id)
+    if decision.state == SyncState.SYNCED:
+        accounts.exclude(consecutive_failures=0, last_ok_at__gt=now - timedelta(seconds=10)).update(
+            last_ok_at=now, consecutive_failures=0
+        )
+    elif decision.counts_against_account:
+        accounts.update(
+            consecutive_failures=F("consecutive_failures") + 1,
+            last_error=decision.message[:2000],
+            last_error_at=now,
+        )
+
+
+# --- the sweeper --------------------------------------------------------------------------
+def sweep(*, limit: int = 1000) -> dict[str, int]:
+    """Publish rows that are due but unannounced, and recover rows a dead worker left."""
+    now = timezone.now()
+    due_ids = list(
+        Ticket.objects.filter(sync_state=SyncState.PENDING)
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .filter(
+            Q(enqueued_at__isnull=True)
+            | Q(enqueued_at__lte=now - timedelta(seconds=settings.SYNC_REQUEUE_AFTER))
+        )
+        .order_by("next_attempt_at", "pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+    enqueue_push(due_ids)
+    deadline = now - timedelta(seconds=settings.SYNC_SENDING_DEADLINE)
+    abandoned = 0
+    for ticket in Ticket.objects.select_related("account").filter(
+        sync_state=SyncState.SENDING, sending_since__lt=deadline
+    )[:limit]:
+        abandoned += recover_abandoned(ticket)
+    return {"published": len(due_ids), "recovered": abandoned}
+
+
+def recover_abandoned(ticket: Ticket) -> int:
+    """A row stuck in `sending`: its worker died. An update is simply sent again; a create
+    may have reached the provider, so unless a resend is safe a person decides."""
+    resend_safe = bool(ticket.remote_id) or ticket.account.provider_class.create_is_idempotent or (
+        (ticket.account.settings or {}).get("retry_unknown_creates", False)
+    )
+    fields = {"sending_since": None, "next_attempt_at": None, "enqueued_at": None}
+    if resend_safe:
+        fields["sync_state"] = SyncState.PENDING
+    else:
+        fields["sync_state"] = SyncState.NEEDS_ATTENTION
+        fields["last_error"] = (
+            "The worker stopped while creating this ticket; it may now exist in "
+            f"{ticket.account.provider_class.label}. Check there, then retry, link the "
+            "remote id, or cancel."
+        )
+    return Ticket.objects.filter(
+        pk=ticket.pk, sync_state=SyncState.SENDING, attempts=ticket.attempts
+    ).update(**fields)

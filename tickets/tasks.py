@@ -1,0 +1,34 @@
+"""Celery entry points. Thin: they take ids and call tickets.sync / tickets.services."""
+
+import logging
+import sqlite3
+
+from celery import shared_task
+from django.conf import settings
+
+from tickets import sync
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(name="tickets.tasks.push_ticket")
+def push_ticket(ticket_id: int) -> str:
+    return sync.push(ticket_id)
+
+
+@shared_task(name="tickets.tasks.sweep_sync_queue")
+def sweep_sync_queue() -> dict:
+    return sync.sweep()
+
+
+@shared_task(name="tickets.tasks.purge_embedded_broker")
+def purge_embedded_broker() -> int:
+    """kombu's SQLAlchemy transport keeps delivered messages (visible=0) forever; drop them."""
+    url = settings.CELERY_BROKER_URL
+    if not url.startswith("sqla+sqlite:///"):
+        return 0
+    with sqlite3.connect(url.removeprefix("sqla+sqlite:///"), timeout=30) as connection:
+        try:
+            return connection.execute("DELETE FROM kombu_message WHERE visible = 0").rowcount
+        except sqlite3.OperationalError:  # table not created yet
+            return 0
