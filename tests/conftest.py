@@ -1,0 +1,116 @@
+"""Shared fixtures: the sandbox over real HTTP, a real Celery worker process, accounts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.db import connections
+
+from console import celery_app
+from providers.sandbox.registry import EMULATORS
+from providers.sandbox.server import serve_in_thread
+from tests.helpers import Sandbox, make_account
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKER_READY_TIMEOUT = 90
+
+
+@pytest.fixture(scope="session")
+def sandbox_server():
+    credentials = {cls.name: cls.generate_credentials() for cls in EMULATORS}
+    server = serve_in_thread(credentials)
+    yield Sandbox(server, credentials)
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def sandbox(sandbox_server):
+    """The session's sandbox, emptied and without faults for each test."""
+    sandbox_server.reset()
+    yield sandbox_server
+    sandbox_server.reset()
+
+
+@pytest.fixture
+def account_factory(sandbox):
+    def factory(kind: str, **kwargs):
+        return make_account(sandbox, kind, **kwargs)
+
+    return factory
+
+
+# --- a real Celery worker ------------------------------------------------------------------
+def _database_url() -> str:
+    """The URL of the test database pytest-django created, for processes we start."""
+    db = connections["default"].settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def broker_url(tmp_path_factory) -> str:
+    """The tests' own broker, so a console running on this machine never sees their tasks."""
+    url = os.environ.get("TEST_CELERY_BROKER_URL") or (
+        f"sqla+sqlite:///{tmp_path_factory.mktemp('broker') / 'broker.sqlite3'}"
+    )
+    celery_app.conf.broker_url = url
+    celery_app.conf.broker_transport_options = (
+        {"polling_interval": 0.1} if url.startswith("sqla+") else {"visibility_timeout": 3600}
+    )
+    return url
+
+
+@pytest.fixture(scope="session")
+def worker_process(django_db_setup, django_db_blocker, broker_url, tmp_path_factory):
+    from django.conf import settings
+
+    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url(),
+        "CELERY_BROKER_URL": broker_url,
+        "CELERY_POLLING_INTERVAL": "0.1",
+        "CONSOLE_ENCRYPTION_KEYS": ",".join(settings.CONSOLE_ENCRYPTION_KEYS),
+        "SYNC_BACKOFF_BASE": "0.3",
+        "SYNC_BACKOFF_CAP": "2",
+        "PYTHONUNBUFFERED": "1",
+    }
+    if broker_url.startswith("redis://"):
+        import redis
+
+        redis.Redis.from_url(broker_url).flushdb()
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "console", "worker", "--loglevel", "INFO",
+             "--concurrency", "2", "--without-gossip", "--without-mingle", "--without-heartbeat",
+             "-n", f"test-{os.getpid()}@%h"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + WORKER_READY_TIMEOUT
+    while b" ready." not in log_path.read_bytes():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"The Celery worker did not start:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.2)
+    yield process
+    process.terminate()
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    connections.close_all()
+
+
+@pytest.fixture
+def worker(worker_process, transactional_db):
+    """A real worker draining the real broker; tests using it commit their data."""
+    yield worker_process
+    assert worker_process.poll() is None, "the worker died during the test"
