@@ -53,3 +53,18 @@ class ProviderAccount(models.Model):
 
     def get_provider(self):
         return self.provider_class(self)
+
+
+class AccessToken(models.Model):
+    """A provider-issued access token, cached in the database so every worker shares it.
+
+    One per account; the token and refresh token are encrypted like credentials.
+    """
+
+    account = models.OneToOneField(ProviderAccount, on_delete=models.CASCADE, related_name="access_token")
+    secret = EncryptedJSONField(blank=True, default=dict)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    obtained_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"access token of {self.account_id}"
