@@ -7,6 +7,8 @@ switch to PostgreSQL and Redis/RabbitMQ; `CONSOLE_PRODUCTION=1` turns on the har
 production mode (see docs/operations.md).
 """
 
+import os
+import tempfile
 from pathlib import Path
 
 import environ
@@ -53,7 +55,6 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -61,6 +62,10 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+if PRODUCTION:
+    # gunicorn serves the collected static files itself (runserver does it in development).
+    MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
 
 ROOT_URLCONF = "console.urls"
 WSGI_APPLICATION = "console.wsgi.application"
@@ -94,7 +99,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     DATABASES["default"]["TEST"] = {
         # A file, not :memory:, so worker processes started by the tests see the same data.
-        "NAME": env.str("TEST_SQLITE_PATH", default=str(STATE_DIR / "test-db.sqlite3")),
+        # One per test run (pid), so two runs on one machine never share a test database.
+        "NAME": env.str(
+            "TEST_SQLITE_PATH",
+            default=str(Path(tempfile.gettempdir()) / f"ticket-console-test-{os.getpid()}.sqlite3"),
+        ),
     }
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
@@ -165,11 +174,9 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
     }
-elif CELERY_BROKER_URL.startswith(("sqla+", "filesystem://")):
-    # Virtual transports poll; the default 1 s adds a second to every create's latency.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "polling_interval": env.float("CELERY_POLLING_INTERVAL", default=0.2),
-    }
+# kombu's SQLAlchemy transport polls every second when idle; it hands every transport
+# option to create_engine(), so its polling_interval cannot be tuned from here.
+
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_MAX_TASKS_PER_CHILD = env.int("CELERY_WORKER_MAX_TASKS_PER_CHILD", default=5000)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

@@ -15,7 +15,19 @@ def credential_field_name(kind: str, key: str) -> str:
     return f"cred__{kind}__{key}"
 
 
-class ProviderAccountForm(forms.ModelForm):
+def write_only_credential_fields() -> dict[str, forms.Field]:
+    """Every provider's credential fields, as password inputs that never render a value."""
+    fields = {}
+    for kind in PROVIDERS:
+        for key, field in get_provider_class(kind).credential_fields.items():
+            field = copy.deepcopy(field)
+            field.required = False
+            field.widget = forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"})
+            fields[credential_field_name(kind, key)] = field
+    return fields
+
+
+class BaseProviderAccountForm(forms.ModelForm):
     """Credentials are never rendered back: blank means "keep what is stored"."""
 
     class Meta:
@@ -27,19 +39,14 @@ class ProviderAccountForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        stored_kind = self.instance.kind if self.instance.pk else None
         set_on = self.instance.credentials_updated_at
-        for kind in PROVIDERS:
-            for key, field in get_provider_class(kind).credential_fields.items():
-                field = copy.deepcopy(field)
-                field.required = False
-                field.widget = forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"})
-                if kind == stored_kind and set_on:
-                    field.help_text = (
-                        f"Set on {formats.date_format(set_on, 'DATETIME_FORMAT')}. "
-                        "Leave blank to keep it. " + str(field.help_text or "")
-                    )
-                self.fields[credential_field_name(kind, key)] = field
+        if self.instance.pk and set_on:
+            for key in self.instance.provider_class.credential_fields:
+                field = self.fields[credential_field_name(self.instance.kind, key)]
+                field.help_text = (
+                    f"Set on {formats.date_format(set_on, 'DATETIME_FORMAT')}. "
+                    "Leave blank to keep it. " + str(field.help_text or "")
+                )
 
     def clean(self):
         cleaned = super().clean()
@@ -74,3 +81,9 @@ class ProviderAccountForm(forms.ModelForm):
         if commit:
             account.save()
         return account
+
+
+# Declared (not added in __init__) so the admin's fieldsets can name them.
+ProviderAccountForm = type(
+    "ProviderAccountForm", (BaseProviderAccountForm,), write_only_credential_fields()
+)

@@ -62,9 +62,6 @@ def broker_url(tmp_path_factory) -> str:
         f"sqla+sqlite:///{tmp_path_factory.mktemp('broker') / 'broker.sqlite3'}"
     )
     celery_app.conf.broker_url = url
-    celery_app.conf.broker_transport_options = (
-        {"polling_interval": 0.1} if url.startswith("sqla+") else {"visibility_timeout": 3600}
-    )
     return url
 
 
@@ -77,7 +74,6 @@ def worker_process(django_db_setup, django_db_blocker, broker_url, tmp_path_fact
         **os.environ,
         "DATABASE_URL": _database_url(),
         "CELERY_BROKER_URL": broker_url,
-        "CELERY_POLLING_INTERVAL": "0.1",
         "CONSOLE_ENCRYPTION_KEYS": ",".join(settings.CONSOLE_ENCRYPTION_KEYS),
         "SYNC_BACKOFF_BASE": "0.3",
         "SYNC_BACKOFF_CAP": "2",

@@ -1,4 +1,5 @@
 from django.contrib import admin, messages
+from django.contrib.admin.options import ActionLocation
 from django.utils.html import format_html
 
 from tickets import services
@@ -54,8 +55,8 @@ class TicketAdmin(admin.ModelAdmin):
     actions = ["retry_sync"]
     date_hierarchy = "created_at"
 
-    def get_actions(self, request):
-        actions = super().get_actions(request)
+    def get_actions(self, request, action_location=ActionLocation.CHANGE_LIST):
+        actions = super().get_actions(request, action_location=action_location)
         actions.pop("delete_selected", None)  # tickets are cancelled, never bulk-deleted
         return actions
 
@@ -89,9 +90,6 @@ class TicketAdmin(admin.ModelAdmin):
                 account=form.cleaned_data["account"], created_by=request.user, **data
             )
         obj.pk, obj.reference = ticket.pk, ticket.reference
-
-    def save_related(self, request, form, formsets, change):
-        """Attempts are read-only; nothing related is saved from the form."""
 
     @admin.action(description="Retry sync of selected tickets")
     def retry_sync(self, request, queryset):

@@ -1,0 +1,82 @@
+"""Ticket bookkeeping that needs no worker: references, revisions, claiming and fencing."""
+
+import pytest
+
+from tickets import services, sync
+from tickets.models import SyncAttempt, SyncState, Ticket
+
+
+@pytest.fixture
+def account(account_factory):
+    return account_factory("kapture")
+
+
+@pytest.mark.django_db
+def test_references_are_unique_sequential_and_never_change(account):
+    first = services.create_ticket(account=account, title="one")
+    second = services.create_ticket(account=account, title="two")
+    assert first.reference == f"TC-{first.pk:06d}"
+    assert second.reference == f"TC-{second.pk:06d}" != first.reference
+    services.update_ticket(ticket=first, changes={"title": "one, renamed"})
+    first.refresh_from_db()
+    assert first.reference == f"TC-{first.pk:06d}"
+
+
+@pytest.mark.django_db
+def test_an_edit_bumps_the_revision_and_makes_the_ticket_pending(account):
+    ticket = services.create_ticket(account=account, title="one")
+    Ticket.objects.filter(pk=ticket.pk).update(sync_state=SyncState.SYNCED, synced_revision=1)
+    ticket = services.update_ticket(ticket=Ticket.objects.get(pk=ticket.pk), changes={"priority": "urgent"})
+    assert (ticket.revision, ticket.sync_state, ticket.has_unsynced_changes) == (2, "pending", True)
+
+
+@pytest.mark.django_db
+def test_an_edit_while_sending_keeps_the_claim_and_an_unknown_create_stays_held(account):
+    sending = services.create_ticket(account=account, title="in flight")
+    Ticket.objects.filter(pk=sending.pk).update(sync_state=SyncState.SENDING, attempts=1)
+    sending = services.update_ticket(ticket=Ticket.objects.get(pk=sending.pk), changes={"title": "x"})
+    assert (sending.sync_state, sending.attempts, sending.revision) == ("sending", 1, 2)
+
+    held = services.create_ticket(account=account, title="unknown")
+    Ticket.objects.filter(pk=held.pk).update(sync_state=SyncState.NEEDS_ATTENTION)
+    held = services.update_ticket(ticket=Ticket.objects.get(pk=held.pk), changes={"title": "y"})
+    assert held.sync_state == "needs_attention"
+
+
+@pytest.mark.django_db
+def test_only_one_worker_can_claim_a_ticket(account):
+    ticket = services.create_ticket(account=account, title="one")
+    assert sync.claim(ticket.pk) is not None
+    assert sync.claim(ticket.pk) is None  # a duplicate message finds nothing to do
+
+
+@pytest.mark.django_db
+def test_a_stale_worker_cannot_overwrite_the_outcome_of_a_newer_claim(account):
+    ticket = services.create_ticket(account=account, title="one")
+    stale = sync.claim(ticket.pk)
+    # The sweeper gave the row away and another worker claimed it again.
+    Ticket.objects.filter(pk=ticket.pk).update(sync_state=SyncState.PENDING)
+    current = sync.claim(ticket.pk)
+    assert current.attempts == stale.attempts + 1
+    decision = sync.Decision(SyncState.FAILED, SyncAttempt.Outcome.FAILED, "stale failure")
+    sync.finish(stale, operation="create", decision=decision, ref=None, attempt_log=sync.AttemptLog())
+    ticket.refresh_from_db()
+    assert ticket.sync_state == SyncState.SENDING and ticket.last_error == ""
+    assert SyncAttempt.objects.get(ticket=ticket).error == "stale failure"  # still audited
+
+
+@pytest.mark.django_db
+def test_retry_is_refused_for_a_synced_ticket(account):
+    ticket = services.create_ticket(account=account, title="one")
+    Ticket.objects.filter(pk=ticket.pk).update(sync_state=SyncState.SYNCED)
+    ticket.refresh_from_db()
+    with pytest.raises(services.TicketActionError, match="nothing to retry"):
+        services.retry_sync(ticket=ticket)
+
+
+def test_backoff_grows_exponentially_with_jitter_and_honours_retry_after(settings):
+    settings.SYNC_BACKOFF_BASE, settings.SYNC_BACKOFF_CAP = 2.0, 60.0
+    assert 1.0 <= sync.backoff(1) <= 2.0
+    assert 8.0 <= sync.backoff(4) <= 16.0
+    assert 30.0 <= sync.backoff(20) <= 60.0
+    assert sync.backoff(3, retry_after=42) == 42
