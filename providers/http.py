@@ -34,6 +34,8 @@ REDACTED = "[redacted]"
 RESPONSE_KEEP_CHARS = 4000
 SECRET_HEADER = re.compile(r"authorization|token|secret|api[-_]?key|password|cookie", re.I)
 SECRET_FIELD = re.compile(r"pass(word)?|secret|token|api[-_]?key|authorization", re.I)
+# For bodies that are not valid JSON (truncated, or JSON inside HTML): "…token": "value".
+SECRET_IN_JSON_TEXT = re.compile(r'("[^"]*(?:token|secret|password)[^"]*"\s*:\s*")[^"]*(")', re.I)
 
 
 @dataclass
@@ -94,6 +96,18 @@ class Redactor:
         for secret in sorted(self.secrets, key=len, reverse=True):
             value = value.replace(secret, REDACTED)
         return value
+
+    def body(self, text: str, limit: int = RESPONSE_KEEP_CHARS) -> str:
+        """A response body for the record: known secrets removed, and the values of
+        secret-looking JSON keys masked too, since a token answer is recorded before the
+        provider has read (and registered) the token it carries."""
+        try:
+            data = json.loads(text)
+        except ValueError:
+            masked = SECRET_IN_JSON_TEXT.sub(rf"\g<1>{REDACTED}\g<2>", self.text(text))
+        else:
+            masked = json.dumps(self.fields(data), ensure_ascii=False)
+        return masked[:limit]
 
     def headers(self, headers: dict[str, str]) -> dict[str, str]:
         return {
@@ -209,7 +223,7 @@ class HttpClient:
             raise
         else:
             exchange.status = response.status
-            exchange.response_body = self.redactor.text(response.text[:RESPONSE_KEEP_CHARS])
+            exchange.response_body = self.redactor.body(response.text)
             return response
         finally:
             exchange.duration_ms = int((time.monotonic() - started) * 1000)

@@ -4,6 +4,10 @@ from importlib import import_module
 
 PROVIDERS: dict[str, str] = {
     "kapture": "providers.kapture.KaptureProvider",
+    "keliweb": "providers.keliweb.KeliwebProvider",
+    "knight": "providers.knight.KnightProvider",
+    "motadata": "providers.motadata.MotadataProvider",
+    "particlespace": "providers.particlespace.ParticleSpaceProvider",
 }
 
 
