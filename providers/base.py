@@ -146,8 +146,22 @@ class Provider:
     def supports(cls, operation: str) -> bool:
         return operation in cls.capabilities
 
+    @classmethod
+    def validate_credentials(cls, values: dict[str, Any]) -> dict[str, str]:
+        """Errors by credential key for a complete credential set; by default all are needed."""
+        return {
+            key: f"{cls.label} needs this credential." for key in cls.credential_fields if not values.get(key)
+        }
+
+    @classmethod
+    def validate_ticket(cls, fields: dict[str, Any]) -> dict[str, list[str]]:
+        """Errors by console ticket field that this provider would refuse (checked before saving)."""
+        return {}
+
     def preview(self, ticket: Ticket) -> dict[str, Any]:
         """The request that syncing `ticket` would send now, secrets masked. No I/O."""
+        if ticket.remote_id and not self.supports(UPDATE):
+            raise ProviderConfigurationError(self.reason_unsupported(UPDATE))
         request = self.build_update(ticket) if ticket.remote_id else self.build_create(ticket)
         url, headers, body = self.http.describe(request)
         return {"method": request.method, "url": url, "headers": headers, "body": body}

@@ -56,10 +56,13 @@ class BaseProviderAccountForm(forms.ModelForm):
         provider_class = get_provider_class(kind)
         keeping = self.instance.pk and self.instance.kind == kind
         stored = self.instance.get_credentials() if keeping and self.instance.credentials else {}
-        for key in provider_class.credential_fields:
-            name = credential_field_name(kind, key)
-            if not cleaned.get(name) and not stored.get(key):
-                self.add_error(name, f"{provider_class.label} needs this credential.")
+        entered = {
+            key: cleaned.get(credential_field_name(kind, key))
+            for key in provider_class.credential_fields
+            if cleaned.get(credential_field_name(kind, key))
+        }
+        for key, message in provider_class.validate_credentials({**stored, **entered}).items():
+            self.add_error(credential_field_name(kind, key), message)
         return cleaned
 
     def save(self, commit: bool = True) -> ProviderAccount:

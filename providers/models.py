@@ -35,6 +35,13 @@ class ProviderAccount(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args, **kwargs) -> None:
+        super().save(*args, **kwargs)
+        if getattr(self, "_credentials_changed", False):
+            # A token obtained with the old credentials must not outlive them.
+            AccessToken.objects.filter(account=self).delete()
+            self._credentials_changed = False
+
     def get_credentials(self) -> dict:
         value = self.credentials
         if isinstance(value, SealedJSON):
@@ -44,6 +51,7 @@ class ProviderAccount(models.Model):
     def set_credentials(self, values: dict) -> None:
         self.credentials = dict(values)
         self.credentials_updated_at = timezone.now()
+        self._credentials_changed = True
 
     @property
     def provider_class(self):

@@ -211,9 +211,9 @@ class ParticleSpaceProvider(TokenAuthProvider):
     # --- credentials ---------------------------------------------------------------------
     @classmethod
     def validate_credentials(cls, values: dict[str, Any]) -> dict[str, str]:
-        """The two keys, stripped; raises ValidationError({key: message}) when they are wrong.
+        """Errors by credential key (none when the pair is usable).
 
-        Both must carry their prefix (sk_…/pk_…) and the same mode (test or live).
+        Both keys must carry their prefix (sk_…/pk_…) and the same mode (test or live).
         """
         cleaned = {key: str(values.get(key) or "").strip() for key in ("secret_key", "publish_key")}
         errors: dict[str, str] = {}
@@ -229,9 +229,7 @@ class ParticleSpaceProvider(TokenAuthProvider):
                 f"The secret key is a {modes['secret_key']} key but the publish key is a "
                 f"{modes['publish_key']} key: use a pair of the same mode."
             )
-        if errors:
-            raise ValidationError(errors)
-        return cleaned
+        return errors
 
     # --- auth (key exchange) -------------------------------------------------------------
     def build_token_request(self, refresh_token: str = "") -> ApiRequest:

@@ -18,7 +18,11 @@ class TicketForm(forms.ModelForm):
         account = cleaned.get("account")
         if account is None:
             return cleaned
-        extra_form_class = account.provider_class.extra_form
+        provider_class = account.provider_class
+        for field, errors in provider_class.validate_ticket(cleaned).items():
+            for error in errors:
+                self.add_error(field if field in self.fields else None, error)
+        extra_form_class = provider_class.extra_form
         if extra_form_class is not None:
             extra_form = extra_form_class(data=cleaned.get("extra") or {})
             if extra_form.is_valid():

@@ -208,11 +208,9 @@ def test_fetch_and_reply_are_refused_with_the_reason():
 
 # --- credentials ----------------------------------------------------------------------------
 @pytest.mark.parametrize("mode", ["test", "live"])
-def test_a_matching_key_pair_is_accepted_and_stripped(mode):
+def test_a_matching_key_pair_is_accepted(mode):
     values = {"secret_key": f" sk_{mode}_abc ", "publish_key": f"pk_{mode}_def\n"}
-    assert ParticleSpaceProvider.validate_credentials(values) == {
-        "secret_key": f"sk_{mode}_abc", "publish_key": f"pk_{mode}_def",
-    }
+    assert ParticleSpaceProvider.validate_credentials(values) == {}
 
 
 @pytest.mark.parametrize(
@@ -225,9 +223,7 @@ def test_a_matching_key_pair_is_accepted_and_stripped(mode):
     ],
 )
 def test_bad_key_pairs_are_refused_on_the_right_field(values, field, message):
-    with pytest.raises(ValidationError) as raised:
-        ParticleSpaceProvider.validate_credentials(values)
-    assert message in raised.value.message_dict[field][0]
+    assert message in ParticleSpaceProvider.validate_credentials(values)[field]
 
 
 def test_credential_fields_refuse_a_key_without_its_prefix():
@@ -240,7 +236,7 @@ def test_credential_fields_refuse_a_key_without_its_prefix():
 def test_sandbox_credentials_carry_test_mode_prefixes():
     credentials = ParticleSpaceEmulator.generate_credentials()
     assert set(credentials) == set(ParticleSpaceProvider.credential_fields)
-    assert ParticleSpaceProvider.validate_credentials(credentials) == credentials
+    assert ParticleSpaceProvider.validate_credentials(credentials) == {}
 
 
 # --- the extra form -------------------------------------------------------------------------
