@@ -146,3 +146,108 @@ class SyncAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.operation} {self.outcome} at {self.started_at:%Y-%m-%d %H:%M:%S}"
+
+
+def attachment_path(instance: "Attachment", filename: str) -> str:
+    return f"attachments/{instance.ticket_id}/{filename}"
+
+
+class Attachment(models.Model):
+    """A file on a ticket, sent where the provider takes files (Keliweb inline, Motadata upload)."""
+
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="attachments")
+    file = models.FileField(upload_to=attachment_path)
+    name = models.CharField(max_length=255)
+    size = models.PositiveIntegerField()
+    content_type = models.CharField(max_length=100, blank=True)
+    #: What the provider calls the uploaded file (Motadata's refFileName), once uploaded.
+    remote_ref = models.CharField(max_length=255, blank=True)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Reply(models.Model):
+    """A reply or comment on a ticket, pushed by the sync engine where the provider takes one."""
+
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="replies")
+    body = models.TextField()
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    sync_state = models.CharField(max_length=20, choices=SyncState.choices, default=SyncState.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    sending_since = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["sync_state", "next_attempt_at"], name="reply_sync_due")]
+
+    def __str__(self) -> str:
+        return f"reply to {self.ticket_id}"
+
+
+class InboundEvent(models.Model):
+    """A payload a provider sent us (Knight's callbackAddress), stored once, applied if possible."""
+
+    account = models.ForeignKey(ProviderAccount, on_delete=models.CASCADE, related_name="inbound_events")
+    ticket = models.ForeignKey(
+        Ticket, null=True, blank=True, on_delete=models.SET_NULL, related_name="inbound_events"
+    )
+    digest = models.CharField(max_length=64, unique=True, help_text="SHA-256 of the body: de-duplication.")
+    payload = models.JSONField(default=dict, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    applied = models.BooleanField(default=False)
+    note = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"inbound {self.digest[:12]}"
+
+
+class BulkJob(models.Model):
+    """A bulk action run in the background over a selection of tickets, with counters."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    action = models.CharField(max_length=40)
+    params = models.JSONField(default=dict, blank=True)
+    #: How the tickets were chosen: {"ids": [...]} or a changelist filter, walked by key in chunks.
+    selection = models.JSONField(default=dict, blank=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED, db_index=True)
+    total = models.PositiveIntegerField(default=0)
+    processed = models.PositiveIntegerField(default=0)
+    succeeded = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    #: Per-reason counts and example ticket ids, e.g. {"failed": {"<reason>": {"count": n, "ids": [...]}}}
+    results = models.JSONField(default=dict, blank=True)
+    #: Highest ticket id handled so far: a restarted job resumes after it.
+    cursor = models.BigIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.action} #{self.pk}"
