@@ -134,6 +134,8 @@ STORAGES = {
 }
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(STATE_DIR / "media")))
 MEDIA_URL = "media/"
+#: Largest file a ticket may carry (bytes); providers may refuse smaller ones.
+ATTACHMENT_MAX_BYTES = env.int("ATTACHMENT_MAX_BYTES", default=10 * 1024 * 1024)
 
 LOGIN_URL = "admin:login"
 CRISPY_ALLOWED_TEMPLATE_PACKS = "bootstrap5"

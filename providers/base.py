@@ -66,6 +66,8 @@ class Provider:
     default_priority_map: ClassVar[dict[str, Any]] = {}
     #: True when resending a create whose outcome is unknown cannot duplicate the ticket.
     create_is_idempotent: ClassVar[bool] = False
+    #: True when files travel with the create (Keliweb inline, Motadata by upload).
+    accepts_attachments: ClassVar[bool] = False
     #: How many tickets one fetch call may carry.
     fetch_batch_size: ClassVar[int] = 1
 
@@ -251,6 +253,11 @@ class Provider:
     def remote_priority_for(self, console_priority: str) -> Any:
         priorities = self.account.priority_map or self.default_priority_map
         return priorities.get(console_priority, self.default_priority_map.get(console_priority))
+
+    @staticmethod
+    def stored_attachments(ticket: Ticket) -> list:
+        """The ticket's Attachment rows (none for an unsaved ticket: previews, unit tests)."""
+        return list(ticket.attachments.all()) if ticket.pk else []
 
     @staticmethod
     def marker(ticket: Ticket) -> str:

@@ -73,6 +73,11 @@ def encode_customfields(values: dict[str | int, str | int | bool]) -> str:
     return base64.b64encode(php_serialize(values).encode()).decode()
 
 
+def read_file(attachment) -> bytes:
+    with attachment.file.open("rb") as handle:
+        return handle.read()
+
+
 def encode_attachments(files: list[tuple[str, bytes]]) -> str:
     """base64 of the JSON array `[{"name": ..., "data": <base64 of the file>}]` (seed 002)."""
     items = [{"name": name, "data": base64.b64encode(data).decode()} for name, data in files]
@@ -150,6 +155,7 @@ class KeliwebProvider(TokenAuthProvider):
     kind = "keliweb"
     label = "Keliweb"
     capabilities = frozenset({CREATE, FETCH, REPLY, TEST})
+    accepts_attachments = True
     unsupported_reasons = {
         "update": "Keliweb cannot update a ticket after it is created — add a reply instead.",
     }
@@ -250,11 +256,15 @@ class KeliwebProvider(TokenAuthProvider):
             except (AttributeError, ValueError):
                 message = "Custom fields must be a JSON object of field ID: text or number."
                 raise ProviderValidationError(message, field_errors={"customfields": [message]}) from None
+        files = [(a.name, read_file(a)) for a in self.stored_attachments(ticket)]
         if extra.get("attachments"):
             try:
-                form["attachments"] = encode_attachments(decode_extra_attachments(extra["attachments"]))
+                files += decode_extra_attachments(extra["attachments"])
             except ValueError as exc:
                 raise ProviderValidationError(str(exc), field_errors={"attachments": [str(exc)]}) from None
+        if files:
+            # Keliweb takes files inline: base64 of the JSON array of {name, data}.
+            form["attachments"] = encode_attachments(files)
         return self.api_request(self.OPEN_TICKET_PATH, form)
 
     def department_for(self, ticket) -> int:

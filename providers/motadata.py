@@ -215,6 +215,7 @@ class MotadataProvider(TokenAuthProvider):
     kind = "motadata"
     label = "Motadata ServiceOps"
     capabilities = frozenset({CREATE, UPDATE, FETCH, TEST})
+    accepts_attachments = True
     unsupported_reasons = {
         "reply": "Motadata's v1 incident API has no comment or reply endpoint: "
         "put the information in the description and update the ticket instead.",
@@ -347,9 +348,20 @@ class MotadataProvider(TokenAuthProvider):
             )
         body = self.incident_fields(ticket)
         refs = split_list((ticket.extra or {}).get("attachments_ref_names"))
+        refs += [a.remote_ref for a in self.stored_attachments(ticket) if a.remote_ref]
         if refs:
             body["attachmentsRefNames"] = refs
         return ApiRequest("POST", self.INCIDENTS_PATH, json=body)
+
+    def create(self, ticket) -> RemoteRef:
+        # Motadata takes files by upload first (/api/oprfile), then by refFileName in the
+        # create; a refFileName is kept on the Attachment so a retried create reuses it.
+        for attachment in self.stored_attachments(ticket):
+            if not attachment.remote_ref:
+                with attachment.file.open("rb") as handle:
+                    ref = self.upload_attachment(attachment.name, handle.read(), attachment.content_type)
+                type(attachment).objects.filter(pk=attachment.pk).update(remote_ref=ref)
+        return super().create(ticket)
 
     def parse_create(self, data: Any, ticket) -> RemoteRef:
         incident_id = lenient_get(data, "id")

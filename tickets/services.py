@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
@@ -17,7 +18,7 @@ from providers.base import UPDATE
 from providers.errors import ProviderConfigurationError, ProviderError
 from providers.models import ProviderAccount
 from tickets import sync
-from tickets.models import Priority, Status, SyncAttempt, SyncState, Ticket
+from tickets.models import Attachment, Priority, Status, SyncAttempt, SyncState, Ticket
 
 # Fields whose change must reach the provider.
 SYNCED_FIELDS = (
@@ -44,8 +45,10 @@ def create_ticket(
     tags: list[str] | None = None,
     extra: dict[str, Any] | None = None,
     created_by=None,
+    files: list | None = None,
 ) -> Ticket:
-    """Save a new ticket and queue its create; the worker is woken after the commit."""
+    """Save a new ticket (and its uploaded `files`) and queue its create; the worker is woken
+    after the commit, so the files are there when it sends."""
     with transaction.atomic():
         ticket = Ticket.objects.create(
             account=account, title=title, description=description,
@@ -54,6 +57,8 @@ def create_ticket(
             tags=list(tags or []), extra=dict(extra or {}), created_by=created_by,
             revision=1, sync_state=SyncState.PENDING,
         )
+        for upload in files or []:
+            add_attachment(ticket=ticket, upload=upload, uploaded_by=created_by)
         sync.enqueue_push_on_commit(ticket.pk)
     return ticket
 
@@ -112,6 +117,25 @@ def retry_sync(*, ticket: Ticket) -> Ticket:
         sync.enqueue_push_on_commit(ticket.pk)
     ticket.refresh_from_db()
     return ticket
+
+
+def add_attachment(*, ticket: Ticket, upload, uploaded_by=None) -> Attachment:
+    """Attach an uploaded file to a ticket that has not been created remotely yet."""
+    provider_class = ticket.account.provider_class
+    if not provider_class.accepts_attachments:
+        raise TicketActionError(f"{provider_class.label} does not take attachments.")
+    if ticket.remote_id:
+        raise TicketActionError(
+            f"Files travel with the create, and {ticket.reference} already exists in "
+            f"{provider_class.label}: attach them there."
+        )
+    if upload.size > settings.ATTACHMENT_MAX_BYTES:
+        limit_mb = settings.ATTACHMENT_MAX_BYTES / (1024 * 1024)
+        raise TicketActionError(f"{upload.name} is larger than the {limit_mb:g} MB limit.")
+    return Attachment.objects.create(
+        ticket=ticket, file=upload, name=upload.name, size=upload.size,
+        content_type=getattr(upload, "content_type", "") or "", uploaded_by=uploaded_by,
+    )
 
 
 @dataclass(frozen=True)
