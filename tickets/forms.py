@@ -15,7 +15,8 @@ class TicketForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
-        account = cleaned.get("account")
+        # On edits the account is read-only (not in the form), so it comes from the instance.
+        account = cleaned.get("account") or (self.instance.account if self.instance.account_id else None)
         if account is None:
             return cleaned
         provider_class = account.provider_class

@@ -52,3 +52,22 @@ def test_bad_provider_fields_are_refused_before_saving(admin_client, account_fac
 def test_tickets_cannot_be_bulk_deleted(admin_client, account_factory):
     page = admin_client.get(reverse("admin:tickets_ticket_changelist")).content.decode()
     assert "delete_selected" not in page
+
+
+@pytest.mark.django_db
+def test_an_edit_with_bad_provider_fields_is_refused_before_anything_is_sent(
+    admin_client, account_factory, sandbox
+):
+    from tickets import services
+
+    account = account_factory("particlespace")
+    ticket = services.create_ticket(account=account, title="Leaking faucet", description="1A")
+    url = reverse("admin:tickets_ticket_change", args=[ticket.pk])
+    form = ticket_form(account, status="open", extra='{"notify": true, "type": "email"}')
+    form.pop("account")  # read-only on edits
+    response = admin_client.post(url, form)
+    assert response.status_code == 200
+    assert "Particle Space needs contacts to notify." in response.content.decode()
+    ticket.refresh_from_db()
+    assert (ticket.status, ticket.revision) == ("new", 1)
+    assert sandbox.control("calls") == {}
