@@ -123,6 +123,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]  # vendored Bootstrap CSS and the UI's own files
 STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -137,7 +138,9 @@ MEDIA_URL = "media/"
 #: Largest file a ticket may carry (bytes); providers may refuse smaller ones.
 ATTACHMENT_MAX_BYTES = env.int("ATTACHMENT_MAX_BYTES", default=10 * 1024 * 1024)
 
-LOGIN_URL = "admin:login"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "tickets:list"
+LOGOUT_REDIRECT_URL = "login"
 CRISPY_ALLOWED_TEMPLATE_PACKS = "bootstrap5"
 CRISPY_TEMPLATE_PACK = "bootstrap5"
 
@@ -176,8 +179,13 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
     }
-# kombu's SQLAlchemy transport polls every second when idle; it hands every transport
-# option to create_engine(), so its polling_interval cannot be tuned from here.
+elif CELERY_BROKER_URL.startswith("sqla+sqlite"):
+    # kombu's SQLAlchemy transport hands its transport options to create_engine(): give the
+    # broker's SQLite file the same patient busy timeout as the database, so web, worker and
+    # beat wait for its lock instead of failing. (Polling speed: console/broker.py.)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "connect_args": {"timeout": env.int("SQLITE_BUSY_TIMEOUT", default=30)},
+    }
 
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_MAX_TASKS_PER_CHILD = env.int("CELERY_WORKER_MAX_TASKS_PER_CHILD", default=5000)
@@ -192,6 +200,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "tickets.tasks.purge_embedded_broker",
         "schedule": 3600.0,
     },
+    "pull-remote-state": {
+        "task": "tickets.tasks.pull_remote_state",
+        "schedule": env.float("SYNC_PULL_INTERVAL", default=300.0),
+    },
 }
 
 # --- sync engine -------------------------------------------------------------------------
@@ -203,6 +215,18 @@ SYNC_SENDING_DEADLINE = env.int("SYNC_SENDING_DEADLINE", default=CELERY_TASK_TIM
 # A pending row whose message was published this long ago without being claimed is
 # re-published by the sweeper (the message may have been lost).
 SYNC_REQUEUE_AFTER = env.int("SYNC_REQUEUE_AFTER", default=60)
+# Per-account circuit breaker (an account's settings may override both: breaker_threshold,
+# breaker_cooldown) and the longest a worker sleeps for a rate-limit slot before it puts the
+# work back for later.
+SYNC_BREAKER_THRESHOLD = env.int("SYNC_BREAKER_THRESHOLD", default=5)
+SYNC_BREAKER_COOLDOWN = env.float("SYNC_BREAKER_COOLDOWN", default=60.0)
+SYNC_RATE_MAX_WAIT = env.float("SYNC_RATE_MAX_WAIT", default=10.0)
+# Pull: how many fetch calls of one account run at once, and how many tickets one run reads.
+SYNC_PULL_CONCURRENCY = env.int("SYNC_PULL_CONCURRENCY", default=4)
+SYNC_PULL_LIMIT = env.int("SYNC_PULL_LIMIT", default=1000)
+SYNC_PULL_TIME_BUDGET = env.float("SYNC_PULL_TIME_BUDGET", default=60.0)
+# Inbound callbacks (Knight's callbackAddress): larger bodies are refused with 413.
+INBOUND_MAX_BYTES = env.int("INBOUND_MAX_BYTES", default=64 * 1024)
 PROVIDER_USER_AGENT = env.str("PROVIDER_USER_AGENT", default="TicketConsole/0.1 (+sync)")
 
 LOGGING = {

@@ -1,11 +1,17 @@
 from django.contrib import admin
-from django.urls import path
-from django.views.generic import RedirectView
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+from tickets.dashboard import sync_dashboard
 
 admin.site.site_header = "Ticket Console"
 admin.site.site_title = "Ticket Console"
 
 urlpatterns = [
+    path("admin/sync-dashboard/", sync_dashboard, name="sync_dashboard"),
     path("admin/", admin.site.urls),
-    path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
+    path("inbound/", include("tickets.views_inbound")),
+    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", include("tickets.urls")),
 ]

@@ -1,12 +1,49 @@
+"""Provider accounts in the admin: provider admins only (the manage_provider_accounts permission).
+
+Credentials are write-only; defaults and maps are edited as tables; health shows the breaker's
+state with pause/resume; every change is logged (credentials as "credentials" only).
+"""
+
+from datetime import timedelta
+
 from django.contrib import admin, messages
+from django.contrib.admin.models import LogEntry
+from django.contrib.contenttypes.models import ContentType
+from django.http import HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils import formats, timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
-from providers.forms import ProviderAccountForm, credential_field_name
+from providers.forms import (
+    ProviderAccountForm,
+    clear_field_name,
+    credential_field_name,
+    describe_changes,
+    optional_credentials,
+)
 from providers.models import ProviderAccount
 from providers.registry import PROVIDERS, get_provider_class
-from tickets.services import test_connection
+from tickets.services import pause_account, resume_account, test_connection
+
+# A pause this long is shown as "until resumed".
+OPEN_ENDED_PAUSE = timedelta(days=365)
+HISTORY_ON_PAGE = 5
+
+
+def can_manage_accounts(user) -> bool:
+    return user.is_active and (user.is_superuser or user.has_perm("providers.manage_provider_accounts"))
+
+
+def pause_state(account: ProviderAccount) -> str:
+    """'Paused until …', 'Paused until resumed' or '' (running)."""
+    now = timezone.now()
+    if not account.paused_until or account.paused_until <= now:
+        return ""
+    if account.paused_until - now > OPEN_ENDED_PAUSE:
+        return "Paused until resumed"
+    return f"Paused until {formats.date_format(timezone.localtime(account.paused_until), 'DATETIME_FORMAT')}"
 
 
 @admin.register(ProviderAccount)
@@ -17,7 +54,7 @@ class ProviderAccountAdmin(admin.ModelAdmin):
     search_fields = ("name", "base_url")
     readonly_fields = (
         "credentials_updated_at", "last_ok_at", "last_error", "last_error_at",
-        "consecutive_failures", "test_connection_button",
+        "consecutive_failures", "test_connection_button", "pause_controls", "recent_changes",
     )
     actions = ["test_connections"]
     change_form_template = "admin/providers/provideraccount/change_form.html"
@@ -28,38 +65,51 @@ class ProviderAccountAdmin(admin.ModelAdmin):
         ]
         for kind in PROVIDERS:
             provider_class = get_provider_class(kind)
+            fields = []
+            for key in provider_class.credential_fields:
+                fields.append(credential_field_name(kind, key))
+                if key in optional_credentials(kind):
+                    fields.append(clear_field_name(kind, key))
             fieldsets.append((
                 f"{provider_class.label} credentials",
                 {
-                    "fields": [credential_field_name(kind, k) for k in provider_class.credential_fields],
+                    "fields": fields,
                     "classes": ("credentials", f"credentials-{kind}"),
                     "description": "Stored encrypted and never shown again. "
                     "Only the fields of the account's kind are used.",
                 },
             ))
         fieldsets += [
-            ("Defaults and mappings", {"fields": ("settings", "status_map", "priority_map")}),
+            ("Defaults", {"fields": ("settings",)}),
+            ("Status and priority maps", {"fields": ("status_map", "priority_map")}),
             ("Limits", {"fields": ("rate_limit", "timeout", "paused_until")}),
             ("Health", {"fields": (
-                "test_connection_button", "credentials_updated_at", "last_ok_at", "last_error",
-                "last_error_at", "consecutive_failures",
+                "test_connection_button", "pause_controls", "credentials_updated_at", "last_ok_at",
+                "last_error", "last_error_at", "consecutive_failures",
             )}),
         ]
+        if obj is not None:
+            fieldsets.append(("Recent changes", {"fields": ("recent_changes",)}))
         return fieldsets
 
     def has_module_permission(self, request):
-        return request.user.has_perm("providers.manage_provider_accounts") or request.user.is_superuser
+        return can_manage_accounts(request.user)
 
     def has_view_permission(self, request, obj=None):
         return self.has_module_permission(request)
 
     has_change_permission = has_add_permission = has_delete_permission = has_view_permission
 
+    # --- read-only parts of the page ------------------------------------------------------
     @admin.display(description="Health")
     def health(self, obj):
+        paused = pause_state(obj)
         if obj.consecutive_failures:
-            return format_html('<span style="color:#b00">{} failure(s): {}</span>',
-                               obj.consecutive_failures, obj.last_error[:80])
+            return format_html('<span style="color:#b00">{}{} failure(s): {}</span>',
+                               f"{paused}. " if paused else "", obj.consecutive_failures,
+                               obj.last_error[:80])
+        if paused:
+            return paused
         return "OK" if obj.last_ok_at else "—"
 
     @admin.display(description="Connection")
@@ -69,10 +119,55 @@ class ProviderAccountAdmin(admin.ModelAdmin):
         url = reverse("admin:providers_provideraccount_test", args=[obj.pk])
         return format_html('<a class="button" href="{}">Test connection</a>', url)
 
+    @admin.display(description="Sync")
+    def pause_controls(self, obj):
+        if not obj or not obj.pk:
+            return "—"
+        paused = pause_state(obj)
+        # formaction posts the change form (with its CSRF token) to the pause/resume view.
+        if paused:
+            url = reverse("admin:providers_provideraccount_resume", args=[obj.pk])
+            return format_html('{} <button type="submit" class="button" formaction="{}">Resume</button>',
+                               paused, url)
+        url = reverse("admin:providers_provideraccount_pause", args=[obj.pk])
+        return format_html('Running <button type="submit" class="button" formaction="{}">Pause</button>', url)
+
+    @admin.display(description="Changes")
+    def recent_changes(self, obj):
+        if not obj or not obj.pk:
+            return "—"
+        entries = (
+            LogEntry.objects.filter(
+                content_type=ContentType.objects.get_for_model(ProviderAccount), object_id=str(obj.pk)
+            ).select_related("user").order_by("-action_time")[:HISTORY_ON_PAGE]
+        )
+        rows = format_html_join(
+            "", "<li>{} — {}: {}</li>",
+            ((formats.date_format(timezone.localtime(e.action_time), "DATETIME_FORMAT"),
+              e.user.get_username(), e.get_change_message() or e.get_action_flag_display())
+             for e in entries),
+        )
+        history = reverse("admin:providers_provideraccount_history", args=[obj.pk])
+        return format_html('<ul style="margin:0">{}</ul><a href="{}">Full history</a>',
+                           rows or mark_safe("<li>No changes recorded.</li>"), history)
+
+    # --- the change log: field names, never credential values -------------------------------
+    def construct_change_message(self, request, form, formsets, add=False):
+        if add:
+            return [{"added": {}}]
+        labels = {name: str(field.label or name) for name, field in form.fields.items()}
+        return describe_changes(form.changed_data, labels, credentials=form.credentials_changed)
+
+    # --- actions ------------------------------------------------------------------------------
     def get_urls(self):
+        def view(func, suffix):
+            return path(f"<int:pk>/{suffix}/", self.admin_site.admin_view(func),
+                        name=f"providers_provideraccount_{suffix.replace('-connection', '')}")
+
         return [
-            path("<int:pk>/test-connection/", self.admin_site.admin_view(self.test_view),
-                 name="providers_provideraccount_test"),
+            view(self.test_view, "test-connection"),
+            view(self.pause_view, "pause"),
+            view(self.resume_view, "resume"),
             *super().get_urls(),
         ]
 
@@ -81,6 +176,28 @@ class ProviderAccountAdmin(admin.ModelAdmin):
             return redirect("admin:index")
         account = get_object_or_404(ProviderAccount, pk=pk)
         self.report(request, account)
+        return redirect("admin:providers_provideraccount_change", pk)
+
+    def pause_view(self, request, pk):
+        return self.switch(request, pk, pause=True)
+
+    def resume_view(self, request, pk):
+        return self.switch(request, pk, pause=False)
+
+    def switch(self, request, pk, *, pause: bool):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_change_permission(request):
+            return redirect("admin:index")
+        account = get_object_or_404(ProviderAccount, pk=pk)
+        if pause:
+            pause_account(account=account)
+            message = "Paused sync until resumed."
+        else:
+            released = resume_account(account=account)
+            message = f"Resumed sync; {released} waiting ticket(s) released."
+        self.log_change(request, account, message)
+        self.message_user(request, f"{account.name}: {message}", messages.SUCCESS)
         return redirect("admin:providers_provideraccount_change", pk)
 
     @admin.action(description="Test connection")

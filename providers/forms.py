@@ -1,32 +1,251 @@
-"""The account form: kind-specific, write-only credential fields."""
+"""The account form: kind-specific, write-only credential fields; maps edited as tables."""
 
 from __future__ import annotations
 
 import copy
+import json
+from dataclasses import dataclass
+from typing import Any
 
 from django import forms
+from django.template.loader import render_to_string
 from django.utils import formats
 
 from providers.models import ProviderAccount
 from providers.registry import PROVIDERS, get_provider_class
+
+# The console's own vocabulary (tickets.models choices; imported lazily to keep apps independent).
+CONSOLE_STATUSES = ("new", "open", "in_progress", "on_hold", "pending", "resolved", "closed", "cancelled")
+CONSOLE_PRIORITIES = ("low", "medium", "high", "urgent")
+CREDENTIALS_LABEL = "credentials"
 
 
 def credential_field_name(kind: str, key: str) -> str:
     return f"cred__{kind}__{key}"
 
 
+def clear_field_name(kind: str, key: str) -> str:
+    return f"clear__{kind}__{key}"
+
+
+def is_credential_field(name: str) -> bool:
+    return name.startswith(("cred__", "clear__"))
+
+
+def optional_credentials(kind: str) -> list[str]:
+    """Credential keys an account may leave unset (only these get a "clear" checkbox)."""
+    return [key for key, field in get_provider_class(kind).credential_fields.items() if not field.required]
+
+
 def write_only_credential_fields() -> dict[str, forms.Field]:
-    """Every provider's credential fields, as password inputs that never render a value."""
-    fields = {}
+    """Every provider's credential fields, as password inputs that never render a value, and
+    a "clear" checkbox for each optional one (blank already means "keep")."""
+    fields: dict[str, forms.Field] = {}
     for kind in PROVIDERS:
-        for key, field in get_provider_class(kind).credential_fields.items():
+        provider_class = get_provider_class(kind)
+        for key, field in provider_class.credential_fields.items():
             field = copy.deepcopy(field)
             field.required = False
             field.widget = forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"})
             fields[credential_field_name(kind, key)] = field
+            if key in optional_credentials(kind):
+                fields[clear_field_name(kind, key)] = forms.BooleanField(
+                    required=False, label=f"Clear {field.label or key}",
+                    help_text="Remove the stored value on save.",
+                )
     return fields
 
 
+# --- maps as tables ---------------------------------------------------------------------------
+def vocabulary(kind: str) -> dict[str, list]:
+    """What a provider calls things, from its default maps: offered in the tables' lists."""
+    provider_class = get_provider_class(kind)
+    status_map = provider_class.default_status_map
+    remote_statuses = {*status_map.get("outbound", {}).values(), *status_map.get("inbound", {})}
+    extra_fields = provider_class.extra_form.base_fields if provider_class.extra_form else {}
+    return {
+        "status": sorted(remote_statuses, key=str),
+        "priority": sorted(set(provider_class.default_priority_map.values()), key=str),
+        "settings": sorted({*getattr(provider_class, "demo_settings", {}), *extra_fields,
+                            "retry_unknown_creates"}),
+    }
+
+
+@dataclass(frozen=True)
+class Table:
+    """One key → value table of a JSON object (or of one section of it)."""
+
+    section: str | None  # None: the table is the whole object
+    title: str
+    key_label: str
+    value_label: str
+    fixed_keys: tuple[str, ...] = ()  # one row per console value; otherwise free keys
+    key_vocabulary: str = ""  # a vocabulary() name offered for free keys
+    value_choices: tuple[str, ...] = ()  # a <select> of console values
+    value_vocabulary: str = ""  # a vocabulary() name offered for free values
+    json_values: bool = False  # values may be numbers, booleans, lists (settings)
+    blank_rows: int = 3
+
+
+STATUS_TABLES = (
+    Table("outbound", "Console status → provider status (sent)", "Console status", "Provider value",
+          fixed_keys=CONSOLE_STATUSES, value_vocabulary="status"),
+    Table("inbound", "Provider status → console status (read back)", "Provider value", "Console status",
+          key_vocabulary="status", value_choices=CONSOLE_STATUSES),
+)
+PRIORITY_TABLES = (
+    Table(None, "Console priority → provider priority", "Console priority", "Provider value",
+          fixed_keys=CONSOLE_PRIORITIES, value_vocabulary="priority"),
+)
+SETTINGS_TABLES = (
+    Table(None, "Defaults", "Setting", "Value (text, or JSON for numbers, true/false, lists)",
+          key_vocabulary="settings", json_values=True),
+)
+
+
+def show_value(value: Any, *, json_values: bool) -> str:
+    """The text a value is edited as; `read_value` turns it back into the same value."""
+    if isinstance(value, str):
+        if not json_values:
+            return value
+        try:
+            json.loads(value)
+        except ValueError:
+            return value  # plain text that cannot be mistaken for JSON
+        return json.dumps(value)
+    return json.dumps(value)
+
+
+def read_value(text: str, *, json_values: bool, samples: list) -> Any:
+    text = text.strip()
+    if json_values:
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+    # A provider that speaks numbers (Knight's priorities 1-4) gets numbers back.
+    if samples and all(isinstance(s, int) for s in samples) and text.lstrip("-").isdigit():
+        return int(text)
+    return text
+
+
+class MappingTableWidget(forms.Widget):
+    """Edits a JSON object as tables of rows; posts back JSON, so forms.JSONField validates it.
+
+    Posts without the table inputs (scripts, older tests) fall back to the raw JSON value.
+    """
+
+    def __init__(self, tables: tuple[Table, ...], attrs=None) -> None:
+        super().__init__(attrs)
+        self.tables = tables
+        self.kind = ""
+
+    def rows_of(self, table: Table, mapping: dict) -> list[dict]:
+        rows = [{"key": key, "fixed": True, "value": mapping.get(key)} for key in table.fixed_keys]
+        rows += [{"key": key, "fixed": False, "value": value}
+                 for key, value in mapping.items() if key not in table.fixed_keys]
+        if not table.fixed_keys:
+            rows += [{"key": "", "fixed": False, "value": None}] * table.blank_rows
+        for row in rows:
+            value = row["value"]
+            row["text"] = "" if value is None else show_value(value, json_values=table.json_values)
+        return rows
+
+    def render(self, name, value, attrs=None, renderer=None):
+        try:
+            data = json.loads(value) if isinstance(value, str) else (value or {})
+        except ValueError:
+            data = {}
+        data = data if isinstance(data, dict) else {}
+        vocabularies = {kind: vocabulary(kind) for kind in PROVIDERS}
+        tables = []
+        for table in self.tables:
+            section = data.get(table.section) if table.section else data
+            prefix = f"{name}__{table.section or 'all'}"
+            tables.append({
+                "spec": table, "prefix": prefix,
+                "rows": self.rows_of(table, section if isinstance(section, dict) else {}),
+                "key_lists": {k: v[table.key_vocabulary] for k, v in vocabularies.items()}
+                if table.key_vocabulary else {},
+                "value_lists": {k: v[table.value_vocabulary] for k, v in vocabularies.items()}
+                if table.value_vocabulary else {},
+            })
+        return render_to_string("admin/providers/widgets/mapping_table.html", {
+            "name": name, "tables": tables, "kind": self.kind,
+        })
+
+    def value_from_datadict(self, data, files, name):
+        if f"{name}__tables" not in data:
+            return data.get(name)
+        samples = vocabulary(data["kind"]) if data.get("kind") in PROVIDERS else {}
+        result: dict[str, Any] = {}
+        for table in self.tables:
+            prefix = f"{name}__{table.section or 'all'}"
+            mapping: dict[str, Any] = {}
+            try:
+                count = int(data.get(f"{prefix}__rows", 0))
+            except ValueError:
+                count = 0
+            for index in range(count):
+                key = str(data.get(f"{prefix}__key__{index}", "")).strip()
+                text = str(data.get(f"{prefix}__value__{index}", "")).strip()
+                if key and text:
+                    mapping[key] = read_value(
+                        text, json_values=table.json_values,
+                        samples=samples.get(table.value_vocabulary, []),
+                    )
+            if table.section:
+                if mapping:
+                    result[table.section] = mapping
+            else:
+                result = mapping
+        return json.dumps(result)
+
+    def value_omitted_from_data(self, data, files, name):
+        return f"{name}__tables" not in data and name not in data
+
+
+def mapping_errors(*, settings: Any, status_map: Any, priority_map: Any) -> dict[str, list[str]]:
+    """What is wrong with an account's defaults and maps, by field (shared with import_accounts)."""
+    errors: dict[str, list[str]] = {}
+
+    def scalar(value: Any) -> bool:
+        return isinstance(value, (str, int)) and not isinstance(value, bool) and value != ""
+
+    if not isinstance(settings, dict):
+        errors["settings"] = ["Defaults must be an object of setting → value."]
+    if not isinstance(status_map, dict):
+        errors["status_map"] = ['The status map must be {"outbound": {...}, "inbound": {...}}.']
+    else:
+        problems = []
+        unknown = set(status_map) - {"outbound", "inbound"}
+        if unknown:
+            problems.append(f"Unknown section(s) {', '.join(sorted(unknown))}: use outbound and inbound.")
+        outbound, inbound = status_map.get("outbound", {}), status_map.get("inbound", {})
+        if not isinstance(outbound, dict) or not isinstance(inbound, dict):
+            problems.append("Each section must be an object of value → value.")
+        else:
+            problems += [f"'{key}' is not a console status."
+                         for key in outbound if key not in CONSOLE_STATUSES]
+            problems += [f"Provider value for '{key}' must be text or a number."
+                         for key, value in outbound.items() if not scalar(value)]
+            problems += [f"'{value}' (for provider value '{key}') is not a console status."
+                         for key, value in inbound.items() if value not in CONSOLE_STATUSES]
+        if problems:
+            errors["status_map"] = problems
+    if not isinstance(priority_map, dict):
+        errors["priority_map"] = ["The priority map must be an object of console priority → value."]
+    else:
+        problems = [f"'{key}' is not a console priority."
+                    for key in priority_map if key not in CONSOLE_PRIORITIES]
+        problems += [f"Provider value for '{key}' must be text or a number."
+                     for key, value in priority_map.items() if not scalar(value)]
+        if problems:
+            errors["priority_map"] = problems
+    return errors
+
+
+# --- the form ---------------------------------------------------------------------------------
 class BaseProviderAccountForm(forms.ModelForm):
     """Credentials are never rendered back: blank means "keep what is stored"."""
 
@@ -36,9 +255,25 @@ class BaseProviderAccountForm(forms.ModelForm):
             "name", "kind", "base_url", "enabled", "rate_limit", "timeout", "settings",
             "status_map", "priority_map", "paused_until",
         ]
+        widgets = {
+            "settings": MappingTableWidget(SETTINGS_TABLES),
+            "status_map": MappingTableWidget(STATUS_TABLES),
+            "priority_map": MappingTableWidget(PRIORITY_TABLES),
+        }
+
+    credentials_changed = False
+    new_credentials: dict = {}
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        kind = (self.data.get("kind") if self.is_bound else None) or self.instance.kind or ""
+        for name in ("settings", "status_map", "priority_map"):
+            self.fields[name].widget.kind = kind
+        for name in ("status_map", "priority_map"):
+            self.fields[name].help_text = "Left empty, the provider's defaults are used."
+        # The model form copies the chosen kind onto the instance before save(): remember
+        # the stored one to know whether stored credentials still apply.
+        self.stored_kind = self.instance.kind if self.instance.pk else None
         set_on = self.instance.credentials_updated_at
         if self.instance.pk and set_on:
             for key in self.instance.provider_class.credential_fields:
@@ -48,35 +283,46 @@ class BaseProviderAccountForm(forms.ModelForm):
                     "Leave blank to keep it. " + str(field.help_text or "")
                 )
 
+    def credentials_after_save(self, kind: str) -> tuple[dict, bool]:
+        """The credential set this form would store, and whether it differs from the stored one."""
+        provider_class = get_provider_class(kind)
+        keeping = self.stored_kind == kind
+        stored = self.instance.get_credentials() if keeping and self.instance.credentials else {}
+        values = dict(stored)
+        for key in provider_class.credential_fields:
+            entered = self.cleaned_data.get(credential_field_name(kind, key))
+            if entered:
+                values[key] = entered
+            elif self.cleaned_data.get(clear_field_name(kind, key)):
+                values.pop(key, None)
+        return values, (values != stored or not keeping)
+
     def clean(self):
         cleaned = super().clean()
         kind = cleaned.get("kind")
         if not kind:
             return cleaned
-        provider_class = get_provider_class(kind)
-        keeping = self.instance.pk and self.instance.kind == kind
-        stored = self.instance.get_credentials() if keeping and self.instance.credentials else {}
-        entered = {
-            key: cleaned.get(credential_field_name(kind, key))
-            for key in provider_class.credential_fields
-            if cleaned.get(credential_field_name(kind, key))
-        }
-        for key, message in provider_class.validate_credentials({**stored, **entered}).items():
+        for key in get_provider_class(kind).credential_fields:
+            if cleaned.get(credential_field_name(kind, key)) and cleaned.get(clear_field_name(kind, key)):
+                self.add_error(clear_field_name(kind, key), "Enter a new value or clear it, not both.")
+        for name, problems in mapping_errors(
+            settings=cleaned.get("settings", {}), status_map=cleaned.get("status_map", {}),
+            priority_map=cleaned.get("priority_map", {}),
+        ).items():
+            if name in cleaned:
+                self.add_error(name, problems)
+        # Worked out once, before save() changes what is stored; the change log reads it too.
+        values, self.credentials_changed = self.credentials_after_save(kind)
+        self.new_credentials = values
+        for key, message in get_provider_class(kind).validate_credentials(values).items():
             self.add_error(credential_field_name(kind, key), message)
         return cleaned
 
     def save(self, commit: bool = True) -> ProviderAccount:
         account = super().save(commit=False)
         provider_class = get_provider_class(account.kind)
-        keeping = "kind" not in self.changed_data and self.instance.pk is not None
-        values = account.get_credentials() if keeping and account.credentials else {}
-        entered = {
-            key: self.cleaned_data.get(credential_field_name(account.kind, key))
-            for key in provider_class.credential_fields
-        }
-        entered = {k: v for k, v in entered.items() if v}
-        if entered or not keeping:
-            account.set_credentials({**values, **entered})
+        if self.credentials_changed:
+            account.set_credentials(self.new_credentials)
         if not account.status_map:
             account.status_map = provider_class.default_status_map
         if not account.priority_map:
@@ -90,3 +336,11 @@ class BaseProviderAccountForm(forms.ModelForm):
 ProviderAccountForm = type(
     "ProviderAccountForm", (BaseProviderAccountForm,), write_only_credential_fields()
 )
+
+
+def describe_changes(changed_fields: list[str], labels: dict[str, str], *, credentials: bool) -> list[dict]:
+    """An admin change message naming changed fields; credentials only as "credentials"."""
+    names = [labels.get(name, name) for name in changed_fields if not is_credential_field(name)]
+    if credentials:
+        names.append(CREDENTIALS_LABEL)
+    return [{"changed": {"fields": names}}] if names else []

@@ -25,6 +25,8 @@ class ProviderAccount(models.Model):
     last_error_at = models.DateTimeField(null=True, blank=True, editable=False)
     consecutive_failures = models.PositiveIntegerField(default=0, editable=False)
     paused_until = models.DateTimeField(null=True, blank=True)
+    #: The earliest moment the next request may start (rate limit shared by all workers).
+    next_request_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -14,7 +14,12 @@ from typing import Any, ClassVar
 from django.utils import timezone
 
 from providers.base import Provider
-from providers.errors import ProviderAuthError, ProviderResponseError, ProviderValidationError
+from providers.errors import (
+    ProviderAuthError,
+    ProviderResponseError,
+    ProviderTransientError,
+    ProviderValidationError,
+)
 from providers.http import ApiRequest
 from providers.models import AccessToken
 
@@ -88,9 +93,12 @@ class TokenAuthProvider(Provider):
 
     def _obtain_token(self, refresh_token: str = "") -> Token:
         request = self.build_token_request(refresh_token)
-        response = self.http.send(request)
         try:
-            data = self.interpret(response)
+            data = self.interpret(self.http.send(request))
+        except ProviderTransientError as exc:
+            # A token call creates nothing: whatever happened to it, the ticket call that
+            # needed the token was never sent, so it is safe to retry (not "outcome unknown").
+            raise ProviderTransientError(exc.message, http_status=exc.http_status) from None
         except (ProviderValidationError, ProviderAuthError) as exc:
             # Token endpoints answer 400 invalid_grant / 401 invalid_client for bad secrets.
             raise ProviderAuthError(

@@ -65,12 +65,12 @@ def broker_url(tmp_path_factory) -> str:
     return url
 
 
-@pytest.fixture(scope="session")
-def worker_process(django_db_setup, django_db_blocker, broker_url, tmp_path_factory):
+def worker_env(broker_url: str, **overrides: str) -> dict[str, str]:
+    """The environment of a worker process on the test database and broker (also used by
+    tests/faults_harness.py, which starts and kills workers of its own)."""
     from django.conf import settings
 
-    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
-    env = {
+    return {
         **os.environ,
         "DATABASE_URL": _database_url(),
         "CELERY_BROKER_URL": broker_url,
@@ -78,7 +78,14 @@ def worker_process(django_db_setup, django_db_blocker, broker_url, tmp_path_fact
         "SYNC_BACKOFF_BASE": "0.3",
         "SYNC_BACKOFF_CAP": "2",
         "PYTHONUNBUFFERED": "1",
+        **overrides,
     }
+
+
+@pytest.fixture(scope="session")
+def worker_process(django_db_setup, django_db_blocker, broker_url, tmp_path_factory):
+    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
+    env = worker_env(broker_url)
     if broker_url.startswith("redis://"):
         import redis
 

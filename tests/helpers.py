@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 
 import requests
@@ -45,8 +46,9 @@ def make_account(sandbox: Sandbox, kind: str, *, name: str | None = None, creden
         kind=kind,
         base_url=sandbox.base_url(kind),
         settings=fields.pop("settings", None) or dict(getattr(provider_class, "demo_settings", {})),
-        status_map=provider_class.default_status_map,
-        priority_map=provider_class.default_priority_map,
+        # Copies: a test that edits an account's map must not change the provider's defaults.
+        status_map=copy.deepcopy(provider_class.default_status_map),
+        priority_map=copy.deepcopy(provider_class.default_priority_map),
         timeout=fields.pop("timeout", 3.0),
         **fields,
     )

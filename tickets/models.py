@@ -70,6 +70,10 @@ class Ticket(models.Model):
     sending_since = models.DateTimeField(null=True, blank=True, editable=False)
     last_error = models.TextField(blank=True, editable=False)
     last_synced_at = models.DateTimeField(null=True, blank=True, editable=False)
+    #: The values both sides agreed on at the last sync ({"status", "remote_status"}): the
+    #: baseline pull compares against to tell a remote change from a console change.
+    synced_fields = models.JSONField(default=dict, blank=True, editable=False)
+    pulled_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, editable=False
     )

@@ -18,7 +18,7 @@ from providers.base import UPDATE
 from providers.errors import ProviderConfigurationError, ProviderError
 from providers.models import ProviderAccount
 from tickets import sync
-from tickets.models import Attachment, Priority, Status, SyncAttempt, SyncState, Ticket
+from tickets.models import Attachment, Priority, Reply, Status, SyncAttempt, SyncState, Ticket
 
 # Fields whose change must reach the provider.
 SYNCED_FIELDS = (
@@ -119,6 +119,103 @@ def retry_sync(*, ticket: Ticket) -> Ticket:
     return ticket
 
 
+def link_remote_id(
+    *, ticket: Ticket, remote_id: str, remote_number: str = "", remote_url: str = ""
+) -> Ticket:
+    """A person found the ticket in the provider (after an unknown create): record where it is.
+
+    Synced at the current revision when nothing changed since the create was sent; otherwise
+    pending, so the newer state goes as an update.
+    """
+    remote_id = (remote_id or "").strip()
+    if not remote_id:
+        raise TicketActionError("Enter the ticket's id in the provider.")
+    with transaction.atomic():
+        locked = Ticket.objects.select_for_update().select_related("account").get(pk=ticket.pk)
+        if locked.sync_state != SyncState.NEEDS_ATTENTION:
+            raise TicketActionError(f"{locked.reference} is {locked.get_sync_state_display()}: only a "
+                                    "ticket that needs attention can be linked to a remote id.")
+        locked.remote_id, locked.remote_number = remote_id, (remote_number or "").strip()
+        locked.remote_url = (remote_url or "").strip()
+        locked.attempts, locked.next_attempt_at, locked.last_error = 0, None, ""
+        # The revision the unresolved create carried; unknown (a dead worker) means "send again".
+        sent_revision = (
+            locked.attempts_log.filter(operation=SyncAttempt.Operation.CREATE)
+            .order_by("-started_at", "-id").values_list("revision", flat=True).first()
+        )
+        can_update = locked.account.provider_class.supports(UPDATE)
+        if sent_revision == locked.revision or not can_update:
+            locked.sync_state, locked.synced_revision = SyncState.SYNCED, locked.revision
+            locked.last_synced_at = timezone.now()
+            locked.synced_fields = {"status": locked.status, "remote_status": locked.remote_status}
+        else:
+            locked.sync_state = SyncState.PENDING
+            sync.enqueue_push_on_commit(locked.pk)
+        locked.save()
+    return locked
+
+
+def cancel_sync(*, ticket: Ticket) -> Ticket:
+    """Stop syncing a ticket (e.g. an unknown create a person decided against); never sent."""
+    updated = Ticket.objects.filter(pk=ticket.pk).exclude(sync_state=SyncState.SENDING).update(
+        sync_state=SyncState.CANCELLED, next_attempt_at=None, last_error=""
+    )
+    if not updated:
+        raise TicketActionError(f"{ticket.reference} is being sent right now: try again in a moment.")
+    ticket.refresh_from_db()
+    return ticket
+
+
+def add_reply(*, ticket: Ticket, body: str, author=None) -> Reply:
+    """Queue a reply to the ticket's remote copy; refused where the provider takes none."""
+    from tickets import replies
+
+    allowed, reason = replies.can_reply(ticket.account)
+    if not allowed:
+        raise TicketActionError(reason)
+    if not (body or "").strip():
+        raise TicketActionError("Write the reply first.")
+    with transaction.atomic():
+        reply = Reply.objects.create(ticket=ticket, body=body.strip(), author=author)
+        transaction.on_commit(lambda: replies.enqueue([reply.pk]))
+    return reply
+
+
+def retry_reply(*, reply: Reply) -> Reply:
+    """Send a failed or held reply again (after checking the provider for a lost one)."""
+    from tickets import replies
+
+    with transaction.atomic():
+        updated = Reply.objects.filter(
+            pk=reply.pk, sync_state__in=[SyncState.FAILED, SyncState.NEEDS_ATTENTION]
+        ).update(sync_state=SyncState.PENDING, attempts=0, next_attempt_at=None, last_error="")
+        if not updated:
+            raise TicketActionError(f"The reply is {reply.get_sync_state_display()}: nothing to retry.")
+        transaction.on_commit(lambda: replies.enqueue([reply.pk]))
+    reply.refresh_from_db()
+    return reply
+
+
+def cancel_reply(*, reply: Reply) -> Reply:
+    """Never send this reply (e.g. a held one that did reach the provider)."""
+    updated = Reply.objects.filter(pk=reply.pk).exclude(
+        sync_state__in=[SyncState.SENDING, SyncState.SYNCED]
+    ).update(sync_state=SyncState.CANCELLED, next_attempt_at=None)
+    if not updated:
+        raise TicketActionError(f"The reply is {reply.get_sync_state_display()}: it cannot be cancelled.")
+    reply.refresh_from_db()
+    return reply
+
+
+def ensure_callback_secret(*, account: ProviderAccount) -> str:
+    """The account's inbound callback URL secret, created once (see tickets/inbound.py)."""
+    from tickets import inbound
+
+    if account.kind not in inbound.CALLBACK_KINDS:
+        raise TicketActionError(f"{account.provider_class.label} does not call back.")
+    return inbound.ensure_callback_secret(account)
+
+
 def add_attachment(*, ticket: Ticket, upload, uploaded_by=None) -> Attachment:
     """Attach an uploaded file to a ticket that has not been created remotely yet."""
     provider_class = ticket.account.provider_class
@@ -169,3 +266,175 @@ def test_connection(*, account: ProviderAccount) -> ConnectionResult:
     else:
         ProviderAccount.objects.filter(pk=account.pk).update(last_error=message, last_error_at=now)
     return ConnectionResult(ok, message, latency_ms)
+
+
+def pause_account(*, account: ProviderAccount, seconds: float | None = None) -> datetime:
+    """Hold every call to the account (sets paused_until) for `seconds`, or until resumed."""
+    from tickets import limits  # the breaker owns paused_until
+
+    return limits.pause(account, seconds=seconds)
+
+
+def resume_account(*, account: ProviderAccount) -> int:
+    """End a pause (clears paused_until and the failure count); returns tickets released."""
+    from tickets import limits
+
+    return limits.resume(account)
+
+
+# --- bulk actions: tickets/bulk.py walks a selection in chunks and calls these -------------
+# Each takes one chunk of ids, locks those rows, does one UPDATE per kind of change and
+# enqueues each changed ticket once after the commit; the sync semantics are mark_changed's.
+SUCCEEDED, FAILED, SKIPPED = "succeeded", "failed", "skipped"
+
+
+class BulkOutcome:
+    """What a bulk step did, ticket by ticket: outcome (succeeded/failed/skipped) → reason → ids."""
+
+    def __init__(self) -> None:
+        self.groups: dict[str, dict[str, list[int]]] = {}
+
+    def add(self, outcome: str, reason: str, ticket_ids: list[int]) -> None:
+        if ticket_ids:
+            self.groups.setdefault(outcome, {}).setdefault(reason, []).extend(ticket_ids)
+
+    def count(self, outcome: str) -> int:
+        return sum(len(ids) for ids in self.groups.get(outcome, {}).values())
+
+
+def _lock_chunk(ticket_ids: list[int], outcome: BulkOutcome) -> list[Ticket]:
+    """The chunk's rows, locked until the caller's transaction ends; vanished ids are skipped."""
+    tickets = list(
+        Ticket.objects.select_for_update(of=("self",)).select_related("account")
+        .filter(pk__in=ticket_ids).order_by("pk")
+    )
+    found = {ticket.pk for ticket in tickets}
+    outcome.add(SKIPPED, "No longer exists", [pk for pk in ticket_ids if pk not in found])
+    return tickets
+
+
+def mark_changed_many(ticket_ids: list[int]) -> None:
+    """mark_changed for many rows in one UPDATE (inside a transaction); one push each after commit."""
+    if not ticket_ids:
+        return
+    hold = [SyncState.SENDING, SyncState.CANCELLED]
+    Ticket.objects.filter(pk__in=ticket_ids).update(
+        revision=F("revision") + 1,
+        sync_state=Case(
+            When(sync_state__in=hold, then=F("sync_state")),
+            When(sync_state=SyncState.NEEDS_ATTENTION, remote_id="", then=F("sync_state")),
+            default=Value(SyncState.PENDING),
+        ),
+        attempts=Case(When(sync_state__in=hold, then=F("attempts")), default=Value(0)),
+        next_attempt_at=None,
+    )
+    ids = list(ticket_ids)
+    transaction.on_commit(lambda: sync.enqueue_push(ids))
+
+
+def _requeue_now(ticket_ids: list[int]) -> None:
+    """Make rows due at once with fresh attempts (retry_sync's semantics, many rows)."""
+    if ticket_ids:
+        Ticket.objects.filter(pk__in=ticket_ids).update(
+            sync_state=SyncState.PENDING, attempts=0, next_attempt_at=None, last_error=""
+        )
+        ids = list(ticket_ids)
+        transaction.on_commit(lambda: sync.enqueue_push(ids))
+
+
+def _apply_changes(tickets: list[Ticket], changes: dict[str, Any], outcome: BulkOutcome) -> None:
+    """Write `changes` to the tickets that differ and queue their sync (update_ticket, many rows)."""
+    differing = [t for t in tickets if any(getattr(t, name) != value for name, value in changes.items())]
+    differing_ids = {t.pk for t in differing}
+    outcome.add(SKIPPED, "Already set", [t.pk for t in tickets if t.pk not in differing_ids])
+    if not differing:
+        return
+    Ticket.objects.filter(pk__in=[t.pk for t in differing]).update(**changes, updated_at=timezone.now())
+    sendable = []
+    for ticket in differing:
+        provider_class = ticket.account.provider_class
+        if ticket.remote_id and not provider_class.supports(UPDATE):
+            # Kept locally, like update_ticket: the provider has no way to receive it.
+            outcome.add(SUCCEEDED, f"Changed here only: {provider_class.reason_unsupported(UPDATE)}",
+                        [ticket.pk])
+        else:
+            sendable.append(ticket.pk)
+    mark_changed_many(sendable)
+    outcome.add(SUCCEEDED, "Changed and queued for sync", sendable)
+
+
+def bulk_change_fields(*, ticket_ids: list[int], changes: dict[str, Any]) -> BulkOutcome:
+    """Set synced fields (e.g. status or priority) on one chunk of tickets."""
+    unknown = set(changes) - set(SYNCED_FIELDS)
+    if unknown:
+        raise TicketActionError(f"These fields cannot be changed: {', '.join(sorted(unknown))}.")
+    outcome = BulkOutcome()
+    with transaction.atomic():
+        _apply_changes(_lock_chunk(ticket_ids, outcome), changes, outcome)
+    return outcome
+
+
+def bulk_sync_now(*, ticket_ids: list[int]) -> BulkOutcome:
+    """Send one chunk of tickets now: waiting or failed ones at once, synced ones again."""
+    outcome = BulkOutcome()
+    with transaction.atomic():
+        tickets = _lock_chunk(ticket_ids, outcome)
+        due, resend = [], []
+        for ticket in tickets:
+            provider_class = ticket.account.provider_class
+            if ticket.sync_state in (SyncState.PENDING, SyncState.FAILED):
+                due.append(ticket.pk)
+            elif ticket.sync_state == SyncState.SYNCED:
+                if ticket.remote_id and not provider_class.supports(UPDATE):
+                    outcome.add(FAILED, provider_class.reason_unsupported(UPDATE), [ticket.pk])
+                else:
+                    resend.append(ticket.pk)
+            elif ticket.sync_state == SyncState.NEEDS_ATTENTION:
+                outcome.add(FAILED, "The outcome of its create is unknown: check the provider, then "
+                            "retry it on its own page", [ticket.pk])
+            elif ticket.sync_state == SyncState.SENDING:
+                outcome.add(SKIPPED, "Being sent right now", [ticket.pk])
+            else:
+                outcome.add(SKIPPED, "Sync cancelled", [ticket.pk])
+        _requeue_now(due)
+        mark_changed_many(resend)
+        outcome.add(SUCCEEDED, "Queued for sync", due)
+        outcome.add(SUCCEEDED, "Queued to be sent again", resend)
+    return outcome
+
+
+def bulk_retry_failed(*, ticket_ids: list[int]) -> BulkOutcome:
+    """Retry the failed tickets of one chunk; an unknown create stays for a person to check."""
+    outcome = BulkOutcome()
+    with transaction.atomic():
+        tickets = _lock_chunk(ticket_ids, outcome)
+        failed = [t.pk for t in tickets if t.sync_state == SyncState.FAILED]
+        _requeue_now(failed)
+        outcome.add(SUCCEEDED, "Queued again", failed)
+        unknown = [t.pk for t in tickets if t.sync_state == SyncState.NEEDS_ATTENTION]
+        outcome.add(SKIPPED, "The outcome of its create is unknown: check the provider, then retry "
+                    "it on its own page", unknown)
+        outcome.add(SKIPPED, "Not failed", [
+            t.pk for t in tickets if t.sync_state not in (SyncState.FAILED, SyncState.NEEDS_ATTENTION)
+        ])
+    return outcome
+
+
+def bulk_cancel(*, ticket_ids: list[int]) -> BulkOutcome:
+    """Cancel one chunk of tickets: never-created ones stop syncing; created ones are sent the
+    cancelled status where the provider takes updates."""
+    outcome = BulkOutcome()
+    with transaction.atomic():
+        tickets = _lock_chunk(ticket_ids, outcome)
+        live = [t for t in tickets if t.status != Status.CANCELLED]
+        outcome.add(SKIPPED, "Already cancelled", [t.pk for t in tickets if t.status == Status.CANCELLED])
+        local = [t for t in live if not t.remote_id and t.sync_state != SyncState.SENDING]
+        outcome.add(FAILED, "Being created in the provider right now: try again in a moment",
+                    [t.pk for t in live if not t.remote_id and t.sync_state == SyncState.SENDING])
+        Ticket.objects.filter(pk__in=[t.pk for t in local]).update(
+            status=Status.CANCELLED, sync_state=SyncState.CANCELLED, next_attempt_at=None,
+            updated_at=timezone.now(),
+        )
+        outcome.add(SUCCEEDED, "Cancelled before it reached the provider", [t.pk for t in local])
+        _apply_changes([t for t in live if t.remote_id], {"status": Status.CANCELLED}, outcome)
+    return outcome

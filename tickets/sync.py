@@ -21,6 +21,7 @@ from django.utils import timezone
 from console.crypto import CredentialsUnreadable
 from providers.base import CREATE, UPDATE, RemoteRef
 from providers.errors import (
+    ProviderAuthError,
     ProviderConfigurationError,
     ProviderError,
     ProviderRateLimited,
@@ -28,6 +29,7 @@ from providers.errors import (
 )
 from providers.http import Exchange
 from providers.models import ProviderAccount
+from tickets import limits
 from tickets.models import SyncAttempt, SyncState, Ticket
 
 log = logging.getLogger(__name__)
@@ -134,22 +136,62 @@ def push(ticket_id: int) -> str:
     ticket = claim(ticket_id)
     if ticket is None:
         return "not-claimed"
+    held_until = limits.admit(ticket.account)
+    if held_until is not None:  # the account is paused: wait, without spending an attempt
+        put_back(ticket, until=held_until)
+        return "paused"
     operation = UPDATE if ticket.remote_id else CREATE
     attempt_log = AttemptLog()
     ref: RemoteRef | None = None
+    sent_status = ""
     try:
         provider = ticket.account.get_provider()
         provider.http.on_exchange = attempt_log.add
+        protect_callback_secret(provider)
+        limits.govern(provider)
         if not ticket.account.enabled:
             raise ProviderConfigurationError(
                 f"The account '{ticket.account.name}' is disabled; enable it, then retry."
             )
         ref = provider.create(ticket) if operation == CREATE else provider.update(ticket)
+        sent_status = remote_status_sent(provider, ticket)
         decision = Decision(SyncState.SYNCED, SyncAttempt.Outcome.SUCCESS)
+    except limits.AccountBusy as busy:  # no rate-limit slot soon: the call was not sent
+        put_back(ticket, until=busy.until)
+        return "throttled"
     except Exception as exc:  # noqa: BLE001 - every failure is classified and recorded
         decision = decide(exc, ticket=ticket, operation=operation, sent=bool(attempt_log.exchanges))
-    finish(ticket, operation=operation, decision=decision, ref=ref, attempt_log=attempt_log)
+    finish(
+        ticket, operation=operation, decision=decision, ref=ref, attempt_log=attempt_log,
+        sent_status=sent_status,
+    )
     return decision.state
+
+
+def put_back(ticket: Ticket, *, until) -> None:
+    """Return a claimed row to pending until `until`, as if it had never been claimed."""
+    released = Ticket.objects.filter(
+        pk=ticket.pk, sync_state=SyncState.SENDING, attempts=ticket.attempts
+    ).update(
+        sync_state=SyncState.PENDING, attempts=F("attempts") - 1, sending_since=None,
+        next_attempt_at=until, enqueued_at=None,
+    )
+    delay = max(0.0, (until - timezone.now()).total_seconds())
+    if released and delay <= MAX_COUNTDOWN:
+        enqueue_push([ticket.pk], countdown=delay)
+
+
+def protect_callback_secret(provider) -> None:
+    """The inbound callback secret travels in Knight's callbackAddress: keep it out of records."""
+    provider.redactor.add((provider.account.settings or {}).get("callback_secret"))
+
+
+def remote_status_sent(provider, ticket: Ticket) -> str:
+    """The provider's status value for the ticket's status ('' when the map has none)."""
+    try:
+        return provider.remote_status_for(ticket.status)
+    except ProviderConfigurationError:
+        return ""
 
 
 def decide(exc: Exception, *, ticket: Ticket, operation: str, sent: bool) -> Decision:
@@ -187,11 +229,13 @@ def decide(exc: Exception, *, ticket: Ticket, operation: str, sent: bool) -> Dec
             counts_against_account=True,
         )
     if isinstance(exc, ProviderError):
+        # Only auth says the account is unhealthy; a refused field or an unknown id is this
+        # ticket's problem and must not pause the account for everyone.
         return Decision(
             SyncState.FAILED,
             SyncAttempt.Outcome.FAILED,
             exc.message,
-            counts_against_account=not hasattr(exc, "field_errors"),
+            counts_against_account=isinstance(exc, ProviderAuthError),
         )
     log.exception("Unexpected error while pushing ticket %s", ticket.pk)
     if sent and operation == CREATE:
@@ -216,7 +260,7 @@ def backoff(attempts: int, retry_after: float | None = None) -> float:
 
 def finish(
     ticket: Ticket, *, operation: str, decision: Decision, ref: RemoteRef | None,
-    attempt_log: AttemptLog,
+    attempt_log: AttemptLog, sent_status: str = "",
 ) -> None:
     """Record the outcome, fenced by the claimed attempt: a stale worker writes nothing."""
     now = timezone.now()
@@ -240,6 +284,10 @@ def finish(
             current.remote_url = ref.remote_url or current.remote_url
             current.remote_status = ref.remote_status or current.remote_status
         if decision.state == SyncState.SYNCED:
+            # What both sides now hold: the baseline pull compares remote changes against.
+            remote_status = (ref.remote_status if ref else "") or sent_status or current.remote_status
+            current.remote_status = remote_status
+            current.synced_fields = {"status": ticket.status, "remote_status": remote_status}
             current.synced_revision = ticket.revision
             current.last_synced_at = now
             current.attempts = 0
@@ -259,24 +307,22 @@ def finish(
             current.next_attempt_at = None
         current.save()
         attempt_log.save_for(ticket, operation, decision)
-        record_account_health(ticket.account_id, decision, now)
+        record_account_health(ticket.account, decision)
         if requeue_in is not None:
             delay = requeue_in
             transaction.on_commit(lambda: enqueue_push([ticket.pk], countdown=delay))
+        if decision.state == SyncState.SYNCED:
+            from tickets import replies  # replies waiting for the remote id may go now
+
+            transaction.on_commit(lambda: replies.enqueue_waiting(ticket.pk))
 
 
-def record_account_health(account_id: int, decision: Decision, now) -> None:
-    accounts = ProviderAccount.objects.filter(pk=account_id)
+def record_account_health(account: ProviderAccount, decision: Decision) -> None:
+    """Feed the account's breaker: success closes it, unhealthy failures count towards a trip."""
     if decision.state == SyncState.SYNCED:
-        accounts.exclude(consecutive_failures=0, last_ok_at__gt=now - timedelta(seconds=10)).update(
-            last_ok_at=now, consecutive_failures=0
-        )
+        limits.record_success(account)
     elif decision.counts_against_account:
-        accounts.update(
-            consecutive_failures=F("consecutive_failures") + 1,
-            last_error=decision.message[:2000],
-            last_error_at=now,
-        )
+        limits.record_failure(account, decision.message)
 
 
 # --- the sweeper --------------------------------------------------------------------------
@@ -300,7 +346,13 @@ def sweep(*, limit: int = 1000) -> dict[str, int]:
         sync_state=SyncState.SENDING, sending_since__lt=deadline
     )[:limit]:
         abandoned += recover_abandoned(ticket)
-    return {"published": len(due_ids), "recovered": abandoned}
+    from tickets import replies
+
+    reply_counts = replies.sweep(limit=limit)
+    return {
+        "published": len(due_ids), "recovered": abandoned,
+        "replies_published": reply_counts["published"], "replies_recovered": reply_counts["recovered"],
+    }
 
 
 def recover_abandoned(ticket: Ticket) -> int:

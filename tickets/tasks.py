@@ -7,6 +7,7 @@ from celery import shared_task
 from django.conf import settings
 
 from tickets import sync
+from tickets.bulk import run_bulk_job  # noqa: F401 - registers the bulk-job task with the worker
 
 log = logging.getLogger(__name__)
 
@@ -14,6 +15,28 @@ log = logging.getLogger(__name__)
 @shared_task(name="tickets.tasks.push_ticket")
 def push_ticket(ticket_id: int) -> str:
     return sync.push(ticket_id)
+
+
+@shared_task(name="tickets.tasks.push_reply")
+def push_reply(reply_id: int) -> str:
+    from tickets import replies
+
+    return replies.push(reply_id)
+
+
+@shared_task(name="tickets.tasks.pull_remote_state")
+def pull_remote_state() -> int:
+    """Beat: one pull_account message per account whose provider can be read."""
+    from tickets import pull
+
+    return pull.publish_pulls()
+
+
+@shared_task(name="tickets.tasks.pull_account")
+def pull_account(account_id: int) -> dict:
+    from tickets import pull
+
+    return pull.pull_account_by_id(account_id)
 
 
 @shared_task(name="tickets.tasks.sweep_sync_queue")

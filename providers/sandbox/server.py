@@ -52,6 +52,9 @@ class SandboxServer(ThreadingHTTPServer):
 
 class SandboxHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: with Nagle on, each kept-alive answer
+    # waits ~40 ms for the client's delayed ACK.
+    disable_nagle_algorithm = True
     server: SandboxServer
     server_version = "TicketConsoleSandbox/1"
 

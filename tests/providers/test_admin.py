@@ -1,8 +1,13 @@
 """Configuring accounts in the admin: write-only credentials, provider admins only."""
 
+from datetime import timedelta
+from html.parser import HTMLParser
+
 import pytest
+from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission, User
 from django.urls import reverse
+from django.utils import timezone
 
 from providers.models import ProviderAccount
 
@@ -84,3 +89,210 @@ def test_a_support_agent_cannot_reach_provider_accounts(client, account_factory)
     ):
         assert client.get(url).status_code == 403, url
     assert "Provider accounts" not in client.get(reverse("admin:index")).content.decode()
+
+
+# --- the form as a person uses it: tables, clearing, pause/resume, history -------------------
+class FormFields(HTMLParser):
+    """The values a browser would post for the page's change form (buttons excluded)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.values: dict[str, str] = {}
+        self.select: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        name = attrs.get("name")
+        if tag == "input" and name and attrs.get("type") not in ("submit", "button"):
+            if attrs.get("type") == "checkbox":
+                if "checked" in attrs:
+                    self.values[name] = attrs.get("value") or "on"
+            else:
+                self.values[name] = attrs.get("value") or ""
+        elif tag == "select" and name:
+            self.select = name
+            self.values.setdefault(name, "")
+        elif tag == "option" and self.select and "selected" in attrs:
+            self.values[self.select] = attrs.get("value") or ""
+
+    def handle_endtag(self, tag):
+        if tag == "select":
+            self.select = None
+
+
+def posted_form(client, url: str) -> dict[str, str]:
+    parser = FormFields()
+    parser.feed(client.get(url).content.decode())
+    return parser.values
+
+
+def change_url(account) -> str:
+    return reverse("admin:providers_provideraccount_change", args=[account.pk])
+
+
+def table_row(values: dict, prefix: str, key: str) -> str:
+    """The value input's name of the row whose key is `key` in the table `prefix`."""
+    for name, value in values.items():
+        if name.startswith(f"{prefix}__key__") and value == key:
+            return name.replace("__key__", "__value__")
+    raise AssertionError(f"no row {key} in {prefix}")
+
+
+@pytest.mark.django_db
+def test_maps_and_defaults_round_trip_through_the_tables_unchanged(superuser_client, account_factory):
+    account = account_factory("knight")  # numeric priorities, a list-valued setting
+    before = (account.settings, account.status_map, account.priority_map)
+    values = posted_form(superuser_client, change_url(account))
+    assert table_row(values, "status_map__outbound", "resolved")  # rows, not raw JSON
+    response = superuser_client.post(change_url(account), values)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    account.refresh_from_db()
+    assert (account.settings, account.status_map, account.priority_map) == before
+    assert "No fields changed" in LogEntry.objects.latest("action_time").get_change_message()
+
+
+@pytest.mark.django_db
+def test_editing_a_map_row_changes_that_mapping_and_the_history_names_it(superuser_client, account_factory):
+    account = account_factory("knight")
+    values = posted_form(superuser_client, change_url(account))
+    values[table_row(values, "status_map__outbound", "resolved")] = "CLOSE"
+    values[table_row(values, "priority_map__all", "low")] = "3"
+    values[table_row(values, "settings__all", "environment")] = "Prod"
+    blank_inbound = next(n for n, v in values.items() if n.startswith("status_map__inbound__key__") and not v)
+    values[blank_inbound] = "TRIAGE"
+    values[blank_inbound.replace("__key__", "__value__")] = "open"
+    assert superuser_client.post(change_url(account), values).status_code == 302
+    account.refresh_from_db()
+    assert account.status_map["outbound"]["resolved"] == "CLOSE"
+    assert account.status_map["inbound"]["TRIAGE"] == "open"
+    assert account.priority_map["low"] == 3  # Knight speaks numbers: kept a number
+    assert account.settings["environment"] == "Prod"
+    assert account.settings["account_code_locators"][0]["SearchKey"] == "accountCode"
+    message = LogEntry.objects.latest("action_time").get_change_message()
+    assert "Status map" in message and "Priority map" in message and "Settings" in message
+    assert "credentials" not in message
+
+
+@pytest.mark.django_db
+def test_a_map_pointing_at_an_unknown_console_status_is_refused(superuser_client, account_factory):
+    account = account_factory("kapture")
+    values = posted_form(superuser_client, change_url(account))
+    values["status_map__inbound__value__0"] = "archived"  # not a console status
+    response = superuser_client.post(change_url(account), values)
+    assert response.status_code == 200
+    assert "is not a console status" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_an_optional_credential_can_be_cleared(superuser_client, account_factory, sandbox):
+    grant = sandbox.credentials["motadata"]
+    account = account_factory("motadata", credentials={**grant, "access_token": "tok-to-forget-123"})
+    values = posted_form(superuser_client, change_url(account))
+    assert "clear__motadata__access_token" in values or "clear__motadata__access_token" in (
+        superuser_client.get(change_url(account)).content.decode()
+    )
+    values["clear__motadata__access_token"] = "on"
+    assert superuser_client.post(change_url(account), values).status_code == 302
+    account.refresh_from_db()
+    assert "access_token" not in account.get_credentials()
+    assert account.get_credentials()["username"] == grant["username"]
+    message = LogEntry.objects.latest("action_time").get_change_message()
+    assert message == "Changed credentials."
+
+
+@pytest.mark.django_db
+def test_clearing_a_credential_the_account_needs_is_refused(superuser_client, account_factory):
+    account = account_factory("motadata", credentials={"access_token": "only-token-456"})
+    values = posted_form(superuser_client, change_url(account))
+    values["clear__motadata__access_token"] = "on"
+    response = superuser_client.post(change_url(account), values)
+    assert response.status_code == 200
+    account.refresh_from_db()
+    assert account.get_credentials() == {"access_token": "only-token-456"}
+
+
+@pytest.mark.django_db
+def test_pause_and_resume_from_the_account_page(superuser_client, account_factory):
+    account = account_factory("kapture")
+    pause_url = reverse("admin:providers_provideraccount_pause", args=[account.pk])
+    assert superuser_client.get(pause_url).status_code == 405  # a state change needs a POST
+    page = superuser_client.post(pause_url, follow=True).content.decode()
+    account.refresh_from_db()
+    assert account.paused_until > timezone.now() + timedelta(days=300)
+    assert "Paused until resumed" in page and "Resume</button>" in page
+
+    resume_url = reverse("admin:providers_provideraccount_resume", args=[account.pk])
+    page = superuser_client.post(resume_url, follow=True).content.decode()
+    account.refresh_from_db()
+    assert account.paused_until is None
+    assert "Pause</button>" in page
+    history = superuser_client.get(reverse("admin:providers_provideraccount_history", args=[account.pk]))
+    assert "Paused sync" in history.content.decode() and "Resumed sync" in history.content.decode()
+
+
+@pytest.mark.django_db
+def test_credential_changes_are_logged_without_values_and_no_page_shows_a_secret(
+    superuser_client, account_factory
+):
+    secret = "kapture-secret-token-0042"
+    account = account_factory("kapture", credentials={"token": "first-token-value-0041"})
+    values = posted_form(superuser_client, change_url(account))
+    values["cred__kapture__token"] = secret
+    values["timeout"] = "7"
+    assert superuser_client.post(change_url(account), values).status_code == 302
+    account.refresh_from_db()
+    assert account.get_credentials() == {"token": secret}
+    message = LogEntry.objects.latest("action_time").get_change_message()
+    assert "credentials" in message and "Timeout" in message
+
+    pages = [
+        change_url(account),
+        reverse("admin:providers_provideraccount_changelist"),
+        reverse("admin:providers_provideraccount_history", args=[account.pk]),
+        reverse("admin:index"),
+        reverse("sync_dashboard"),
+    ]
+    for url in pages:
+        html = superuser_client.get(url).content.decode()
+        assert secret not in html and "first-token-value-0041" not in html, url
+    assert "Changed Timeout and credentials." in superuser_client.get(pages[2]).content.decode()
+    assert "Changed Timeout and credentials." in superuser_client.get(pages[0]).content.decode()
+
+
+@pytest.mark.django_db
+def test_a_support_agent_cannot_pause_test_or_configure_an_account(client, account_factory):
+    account = account_factory("kapture")
+    agent = User.objects.create_user("agent", "agent@example.com", "pw", is_staff=True)
+    agent.user_permissions.add(*Permission.objects.filter(content_type__app_label="tickets"))
+    client.force_login(agent)
+    client.post(reverse("admin:providers_provideraccount_pause", args=[account.pk]))
+    client.get(reverse("admin:providers_provideraccount_test", args=[account.pk]))
+    account.refresh_from_db()
+    assert account.paused_until is None and account.last_ok_at is None
+    history = reverse("admin:providers_provideraccount_history", args=[account.pk])
+    assert client.get(history).status_code == 403
+    dashboard = client.get(reverse("sync_dashboard")).content.decode()
+    assert account.name in dashboard
+    assert change_url(account) not in dashboard
+
+
+@pytest.mark.django_db
+def test_adding_an_account_through_the_page_leaves_blank_maps_to_the_provider_defaults(
+    superuser_client, sandbox
+):
+    values = posted_form(superuser_client, ADD_URL)
+    assert "status_map__outbound__rows" in values
+    values.update({
+        "name": "Keliweb IT", "kind": "keliweb", "base_url": sandbox.base_url("keliweb"),
+        **{f"cred__keliweb__{key}": value for key, value in sandbox.credentials["keliweb"].items()},
+    })
+    blank_setting = next(n for n, v in values.items() if n.startswith("settings__all__key__") and not v)
+    values[blank_setting] = "deptid"
+    values[blank_setting.replace("__key__", "__value__")] = "1"
+    response = superuser_client.post(ADD_URL, values)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    account = ProviderAccount.objects.get(name="Keliweb IT")
+    assert account.settings == {"deptid": 1}
+    assert account.status_map == account.provider_class.default_status_map
+    assert account.priority_map == account.provider_class.default_priority_map
+    assert account.get_credentials() == sandbox.credentials["keliweb"]

@@ -1,0 +1,99 @@
+"""Knight's callbacks: a per-account secret URL, every body stored once, status applied."""
+
+import json
+
+import pytest
+from django.db.models import F
+
+from tests.helpers import wait_for
+from tickets import services
+from tickets.inbound import callback_path
+from tickets.models import InboundEvent, SyncAttempt, SyncState, Ticket
+
+
+def refreshed(ticket: Ticket) -> Ticket:
+    ticket.refresh_from_db()
+    return ticket
+
+
+@pytest.fixture
+def knight(account_factory):
+    account = account_factory("knight")
+    account.settings = {**account.settings, "callback_base_url": "https://console.example.com/"}
+    account.save()
+    secret = services.ensure_callback_secret(account=account)
+    account.refresh_from_db()
+    return account, secret
+
+
+def post(client, account, secret, payload, **extra):
+    body = payload if isinstance(payload, (bytes, str)) else json.dumps(payload)
+    return client.post(callback_path(account, secret), body, content_type="application/json", **extra)
+
+
+@pytest.mark.worker
+def test_knight_is_given_the_callback_and_its_status_report_is_applied_once(worker, sandbox, knight, client):
+    account, secret = knight
+    assert services.ensure_callback_secret(account=account) == secret  # created once
+    ticket = services.create_ticket(account=account, title="Disk full", description="db01")
+    wait_for(lambda: refreshed(ticket).sync_state == SyncState.SYNCED, message="the create did not sync")
+    [remote] = sandbox.state("knight")["tickets"]
+    assert remote["callbackAddress"] == f"https://console.example.com/inbound/knight/{account.pk}/{secret}/"
+    recorded = SyncAttempt.objects.get(ticket=ticket, operation="create")
+    assert secret not in recorded.request_body  # the secret is kept out of the records
+
+    payload = {"ticketId": ticket.reference, "status": "INPROGRESS", "resolver": "ops"}
+    first, again = post(client, account, secret, payload), post(client, account, secret, payload)
+    assert (first.status_code, first.json()["applied"], first.json()["duplicate"]) == (200, True, False)
+    assert (again.status_code, again.json()["duplicate"]) == (200, True)
+    [event] = InboundEvent.objects.all()
+    assert (event.ticket_id, event.applied, event.payload) == (ticket.pk, True, payload)
+    ticket = refreshed(ticket)
+    assert (ticket.status, ticket.remote_status, ticket.revision) == ("in_progress", "INPROGRESS", 1)
+    assert list(ticket.inbound_events.all()) == [event]  # part of the ticket's history
+    assert not SyncAttempt.objects.filter(operation="update").exists()  # nothing echoed back
+
+
+@pytest.mark.django_db
+def test_a_wrong_secret_a_get_and_an_oversized_body_are_refused_and_not_stored(knight, client, settings):
+    account, secret = knight
+    assert post(client, account, "not-the-secret", {"ticketId": "TC-1"}).status_code == 404
+    assert post(client, account.__class__(pk=account.pk + 999), secret, {}).status_code == 404
+    assert client.get(callback_path(account, secret)).status_code == 405
+    settings.INBOUND_MAX_BYTES = 1024
+    assert post(client, account, secret, {"blob": "x" * 2000}).status_code == 413
+    assert not InboundEvent.objects.exists()
+
+
+
+@pytest.mark.django_db
+def test_only_providers_that_call_back_get_a_callback_secret(account_factory):
+    with pytest.raises(services.TicketActionError, match="Kapture CX does not call back"):
+        services.ensure_callback_secret(account=account_factory("kapture"))
+
+
+@pytest.mark.django_db
+def test_a_payload_that_names_no_known_ticket_is_stored_but_not_applied(knight, client):
+    account, secret = knight
+    assert post(client, account, secret, {"ticketId": "TC-999999", "status": "CLOSE"}).status_code == 200
+    assert post(client, account, secret, b"<xml>not json</xml>").status_code == 200
+    events = {e.payload.get("ticketId", "raw"): e for e in InboundEvent.objects.all()}
+    assert not any(e.applied for e in events.values())
+    assert "No ticket TC-999999" in events["TC-999999"].note
+    assert events["raw"].payload == {"raw": "<xml>not json</xml>"} and "Not JSON" in events["raw"].note
+
+
+@pytest.mark.django_db
+def test_a_callback_that_contradicts_an_unsent_console_change_needs_attention(knight, client):
+    account, secret = knight
+    ticket = Ticket.objects.create(
+        account=account, title="Disk full", revision=2, synced_revision=1, status="on_hold",
+        remote_id="x", sync_state=SyncState.PENDING, next_attempt_at="2099-01-01T00:00:00Z",
+        synced_fields={"status": "new", "remote_status": "NEW"},
+    )
+    Ticket.objects.filter(pk=ticket.pk).update(remote_id=F("reference"))
+    response = post(client, account, secret, {"ticketId": ticket.reference, "status": "RESOLVE"})
+    assert response.status_code == 200 and response.json()["applied"] is False
+    ticket = refreshed(ticket)
+    assert ticket.sync_state == SyncState.NEEDS_ATTENTION and ticket.status == "on_hold"
+    assert "'on_hold'" in ticket.last_error and "'RESOLVE'" in ticket.last_error

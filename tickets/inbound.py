@@ -1,0 +1,116 @@
+"""Inbound callbacks: what a provider posts to us (Knight's callbackAddress).
+
+Knight's callback payload is undocumented (PROVIDERS.md §1), so every body is stored as it
+came (`InboundEvent`, de-duplicated by a digest of account and body) and applied only when it
+carries a `ticketId` that is one of our references and a `status` the account's inbound map
+knows. Applying goes through the same conflict rule as pull (tickets/pull.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+
+from providers.models import ProviderAccount
+from tickets.models import InboundEvent, Ticket
+from tickets.pull import apply_remote_status, inbound_status_reader
+
+CALLBACK_KINDS = ("knight",)
+
+
+class CallbackRefused(Exception):
+    """Unknown account or wrong secret: answered 404 so nothing is revealed."""
+
+
+@dataclass(frozen=True)
+class Received:
+    event: InboundEvent
+    duplicate: bool
+
+
+def ensure_callback_secret(account: ProviderAccount) -> str:
+    """The account's callback secret, generated once; with `callback_base_url` set, the full
+    callback URL is written into the `callback_address` setting, which Knight's adapter sends
+    as callbackAddress when a ticket has none of its own."""
+    account_settings = dict(account.settings or {})
+    secret = account_settings.get("callback_secret") or secrets.token_urlsafe(32)
+    account_settings["callback_secret"] = secret
+    base = str(account_settings.get("callback_base_url") or "").rstrip("/")
+    if base:
+        account_settings["callback_address"] = f"{base}{callback_path(account, secret)}"
+    if account_settings != (account.settings or {}):
+        account.settings = account_settings
+        account.save(update_fields=["settings", "updated_at"])
+    return secret
+
+
+def callback_path(account: ProviderAccount, secret: str) -> str:
+    from django.urls import reverse
+
+    return reverse("inbound-knight", kwargs={"account_id": account.pk, "secret": secret})
+
+
+def receive(*, kind: str, account_id: int, secret: str, body: bytes) -> Received:
+    """Check the secret, store the body once, apply it when it says which ticket and status."""
+    account = ProviderAccount.objects.filter(pk=account_id, kind=kind).first()
+    expected = str(((account.settings or {}).get("callback_secret") or "") if account else "")
+    # Compared even when the account is unknown, so timing tells nothing about which exist.
+    matches = hmac.compare_digest(expected.encode() or b"\0" * 43, (secret or "").encode())
+    if account is None or kind not in CALLBACK_KINDS or not expected or not matches:
+        raise CallbackRefused
+    digest = hashlib.sha256(f"{account.pk}:".encode() + body).hexdigest()
+    existing = InboundEvent.objects.filter(digest=digest).first()
+    if existing is not None:
+        return Received(existing, duplicate=True)
+    payload, note = parse(body)
+    try:
+        with transaction.atomic():
+            event = InboundEvent.objects.create(account=account, digest=digest, payload=payload, note=note)
+    except IntegrityError:  # the same body arrived twice at once
+        return Received(InboundEvent.objects.get(digest=digest), duplicate=True)
+    apply(event)
+    return Received(event, duplicate=False)
+
+
+def parse(body: bytes) -> tuple[dict, str]:
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return {"raw": body.decode("utf-8", errors="replace")}, "Not JSON: stored, not applied."
+    if not isinstance(data, dict):
+        return {"raw": data}, "Not a JSON object: stored, not applied."
+    return data, ""
+
+
+def apply(event: InboundEvent) -> None:
+    payload = event.payload if not event.note else {}
+    reference = str(payload.get("ticketId") or "").strip()
+    status = str(payload.get("status") or "").strip()
+    if not reference:
+        return
+    ticket = Ticket.objects.filter(account_id=event.account_id, reference=reference).first()
+    if ticket is None:
+        event.note = f"No ticket {reference[:40]} on this account: stored, not applied."
+        event.save(update_fields=["note"])
+        return
+    event.ticket = ticket
+    if not status:
+        event.note = "No status in the payload: stored with the ticket."
+    elif inbound_status_reader(event.account)(status) is None:
+        event.note = f"Status '{status[:40]}' is not in the account's inbound status map."
+        apply_remote_status(ticket_id=ticket.pk, remote_status=status)  # keeps the raw value
+    else:
+        outcome = apply_remote_status(ticket_id=ticket.pk, remote_status=status)
+        event.applied = outcome in ("applied", "unchanged")
+        event.note = {
+            "applied": f"Status set from {status}.",
+            "unchanged": f"Status {status}: nothing to change.",
+            "conflict": "The console changed the status too: the ticket needs attention.",
+            "skipped": "The ticket was being sent: not applied; the next update or pull settles it.",
+        }[outcome]
+    event.save(update_fields=["ticket", "applied", "note"])

@@ -1,0 +1,181 @@
+"""Per-account limits shared by every worker: a rate limit and a circuit breaker.
+
+Both live in the ProviderAccount row, so every process on every machine sees one state:
+- the rate limit keeps a "next request may start at" moment (`next_request_at`), moved on by
+  1/rate with a compare-and-swap UPDATE for each request (GCRA without burst: requests are
+  spaced, never bunched);
+- the breaker counts consecutive failures that say the service is unhealthy (auth, transient,
+  rate limited); at the account's threshold it sets `paused_until`. While paused nothing is
+  sent. When the cool-down is over one caller wins a guarded UPDATE and makes the single
+  probe call (half-open); its success closes the breaker, its failure re-opens it.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Case, F, Q, Value, When
+from django.utils import timezone
+
+from providers.models import ProviderAccount
+
+#: How far in the future "until resumed" is.
+INDEFINITELY = timedelta(days=3650)
+
+
+class AccountBusy(Exception):
+    """The account's rate limit has no slot soon enough; come back at `until`."""
+
+    def __init__(self, until: datetime) -> None:
+        super().__init__(f"rate limited until {until.isoformat()}")
+        self.until = until
+
+
+# --- settings ----------------------------------------------------------------------------
+def breaker_threshold(account: ProviderAccount) -> int:
+    value = (account.settings or {}).get("breaker_threshold")
+    return max(1, int(value or settings.SYNC_BREAKER_THRESHOLD))
+
+
+def breaker_cooldown(account: ProviderAccount) -> timedelta:
+    value = (account.settings or {}).get("breaker_cooldown")
+    return timedelta(seconds=float(value or settings.SYNC_BREAKER_COOLDOWN))
+
+
+# --- the breaker -------------------------------------------------------------------------
+def admit(account: ProviderAccount) -> datetime | None:
+    """None when a call to the account may go ahead now; else the moment to come back.
+
+    After a trip, the first caller past the cool-down becomes the probe: it pushes
+    `paused_until` one more cool-down ahead, so everyone else keeps waiting for its outcome.
+    """
+    now = timezone.now()
+    accounts = ProviderAccount.objects.filter(pk=account.pk)
+    paused_until = accounts.values_list("paused_until", flat=True).first()
+    if paused_until and paused_until > now:
+        return paused_until
+    threshold = breaker_threshold(account)
+    if not accounts.filter(consecutive_failures__gte=threshold).exists():
+        return None  # closed
+    probe_window_end = now + breaker_cooldown(account)
+    won = accounts.filter(Q(paused_until__isnull=True) | Q(paused_until__lte=now)).filter(
+        consecutive_failures__gte=threshold
+    ).update(paused_until=probe_window_end)
+    if won:
+        return None  # this caller is the half-open probe
+    return accounts.values_list("paused_until", flat=True).first() or None
+
+
+def record_success(account: ProviderAccount) -> bool:
+    """A call worked: the failure count restarts. True when this closed a tripped breaker."""
+    now = timezone.now()
+    accounts = ProviderAccount.objects.filter(pk=account.pk)
+    closed = accounts.filter(consecutive_failures__gte=breaker_threshold(account)).update(
+        consecutive_failures=0, paused_until=None, last_ok_at=now
+    )
+    if closed:
+        release_waiting(account)
+        return True
+    # Skip the write when nothing changes (most calls), to spare the row on busy accounts.
+    accounts.exclude(consecutive_failures=0, last_ok_at__gt=now - timedelta(seconds=10)).update(
+        last_ok_at=now, consecutive_failures=0
+    )
+    return False
+
+
+def record_failure(account: ProviderAccount, message: str) -> None:
+    """A call failed in a way that says the account or service is unhealthy."""
+    now = timezone.now()
+    until = now + breaker_cooldown(account)
+    trips = Q(consecutive_failures__gte=breaker_threshold(account) - 1) & (
+        Q(paused_until__isnull=True) | Q(paused_until__lt=until)  # never shortens a manual pause
+    )
+    ProviderAccount.objects.filter(pk=account.pk).update(
+        consecutive_failures=F("consecutive_failures") + 1,
+        last_error=message[:2000],
+        last_error_at=now,
+        paused_until=Case(When(trips, then=Value(until)), default=F("paused_until")),
+    )
+
+
+def pause(account: ProviderAccount, *, seconds: float | None = None) -> datetime:
+    """Hold every call to the account for `seconds`, or until resumed."""
+    until = timezone.now() + (timedelta(seconds=seconds) if seconds else INDEFINITELY)
+    ProviderAccount.objects.filter(pk=account.pk).update(paused_until=until)
+    account.paused_until = until
+    return until
+
+
+def resume(account: ProviderAccount) -> int:
+    """Close the breaker and end a pause; returns how many waiting tickets were released."""
+    ProviderAccount.objects.filter(pk=account.pk).update(paused_until=None, consecutive_failures=0)
+    account.paused_until, account.consecutive_failures = None, 0
+    return release_waiting(account)
+
+
+def release_waiting(account: ProviderAccount) -> int:
+    """Tickets and replies put back to wait for the account are due now: publish them.
+    Returns how many tickets were released."""
+    from tickets import replies, sync
+    from tickets.models import Reply, SyncState, Ticket
+
+    now = timezone.now()
+    waiting = Ticket.objects.filter(
+        account_id=account.pk, sync_state=SyncState.PENDING, next_attempt_at__gt=now
+    )
+    ids = list(waiting.values_list("pk", flat=True))
+    if ids:
+        Ticket.objects.filter(pk__in=ids, sync_state=SyncState.PENDING).update(next_attempt_at=None)
+        transaction.on_commit(lambda: sync.enqueue_push(ids))
+    waiting_replies = Reply.objects.filter(
+        ticket__account_id=account.pk, sync_state=SyncState.PENDING, next_attempt_at__gt=now
+    )
+    reply_ids = list(waiting_replies.values_list("pk", flat=True))
+    if reply_ids:
+        Reply.objects.filter(pk__in=reply_ids, sync_state=SyncState.PENDING).update(next_attempt_at=None)
+        transaction.on_commit(lambda: replies.enqueue(reply_ids))
+    return len(ids)
+
+
+# --- the rate limit ----------------------------------------------------------------------
+def reserve_slot(account: ProviderAccount, *, max_wait: float | None = None) -> float:
+    """Reserve the account's next request slot; returns the seconds to wait for it.
+
+    Raises AccountBusy (reserving nothing) when the wait would exceed `max_wait`, so a
+    worker is not held asleep: the caller puts its work back for later instead.
+    """
+    rate = float(account.rate_limit or 0)
+    if rate <= 0:
+        return 0.0  # no limit configured
+    interval = timedelta(seconds=1 / rate)
+    max_wait = settings.SYNC_RATE_MAX_WAIT if max_wait is None else max_wait
+    accounts = ProviderAccount.objects.filter(pk=account.pk)
+    while True:
+        now = timezone.now()
+        current = accounts.values_list("next_request_at", flat=True).first()
+        start = max(current or now, now)
+        wait = (start - now).total_seconds()
+        if wait > max_wait:
+            raise AccountBusy(start)
+        guard = Q(next_request_at=current) if current else Q(next_request_at__isnull=True)
+        if accounts.filter(guard).update(next_request_at=start + interval):
+            return wait
+        # Another worker took the slot between our read and write: read again.
+
+
+def govern(provider) -> None:
+    """Make every HTTP request `provider` sends wait for the account's rate limit."""
+    http = provider.http
+    send = http.send
+    account = provider.account
+
+    def send_within_rate_limit(request):
+        wait = reserve_slot(account)
+        if wait > 0:
+            time.sleep(wait)
+        return send(request)
+
+    http.send = send_within_rate_limit
