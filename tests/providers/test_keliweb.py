@@ -34,7 +34,7 @@ from providers.models import AccessToken, ProviderAccount
 from providers.sandbox.keliweb import php_unserialize_flat
 from tickets.models import Ticket
 
-SEEDS = Path(__file__).resolve().parents[3] / "shared" / "seeds"
+SEEDS = Path(__file__).resolve().parent / "seeds"  # copies of ../shared/seeds
 BASE = "https://apiv2.keliweb.it"
 CREDENTIALS = {
     "client_id": "7", "client_secret": "cs-SECRET-123456", "username": "ops@example.it",
