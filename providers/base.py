@@ -18,6 +18,7 @@ from django import forms
 from providers.errors import (
     ProviderConfigurationError,
     ProviderError,
+    ProviderNotFoundError,
     ProviderResponseError,
     ProviderTransientError,
 )
@@ -68,6 +69,9 @@ class Provider:
     create_is_idempotent: ClassVar[bool] = False
     #: True when files travel with the create (Keliweb inline, Motadata by upload).
     accepts_attachments: ClassVar[bool] = False
+    #: True when build_test() asks for a ticket that cannot exist (no ping endpoint), so
+    #: "not found" proves the credentials were accepted.
+    test_probe_is_missing_ticket: ClassVar[bool] = False
     #: How many tickets one fetch call may carry.
     fetch_batch_size: ClassVar[int] = 1
 
@@ -109,7 +113,13 @@ class Provider:
     def test_connection(self) -> str:
         """Authenticate and make the cheapest call; returns what the provider said."""
         self.require(TEST)
-        return self.parse_test(self.call(self.build_test()))
+        try:
+            data = self.call(self.build_test())
+        except ProviderNotFoundError:
+            if not self.test_probe_is_missing_ticket:
+                raise
+            data = None  # the probed id does not exist, but the credentials were accepted
+        return self.parse_test(data)
 
     def call(self, request: ApiRequest) -> Any:
         """Send with auth; re-authenticate once on a 401 where the provider uses tokens."""

@@ -64,6 +64,7 @@ class KaptureProvider(Provider):
     kind = "kapture"
     label = "Kapture CX"
     capabilities = frozenset({CREATE, UPDATE, FETCH, REPLY, TEST})
+    test_probe_is_missing_ticket = True
     credential_fields = {
         "token": forms.CharField(
             label="API token",
@@ -177,12 +178,7 @@ class KaptureProvider(Provider):
         # token was accepted; "Invalid Auth Key" proves it was not.
         return ApiRequest("POST", self.SEARCH_PATH, json={"ticket_ids": "0"})
 
-    def test_connection(self) -> str:
-        self.require(TEST)
-        try:
-            self.call(self.build_test())
-        except ProviderNotFoundError:
-            pass  # expected: the id does not exist, but the token was accepted
+    def parse_test(self, data: Any) -> str:
         return "Connected: Kapture accepted the token."
 
     # --- errors --------------------------------------------------------------------------

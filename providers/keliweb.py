@@ -155,6 +155,7 @@ class KeliwebProvider(TokenAuthProvider):
     kind = "keliweb"
     label = "Keliweb"
     capabilities = frozenset({CREATE, FETCH, REPLY, TEST})
+    test_probe_is_missing_ticket = True
     accepts_attachments = True
     unsupported_reasons = {
         "update": "Keliweb cannot update a ticket after it is created — add a reply instead.",
@@ -341,12 +342,7 @@ class KeliwebProvider(TokenAuthProvider):
         # the token was accepted; a refused token answers 401 "Unauthenticated.".
         return self.api_request(self.GET_TICKET_PATH, {"ticketid": "0"})
 
-    def test_connection(self) -> str:
-        self.require(TEST)
-        try:
-            self.call(self.build_test())
-        except ProviderNotFoundError:
-            pass  # expected: the id does not exist, but the token was accepted
+    def parse_test(self, data: Any) -> str:
         return "Connected: Keliweb issued a token and accepted it."
 
     # --- errors ----------------------------------------------------------------------------------

@@ -90,8 +90,16 @@ def update_ticket(*, ticket: Ticket, changes: dict[str, Any]) -> Ticket:
 
 def mark_changed(ticket_id: int) -> None:
     """Bump the revision and make the row pending where it may be sent (inside a transaction)."""
+    bump_revision(Ticket.objects.filter(pk=ticket_id))
+    sync.enqueue_push_on_commit(ticket_id)
+
+
+def bump_revision(tickets) -> int:
+    """One UPDATE: a new revision, and pending where the rows may be sent. A row being sent
+    stays `sending` (its worker sees the newer revision); a cancelled one stays cancelled; a
+    create whose outcome is unknown stays held for a person."""
     hold = [SyncState.SENDING, SyncState.CANCELLED]
-    Ticket.objects.filter(pk=ticket_id).update(
+    return tickets.update(
         revision=F("revision") + 1,
         sync_state=Case(
             When(sync_state__in=hold, then=F("sync_state")),
@@ -101,7 +109,6 @@ def mark_changed(ticket_id: int) -> None:
         attempts=Case(When(sync_state__in=hold, then=F("attempts")), default=Value(0)),
         next_attempt_at=None,
     )
-    sync.enqueue_push_on_commit(ticket_id)
 
 
 def retry_sync(*, ticket: Ticket) -> Ticket:
@@ -317,17 +324,7 @@ def mark_changed_many(ticket_ids: list[int]) -> None:
     """mark_changed for many rows in one UPDATE (inside a transaction); one push each after commit."""
     if not ticket_ids:
         return
-    hold = [SyncState.SENDING, SyncState.CANCELLED]
-    Ticket.objects.filter(pk__in=ticket_ids).update(
-        revision=F("revision") + 1,
-        sync_state=Case(
-            When(sync_state__in=hold, then=F("sync_state")),
-            When(sync_state=SyncState.NEEDS_ATTENTION, remote_id="", then=F("sync_state")),
-            default=Value(SyncState.PENDING),
-        ),
-        attempts=Case(When(sync_state__in=hold, then=F("attempts")), default=Value(0)),
-        next_attempt_at=None,
-    )
+    bump_revision(Ticket.objects.filter(pk__in=ticket_ids))
     ids = list(ticket_ids)
     transaction.on_commit(lambda: sync.enqueue_push(ids))
 
