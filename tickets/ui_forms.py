@@ -8,6 +8,7 @@ from typing import Any
 
 from crispy_forms.helper import FormHelper
 from django import forms
+from django.conf import settings
 from django.db.models import Q, QuerySet
 
 from providers.models import ProviderAccount
@@ -121,6 +122,24 @@ class TicketFieldsForm(TicketForm):
         return cleaned
 
 
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    """Several files in one input (Django's documented pattern)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("widget", MultipleFileInput())
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data: Any, initial: Any = None) -> list:
+        single = super().clean
+        if isinstance(data, (list, tuple)):
+            return [single(item, initial) for item in data]
+        return [single(data, initial)] if data else []
+
+
 class TicketCreateForm(TicketFieldsForm):
     account = AccountChoiceField(queryset=ProviderAccount.objects.none(), empty_label="Choose an account…")
 
@@ -134,6 +153,24 @@ class TicketCreateForm(TicketFieldsForm):
             "The service the ticket is created in; its own fields appear below."
         )
         self.order_fields(["account"])
+
+    def add_attachments_field(self, account: ProviderAccount | None) -> None:
+        """A files input, for providers whose create carries files (Keliweb, Motadata)."""
+        if account is None or not account.provider_class.accepts_attachments:
+            return
+        limit_mb = settings.ATTACHMENT_MAX_BYTES / (1024 * 1024)
+        self.fields["attachments"] = MultipleFileField(
+            required=False, label="Attachments",
+            help_text=f"Sent with the create; up to {limit_mb:g} MB each.",
+        )
+
+    def clean_attachments(self) -> list:
+        files = self.cleaned_data.get("attachments") or []
+        too_large = [f.name for f in files if f.size > settings.ATTACHMENT_MAX_BYTES]
+        if too_large:
+            limit_mb = settings.ATTACHMENT_MAX_BYTES / (1024 * 1024)
+            raise forms.ValidationError(f"Larger than the {limit_mb:g} MB limit: {', '.join(too_large)}.")
+        return files
 
     def clean(self) -> dict[str, Any]:
         self.account = self.cleaned_data.get("account")

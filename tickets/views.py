@@ -107,7 +107,8 @@ def ticket_create(request: HttpRequest) -> HttpResponse:
             typed = typed_values(provider_form_for(account, data=data))
             provider_form = provider_form_for(account, stored=typed)
     elif data is not None:
-        form = TicketCreateForm(data, user=user)
+        form = TicketCreateForm(data, request.FILES, user=user)
+        form.add_attachments_field(account)
         provider_form = provider_form_for(account, data=data)
         valid = [form.is_valid(), provider_form is None or provider_form.is_valid()]
         if all(valid):
@@ -115,6 +116,7 @@ def ticket_create(request: HttpRequest) -> HttpResponse:
             ticket = services.create_ticket(
                 account=form.cleaned_data["account"], **values,
                 extra=provider_values(provider_form), created_by=user,
+                files=form.cleaned_data.get("attachments") or [],
             )
             messages.success(request, f"{ticket.reference} saved; it is being sent to "
                                       f"{ticket.account.provider_class.label}.")
@@ -122,6 +124,8 @@ def ticket_create(request: HttpRequest) -> HttpResponse:
     else:
         form = TicketCreateForm(initial={"account": account}, user=user)
         provider_form = provider_form_for(account)
+    if "attachments" not in form.fields:
+        form.add_attachments_field(account)
     return render(request, "tickets/ticket_create.html", {
         "form": form, "provider_form": provider_form, "account": account,
         "provider_label": account.provider_class.label if account else "",

@@ -376,3 +376,30 @@ def test_cancelling_the_sync_of_a_waiting_ticket(client, agent, account_factory)
     assert ticket.sync_state == SyncState.CANCELLED
     assert "Sync cancelled" in response.content.decode()
     assert reverse("tickets:cancel", args=[ticket.pk]) not in response.content.decode()
+
+
+def test_files_are_attached_where_the_provider_takes_them_and_too_large_ones_refused(
+    client, agent, account_factory, settings
+):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    keliweb = account_factory("keliweb", settings={"deptid": 1})
+    page = client.get(reverse("tickets:create"), {"account": keliweb.pk}).content.decode()
+    assert 'enctype="multipart/form-data"' in page and "Attachments" in page
+    kapture = account_factory("kapture")
+    page = client.get(reverse("tickets:create"), {"account": kapture.pk}).content.decode()
+    assert "Attachments" not in page
+
+    files = [SimpleUploadedFile("a.log", b"line 1\n"), SimpleUploadedFile("b.png", b"\x89PNG")]
+    response = client.post(reverse("tickets:create"), {**create_data(keliweb), "attachments": files})
+    ticket = Ticket.objects.get()
+    assert response.status_code == 302
+    assert sorted(ticket.attachments.values_list("name", "size")) == [("a.log", 7), ("b.png", 4)]
+
+    settings.ATTACHMENT_MAX_BYTES = 5
+    big = SimpleUploadedFile("big.log", b"0123456789")
+    data = {**create_data(keliweb, title="Second"), "attachments": [big]}
+    response = client.post(reverse("tickets:create"), data)
+    assert response.status_code == 200
+    assert "Larger than the" in response.content.decode() and "big.log" in response.content.decode()
+    assert Ticket.objects.count() == 1
