@@ -170,7 +170,9 @@ class TicketAdmin(admin.ModelAdmin):
         "last_synced_at", "created_by", "created_at", "updated_at",
     )
     inlines = [SyncAttemptInline]
-    actions = ["sync_now", "retry_failed", "change_status", "change_priority", "cancel", "export_csv"]
+    actions = [
+        "sync_now", "retry_failed", "pull_now", "change_status", "change_priority", "cancel", "export_csv",
+    ]
     change_form_template = "admin/tickets/ticket/change_form.html"
 
     # --- the form -----------------------------------------------------------------------
@@ -314,6 +316,10 @@ class TicketAdmin(admin.ModelAdmin):
     @admin.action(description="Sync now", permissions=["change"])
     def sync_now(self, request, queryset):
         return self.start_bulk_job(request, "sync_now")
+
+    @admin.action(description="Pull remote state now", permissions=["change"])
+    def pull_now(self, request, queryset):
+        return self.start_bulk_job(request, "pull_now")
 
     @admin.action(description="Retry failed sync", permissions=["change"])
     def retry_failed(self, request, queryset):

@@ -64,6 +64,7 @@ ACTIONS: dict[str, BulkAction] = {
             ticket_ids=ids, changes={"priority": params["priority"]}
         ),
     ),
+    "pull_now": BulkAction("Pull now", lambda ids, params: services.bulk_pull(ticket_ids=ids)),
     "cancel": BulkAction("Cancel", lambda ids, params: services.bulk_cancel(ticket_ids=ids)),
     "export_csv": BulkAction("Export CSV", None),
 }

@@ -95,7 +95,12 @@ def pull_account(*, account: ProviderAccount, limit: int | None = None) -> PullR
         .exclude(sync_state__in=[SyncState.SENDING, SyncState.CANCELLED])
         .order_by(F("pulled_at").asc(nulls_first=True), "pk")[: limit or settings.SYNC_PULL_LIMIT]
     )
-    size = max(1, provider_class.fetch_batch_size)
+    return pull_tickets(account, tickets, result)
+
+
+def pull_tickets(account: ProviderAccount, tickets: list[Ticket], result: PullResult) -> PullResult:
+    """Fetch these tickets of one account in batches and apply what changed remotely."""
+    size = max(1, account.provider_class.fetch_batch_size)
     batches = [tickets[i : i + size] for i in range(0, len(tickets), size)]
     if not batches:
         return result

@@ -14,7 +14,7 @@ from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from console.crypto import CredentialsUnreadable
-from providers.base import UPDATE
+from providers.base import FETCH, UPDATE
 from providers.errors import ProviderConfigurationError, ProviderError
 from providers.models import ProviderAccount
 from tickets import sync
@@ -434,4 +434,35 @@ def bulk_cancel(*, ticket_ids: list[int]) -> BulkOutcome:
         )
         outcome.add(SUCCEEDED, "Cancelled before it reached the provider", [t.pk for t in local])
         _apply_changes([t for t in live if t.remote_id], {"status": Status.CANCELLED}, outcome)
+    return outcome
+
+
+def bulk_pull(*, ticket_ids: list[int]) -> BulkOutcome:
+    """Read the remote state of these tickets now, account by account (tickets/pull.py)."""
+    from tickets import limits, pull
+
+    outcome = BulkOutcome()
+    tickets = list(Ticket.objects.select_related("account").filter(pk__in=ticket_ids).order_by("pk"))
+    outcome.add(SKIPPED, "No longer exists", sorted(set(ticket_ids) - {t.pk for t in tickets}))
+    by_account: dict[int, list[Ticket]] = {}
+    for ticket in tickets:
+        provider_class = ticket.account.provider_class
+        if not provider_class.supports(FETCH):
+            outcome.add(SKIPPED, provider_class.reason_unsupported(FETCH), [ticket.pk])
+        elif not ticket.remote_id:
+            outcome.add(SKIPPED, "Not created remotely yet", [ticket.pk])
+        elif ticket.sync_state in (SyncState.SENDING, SyncState.CANCELLED):
+            outcome.add(SKIPPED, f"Sync is {ticket.get_sync_state_display().lower()}", [ticket.pk])
+        else:
+            by_account.setdefault(ticket.account_id, []).append(ticket)
+    for batch in by_account.values():
+        account = batch[0].account
+        if not account.enabled or limits.admit(account) is not None:
+            outcome.add(FAILED, f"{account.name} is disabled or paused", [t.pk for t in batch])
+            continue
+        result = pull.pull_tickets(account, batch, pull.PullResult())
+        if result.errors:
+            outcome.add(FAILED, "; ".join(sorted(set(result.errors)))[:300], [t.pk for t in batch])
+        else:
+            outcome.add(SUCCEEDED, "Remote state read", [t.pk for t in batch])
     return outcome

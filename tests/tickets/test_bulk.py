@@ -205,3 +205,30 @@ def test_retry_failed_and_cancel_say_per_ticket_what_they_did(account_factory):
     keliweb_ticket = Ticket.objects.get(pk=created_in_keliweb[0].pk)
     assert (keliweb_ticket.status, keliweb_ticket.sync_state, keliweb_ticket.revision) == (
         Status.CANCELLED, SyncState.SYNCED, 1)
+
+
+@pytest.mark.django_db(transaction=True)  # the pull fetches on pool threads, own connections
+def test_pull_now_reads_remote_state_for_readable_providers_and_says_why_not_for_others(
+    sandbox, account_factory
+):
+    from providers.kapture import KaptureProvider
+    from tickets import services
+    from tickets.models import Ticket
+
+    kapture = account_factory("kapture")
+    ticket = Ticket.objects.create(account=kapture, title="Printer on fire", revision=1, synced_revision=1,
+                                   sync_state="synced", status="open")
+    provider = KaptureProvider(kapture)
+    ticket.remote_id = provider.create(ticket).remote_id
+    ticket.save()
+    ticket.status = "closed"  # closed in Kapture by someone else, not in the console
+    provider.update(ticket)
+    particle = account_factory("particlespace")
+    unreadable = Ticket.objects.create(account=particle, title="x", remote_id="tic_1", sync_state="synced")
+
+    outcome = services.bulk_pull(ticket_ids=[ticket.pk, unreadable.pk])
+    assert outcome.groups["succeeded"] == {"Remote state read": [ticket.pk]}
+    [reason] = outcome.groups["skipped"]
+    assert "no read endpoint" in reason
+    ticket.refresh_from_db()
+    assert (ticket.status, ticket.remote_status) == ("closed", "CL")
