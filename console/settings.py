@@ -199,6 +199,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "tickets.tasks.sweep_sync_queue",
         "schedule": env.float("SYNC_SWEEP_INTERVAL", default=15.0),
     },
+    "republish-stale-bulk-jobs": {
+        "task": "tickets.tasks.republish_stale_bulk_jobs",
+        "schedule": 60.0,
+    },
     "purge-delivered-broker-messages": {
         "task": "tickets.tasks.purge_embedded_broker",
         "schedule": 3600.0,

@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from celery import shared_task
@@ -89,6 +90,22 @@ def publish(job_id: int) -> None:
         run_bulk_job.apply_async((job_id,))
     except Exception:  # noqa: BLE001 - any broker failure: the job page offers to start it again
         log.warning("Could not publish bulk job %s; it stays queued.", job_id)
+
+
+#: A job still queued this long after it was saved lost its message (broker down at publish).
+QUEUED_TOO_LONG = timedelta(minutes=5)
+
+
+def republish_stale_jobs() -> int:
+    """Publish queued jobs whose message never came (beat, every minute). A duplicate is
+    harmless: chunks are applied under the job's row lock, from its cursor."""
+    stale = list(
+        BulkJob.objects.filter(state=BulkJob.State.QUEUED, created_at__lt=timezone.now() - QUEUED_TOO_LONG)
+        .values_list("pk", flat=True)[:100]
+    )
+    for job_id in stale:
+        publish(job_id)
+    return len(stale)
 
 
 def retry_failed_of(*, job: BulkJob, user) -> BulkJob:

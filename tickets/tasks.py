@@ -44,6 +44,13 @@ def sweep_sync_queue() -> dict:
     return sync.sweep()
 
 
+@shared_task(name="tickets.tasks.republish_stale_bulk_jobs")
+def republish_stale_bulk_jobs() -> int:
+    from tickets.bulk import republish_stale_jobs
+
+    return republish_stale_jobs()
+
+
 @shared_task(name="tickets.tasks.purge_embedded_broker")
 def purge_embedded_broker() -> int:
     """kombu's SQLAlchemy transport keeps delivered messages (visible=0) forever; drop them."""

@@ -232,3 +232,24 @@ def test_pull_now_reads_remote_state_for_readable_providers_and_says_why_not_for
     assert "no read endpoint" in reason
     ticket.refresh_from_db()
     assert (ticket.status, ticket.remote_status) == ("closed", "CL")
+
+
+@pytest.mark.worker
+def test_a_job_whose_message_was_lost_is_published_again_and_runs(worker, sandbox, account_factory):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tests.helpers import wait_for
+    from tickets import bulk
+    from tickets.models import BulkJob, Ticket
+
+    ticket = Ticket.objects.create(account=account_factory("kapture"), title="x", sync_state="synced")
+    job = BulkJob.objects.create(action="change_priority", params={"priority": "low"},
+                                 selection={"ids": [ticket.pk]}, total=1)
+    # Saved while the broker was down: no message was ever published.
+    BulkJob.objects.filter(pk=job.pk).update(created_at=timezone.now() - timedelta(minutes=10))
+    assert bulk.republish_stale_jobs() == 1
+    wait_for(lambda: BulkJob.objects.get(pk=job.pk).state == BulkJob.State.DONE, message="job never ran")
+    ticket.refresh_from_db()
+    assert ticket.priority == "low"
