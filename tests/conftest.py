@@ -117,3 +117,22 @@ def worker(worker_process, transactional_db):
     """A real worker draining the real broker; tests using it commit their data."""
     yield worker_process
     assert worker_process.poll() is None, "the worker died during the test"
+    quiesce_worker()
+
+
+def quiesce_worker(timeout: float = 30.0) -> None:
+    """Let the worker go idle before the test database is flushed: a task still holding row
+    locks deadlocks PostgreSQL's TRUNCATE, and one still writing leaks rows into the next test."""
+    from tickets.models import BulkJob, Reply, SyncState, Ticket
+
+    celery_app.control.purge()  # retries and follow-ups the test left queued never start
+    deadline = time.monotonic() + timeout
+    busy = True
+    while busy and time.monotonic() < deadline:
+        busy = (
+            Ticket.objects.filter(sync_state=SyncState.SENDING).exists()
+            or Reply.objects.filter(sync_state=SyncState.SENDING).exists()
+            or BulkJob.objects.filter(state=BulkJob.State.RUNNING).exists()
+        )
+        time.sleep(0.2)
+    time.sleep(0.5)  # a task between its claim's commit and its next statement
