@@ -212,19 +212,23 @@ class KnightProvider(Provider):
         return str(uuid.uuid5(uuid.NAMESPACE_URL, f"ticket-console:knight:{ticket.reference}:"
                                                   f"{ticket.revision}:{operation}"))
 
-    # --- create --------------------------------------------------------------------------
-    def build_create(self, ticket) -> ApiRequest:
-        payload = {
+    def ticket_fields(self, ticket) -> dict[str, Any]:
+        """What initiateTicket and updateTicket both carry: the full state of the ticket."""
+        fields = {
             **self.account_fields(ticket),
-            "ticketId": ticket.reference,
             "ticketDesc": f"{ticket.title}\n\n{self.description_with_marker(ticket)}",
             "ticketPriority": self.knight_priority(ticket),
             "ticketType": self.value(ticket, "ticket_type") or "Incident",
         }
         if ticket.impact:
-            payload["ticketImpact"] = IMPACTS.get(ticket.impact, ticket.impact)
+            fields["ticketImpact"] = IMPACTS.get(ticket.impact, ticket.impact)
         if groups := self.value(ticket, "assignment_groups"):
-            payload["ticketAssignmentGroups"] = groups
+            fields["ticketAssignmentGroups"] = groups
+        return fields
+
+    # --- create --------------------------------------------------------------------------
+    def build_create(self, ticket) -> ApiRequest:
+        payload = {"ticketId": ticket.reference, **self.ticket_fields(ticket)}
         if callback := self.value(ticket, "callback_address"):
             payload["callbackAddress"] = callback
         additional = {
@@ -247,17 +251,10 @@ class KnightProvider(Provider):
     # --- update (full state each time: a retry re-applies the same values) -----------------
     def build_update(self, ticket) -> ApiRequest:
         payload = {
-            **self.account_fields(ticket),
             "ticketId": ticket.remote_id or ticket.reference,
             "status": self.remote_status_for(ticket.status),
-            "ticketDesc": f"{ticket.title}\n\n{self.description_with_marker(ticket)}",
-            "ticketPriority": self.knight_priority(ticket),
-            "ticketType": self.value(ticket, "ticket_type") or "Incident",
+            **self.ticket_fields(ticket),
         }
-        if ticket.impact:
-            payload["ticketImpact"] = IMPACTS.get(ticket.impact, ticket.impact)
-        if groups := self.value(ticket, "assignment_groups"):
-            payload["ticketAssignmentGroups"] = groups
         return self.knight_request(self.UPDATE_ENDPOINT, payload, self.transaction_id(ticket, UPDATE))
 
     def parse_update(self, data: Any, ticket) -> RemoteRef | None:
