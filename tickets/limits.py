@@ -90,8 +90,12 @@ def record_failure(account: ProviderAccount, message: str) -> None:
     """A call failed in a way that says the account or service is unhealthy."""
     now = timezone.now()
     until = now + breaker_cooldown(account)
+    # A pause already in force is left alone: a straggler that was in flight when the
+    # breaker tripped must not push the resume time on (tickets put back to wait were told
+    # that time), and a manual pause is never shortened. A failed half-open probe finds the
+    # probe window (set by admit) still in force, so the breaker stays open until it ends.
     trips = Q(consecutive_failures__gte=breaker_threshold(account) - 1) & (
-        Q(paused_until__isnull=True) | Q(paused_until__lt=until)  # never shortens a manual pause
+        Q(paused_until__isnull=True) | Q(paused_until__lte=now)
     )
     ProviderAccount.objects.filter(pk=account.pk).update(
         consecutive_failures=F("consecutive_failures") + 1,

@@ -60,7 +60,9 @@ def test_consecutive_unhealthy_failures_pause_the_account_and_one_probe_is_let_t
     assert limits.admit(account) > timezone.now() + timedelta(seconds=55)
 
     limits.record_failure(account, "HTTP 503")  # the probe failed: open again
-    assert refreshed(account).consecutive_failures == 4
+    account = refreshed(account)
+    assert account.consecutive_failures == 4
+    assert account.paused_until > timezone.now() + timedelta(seconds=55)
     type(account).objects.filter(pk=account.pk).update(paused_until=timezone.now() - timedelta(seconds=1))
     assert limits.admit(account) is None
     assert limits.record_success(account) is True  # the next probe worked: closed
@@ -92,6 +94,18 @@ def test_a_paused_accounts_ticket_waits_without_an_attempt_or_a_call(account_fac
     assert (ticket.sync_state, ticket.attempts, ticket.next_attempt_at) == ("pending", 0, until)
     assert not SyncAttempt.objects.filter(ticket=ticket).exists()
     assert sync.claim(ticket.pk) is None  # not due before the pause ends
+
+
+@pytest.mark.django_db
+def test_a_failure_arriving_after_the_trip_does_not_move_the_resume_time(account_factory):
+    # A call already in flight when the breaker tripped fails late: the tickets put back to
+    # wait were told when the pause ends, and that moment stays true.
+    account = account_factory("kapture", settings={"breaker_threshold": 1, "breaker_cooldown": 60})
+    limits.record_failure(account, "HTTP 503")
+    tripped_until = refreshed(account).paused_until
+    limits.record_failure(account, "HTTP 503")
+    account = refreshed(account)
+    assert (account.paused_until, account.consecutive_failures) == (tripped_until, 2)
 
 
 @pytest.mark.django_db
