@@ -211,6 +211,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "tickets.tasks.pull_remote_state",
         "schedule": env.float("SYNC_PULL_INTERVAL", default=300.0),
     },
+    "purge-old-records": {
+        "task": "tickets.tasks.purge_old_records",
+        "schedule": 86400.0,
+    },
 }
 
 # --- sync engine -------------------------------------------------------------------------
@@ -219,6 +223,10 @@ SYNC_BACKOFF_BASE = env.float("SYNC_BACKOFF_BASE", default=2.0)
 SYNC_BACKOFF_CAP = env.float("SYNC_BACKOFF_CAP", default=900.0)
 # A row left in `sending` longer than this is treated as abandoned by a dead worker.
 SYNC_SENDING_DEADLINE = env.int("SYNC_SENDING_DEADLINE", default=CELERY_TASK_TIME_LIMIT + 60)
+# After an update whose answer never came (a timeout, a dropped connection), the provider
+# may still be working on it. The next send of that ticket waits at least this long, so the
+# late request cannot land after a newer one and leave the remote holding older state.
+SYNC_UPDATE_SETTLE = env.float("SYNC_UPDATE_SETTLE", default=60.0)
 # A pending row whose message was published this long ago without being claimed is
 # re-published by the sweeper (the message may have been lost).
 SYNC_REQUEUE_AFTER = env.int("SYNC_REQUEUE_AFTER", default=60)
@@ -232,6 +240,11 @@ SYNC_RATE_MAX_WAIT = env.float("SYNC_RATE_MAX_WAIT", default=10.0)
 SYNC_PULL_CONCURRENCY = env.int("SYNC_PULL_CONCURRENCY", default=4)
 SYNC_PULL_LIMIT = env.int("SYNC_PULL_LIMIT", default=1000)
 SYNC_PULL_TIME_BUDGET = env.float("SYNC_PULL_TIME_BUDGET", default=60.0)
+# Retention in days (tickets/retention.py, purged daily by beat); 0 keeps that kind forever.
+# The newest attempt of each ticket, unapplied inbound events and unfinished jobs always stay.
+SYNC_ATTEMPT_RETENTION_DAYS = env.int("SYNC_ATTEMPT_RETENTION_DAYS", default=90)
+INBOUND_EVENT_RETENTION_DAYS = env.int("INBOUND_EVENT_RETENTION_DAYS", default=90)
+BULK_JOB_RETENTION_DAYS = env.int("BULK_JOB_RETENTION_DAYS", default=30)
 # Inbound callbacks (Knight's callbackAddress): larger bodies are refused with 413.
 INBOUND_MAX_BYTES = env.int("INBOUND_MAX_BYTES", default=64 * 1024)
 PROVIDER_USER_AGENT = env.str("PROVIDER_USER_AGENT", default="TicketConsole/0.1 (+sync)")

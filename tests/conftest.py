@@ -77,6 +77,9 @@ def worker_env(broker_url: str, **overrides: str) -> dict[str, str]:
         "CONSOLE_ENCRYPTION_KEYS": ",".join(settings.CONSOLE_ENCRYPTION_KEYS),
         "SYNC_BACKOFF_BASE": "0.3",
         "SYNC_BACKOFF_CAP": "2",
+        # Sandbox "slow" answers in these tests land well under a second after the client
+        # gave up; an unanswered update's retry waits this long (production: a minute).
+        "SYNC_UPDATE_SETTLE": "1",
         "PYTHONUNBUFFERED": "1",
         **overrides,
     }

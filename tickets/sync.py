@@ -220,12 +220,12 @@ def decide(exc: Exception, *, ticket: Ticket, operation: str, sent: bool) -> Dec
                 f"Gave up after {ticket.attempts} attempts: {exc.message}",
                 counts_against_account=True,
             )
-        retry_after = getattr(exc, "retry_after", None)
+        retry_in = backoff(ticket.attempts, getattr(exc, "retry_after", None))
+        if operation == UPDATE and getattr(exc, "may_have_applied", False):
+            # Changes to one ticket apply in order: let the unanswered update settle first.
+            retry_in = max(retry_in, settings.SYNC_UPDATE_SETTLE)
         return Decision(
-            SyncState.PENDING,
-            SyncAttempt.Outcome.RETRY,
-            exc.message,
-            retry_in=backoff(ticket.attempts, retry_after),
+            SyncState.PENDING, SyncAttempt.Outcome.RETRY, exc.message, retry_in=retry_in,
             counts_against_account=True,
         )
     if isinstance(exc, ProviderError):

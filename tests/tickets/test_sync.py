@@ -1,6 +1,7 @@
 """The sync path end to end: a real Celery worker process, the sandbox over real HTTP."""
 
 import json
+import time
 from datetime import timedelta
 
 import pytest
@@ -101,6 +102,33 @@ def test_an_edit_sends_a_full_update_in_order(worker, sandbox, account_factory):
     wait_for(remote_resolved, message="the update did not reach Kapture")
     [remote] = sandbox.state("kapture")["tickets"]
     assert remote["substatus"] == "RS"  # the last change wins, whatever the timing
+
+
+def test_an_update_still_in_flight_after_a_timeout_is_not_overtaken_by_the_next(
+    worker, sandbox, account_factory
+):
+    # Kapture applies the first update 0.6 s after the worker stopped waiting for it; the
+    # agent's next change is saved meanwhile. Sent at once, the newer state would land first
+    # and be overwritten by the late one, while the console said "synced".
+    ticket = settled(create(account_factory("kapture", timeout=1.0)), SyncState.SYNCED)
+    sandbox.faults(script=["slow"], slow_seconds=1.6)
+    services.update_ticket(ticket=ticket, changes={"status": "on_hold"})
+    wait_for(lambda: Ticket.objects.get(pk=ticket.pk).sync_state == SyncState.SENDING,
+             message="the first update was not sent")
+    services.update_ticket(ticket=ticket, changes={"status": "resolved"})
+
+    def synced_latest():
+        ticket.refresh_from_db()
+        return ticket.sync_state == SyncState.SYNCED and ticket.synced_revision == ticket.revision
+
+    wait_for(synced_latest, message="the newer change was not synced")
+    timed_out, retried = SyncAttempt.objects.filter(ticket=ticket, operation="update").order_by("started_at")
+    late_request_done = timed_out.started_at + timedelta(seconds=1.6 + 0.5)
+    time.sleep(max(0.0, (late_request_done - timezone.now()).total_seconds()))
+    [remote] = sandbox.state("kapture")["tickets"]
+    assert remote["substatus"] == "RS"  # resolved, not the late "on hold"
+    assert (timed_out.outcome, retried.outcome) == ("retry", "success")
+    assert (retried.started_at - timed_out.started_at).total_seconds() >= 1.0 + 1.0  # timeout + settle
 
 
 def test_the_sweeper_publishes_a_ticket_whose_message_was_lost(worker, sandbox, account_factory):
