@@ -51,6 +51,14 @@ def republish_stale_bulk_jobs() -> int:
     return republish_stale_jobs()
 
 
+@shared_task(name="tickets.tasks.purge_old_records")
+def purge_old_records() -> dict:
+    """Beat, daily: sync attempts, inbound events and finished bulk jobs past their retention."""
+    from tickets import retention
+
+    return retention.purge_old_records()
+
+
 @shared_task(name="tickets.tasks.purge_embedded_broker")
 def purge_embedded_broker() -> int:
     """kombu's SQLAlchemy transport keeps delivered messages (visible=0) forever; drop them."""
