@@ -46,19 +46,25 @@ def breaker_cooldown(account: ProviderAccount) -> timedelta:
 
 
 # --- the breaker -------------------------------------------------------------------------
-def admit(account: ProviderAccount) -> datetime | None:
+def admit(account: ProviderAccount, *, just_read: bool = False) -> datetime | None:
     """None when a call to the account may go ahead now; else the moment to come back.
+
+    `just_read`: the caller read `account` from the database a moment ago (the push reads it
+    with the claim), so the common case — not paused, under the threshold — costs no query.
 
     After a trip, the first caller past the cool-down becomes the probe: it pushes
     `paused_until` one more cool-down ahead, so everyone else keeps waiting for its outcome.
     """
     now = timezone.now()
     accounts = ProviderAccount.objects.filter(pk=account.pk)
-    paused_until = accounts.values_list("paused_until", flat=True).first()
+    threshold = breaker_threshold(account)
+    if just_read:
+        paused_until, failures = account.paused_until, account.consecutive_failures
+    else:
+        paused_until, failures = accounts.values_list("paused_until", "consecutive_failures").first()
     if paused_until and paused_until > now:
         return paused_until
-    threshold = breaker_threshold(account)
-    if not accounts.filter(consecutive_failures__gte=threshold).exists():
+    if failures < threshold:
         return None  # closed
     probe_window_end = now + breaker_cooldown(account)
     won = accounts.filter(Q(paused_until__isnull=True) | Q(paused_until__lte=now)).filter(
@@ -69,16 +75,23 @@ def admit(account: ProviderAccount) -> datetime | None:
     return accounts.values_list("paused_until", flat=True).first() or None
 
 
-def record_success(account: ProviderAccount) -> bool:
-    """A call worked: the failure count restarts. True when this closed a tripped breaker."""
+def record_success(account: ProviderAccount, *, just_read: bool = False) -> bool:
+    """A call worked: the failure count restarts. True when this closed a tripped breaker.
+
+    `just_read` (see admit): an account that was under its threshold when read is not
+    asked whether it tripped since. If another worker tripped it in that moment, the pause
+    simply runs out and the sweeper publishes the tickets that waited for it.
+    """
     now = timezone.now()
     accounts = ProviderAccount.objects.filter(pk=account.pk)
-    closed = accounts.filter(consecutive_failures__gte=breaker_threshold(account)).update(
-        consecutive_failures=0, paused_until=None, last_ok_at=now
-    )
-    if closed:
-        release_waiting(account)
-        return True
+    threshold = breaker_threshold(account)
+    if not just_read or account.consecutive_failures >= threshold:
+        closed = accounts.filter(consecutive_failures__gte=threshold).update(
+            consecutive_failures=0, paused_until=None, last_ok_at=now
+        )
+        if closed:
+            release_waiting(account)
+            return True
     # Skip the write when nothing changes (most calls), to spare the row on busy accounts.
     accounts.exclude(consecutive_failures=0, last_ok_at__gt=now - timedelta(seconds=10)).update(
         last_ok_at=now, consecutive_failures=0
@@ -157,6 +170,12 @@ def reserve_slot(account: ProviderAccount, *, max_wait: float | None = None) -> 
     interval = timedelta(seconds=1 / rate)
     max_wait = settings.SYNC_RATE_MAX_WAIT if max_wait is None else max_wait
     accounts = ProviderAccount.objects.filter(pk=account.pk)
+    # Fast path, one statement: the slot is free now (the account is not at its rate).
+    now = timezone.now()
+    if accounts.filter(Q(next_request_at__isnull=True) | Q(next_request_at__lte=now)).update(
+        next_request_at=now + interval
+    ):
+        return 0.0
     while True:
         now = timezone.now()
         current = accounts.values_list("next_request_at", flat=True).first()

@@ -136,7 +136,7 @@ def push(ticket_id: int) -> str:
     ticket = claim(ticket_id)
     if ticket is None:
         return "not-claimed"
-    held_until = limits.admit(ticket.account)
+    held_until = limits.admit(ticket.account, just_read=True)
     if held_until is not None:  # the account is paused: wait, without spending an attempt
         put_back(ticket, until=held_until)
         return "paused"
@@ -262,56 +262,54 @@ def finish(
     ticket: Ticket, *, operation: str, decision: Decision, ref: RemoteRef | None,
     attempt_log: AttemptLog, sent_status: str = "",
 ) -> None:
-    """Record the outcome, fenced by the claimed attempt: a stale worker writes nothing."""
+    """Record the outcome, fenced by the claimed attempt: a stale worker writes nothing.
+
+    Guarded UPDATEs rather than lock-read-save: one statement in the common case, and only
+    the sync columns are written, so an edit saved meanwhile is never overwritten.
+    """
     now = timezone.now()
+    fields = {"sending_since": None, "last_error": decision.message, "updated_at": now}
+    if ref is not None:
+        fields["remote_id"] = ref.remote_id
+        for name in ("remote_number", "remote_url", "remote_status"):
+            if getattr(ref, name):
+                fields[name] = getattr(ref, name)
     requeue_in: float | None = None
     with transaction.atomic():
-        current = (
-            Ticket.objects.select_for_update()
-            .filter(pk=ticket.pk, sync_state=SyncState.SENDING, attempts=ticket.attempts)
-            .first()
-        )
-        if current is None:
-            log.warning("Ticket %s was taken over while this worker sent it; "
-                        "its outcome is recorded but not applied.", ticket.pk)
-            attempt_log.save_for(ticket, operation, decision)
-            return
-        current.sending_since = None
-        current.last_error = decision.message
-        if ref is not None:
-            current.remote_id = ref.remote_id
-            current.remote_number = ref.remote_number or current.remote_number
-            current.remote_url = ref.remote_url or current.remote_url
-            current.remote_status = ref.remote_status or current.remote_status
+        fenced = Ticket.objects.filter(pk=ticket.pk, sync_state=SyncState.SENDING, attempts=ticket.attempts)
         if decision.state == SyncState.SYNCED:
             # What both sides now hold: the baseline pull compares remote changes against.
-            remote_status = (ref.remote_status if ref else "") or sent_status or current.remote_status
-            current.remote_status = remote_status
-            current.synced_fields = {"status": ticket.status, "remote_status": remote_status}
-            current.synced_revision = ticket.revision
-            current.last_synced_at = now
-            current.attempts = 0
-            current.next_attempt_at = None
-            if current.revision > ticket.revision:  # edited while we were sending
-                current.sync_state = SyncState.PENDING
+            remote_status = (ref.remote_status if ref else "") or sent_status or ticket.remote_status
+            fields.update(
+                remote_status=remote_status, synced_revision=ticket.revision, last_synced_at=now,
+                synced_fields={"status": ticket.status, "remote_status": remote_status},
+                attempts=0, next_attempt_at=None,
+            )
+            applied = fenced.filter(revision=ticket.revision).update(sync_state=SyncState.SYNCED, **fields)
+            if not applied:  # edited while we were sending: send the newer revision next
+                applied = fenced.filter(revision__gt=ticket.revision).update(
+                    sync_state=SyncState.PENDING, **fields
+                )
                 requeue_in = 0
-            else:
-                current.sync_state = SyncState.SYNCED
         elif decision.state == SyncState.PENDING:
-            current.sync_state = SyncState.PENDING
-            current.next_attempt_at = now + timedelta(seconds=decision.retry_in or 0)
-            if (decision.retry_in or 0) <= MAX_COUNTDOWN:
-                requeue_in = decision.retry_in or 0
+            retry_in = decision.retry_in or 0
+            applied = fenced.update(
+                sync_state=SyncState.PENDING, next_attempt_at=now + timedelta(seconds=retry_in), **fields
+            )
+            if retry_in <= MAX_COUNTDOWN:
+                requeue_in = retry_in
         else:
-            current.sync_state = decision.state
-            current.next_attempt_at = None
-        current.save()
+            applied = fenced.update(sync_state=decision.state, next_attempt_at=None, **fields)
         attempt_log.save_for(ticket, operation, decision)
+        if not applied:
+            log.warning("Ticket %s was taken over while this worker sent it; "
+                        "its outcome is recorded but not applied.", ticket.pk)
+            return
         record_account_health(ticket.account, decision)
         if requeue_in is not None:
             delay = requeue_in
             transaction.on_commit(lambda: enqueue_push([ticket.pk], countdown=delay))
-        if decision.state == SyncState.SYNCED:
+        if decision.state == SyncState.SYNCED and operation == CREATE:
             from tickets import replies  # replies waiting for the remote id may go now
 
             transaction.on_commit(lambda: replies.enqueue_waiting(ticket.pk))
@@ -320,7 +318,7 @@ def finish(
 def record_account_health(account: ProviderAccount, decision: Decision) -> None:
     """Feed the account's breaker: success closes it, unhealthy failures count towards a trip."""
     if decision.state == SyncState.SYNCED:
-        limits.record_success(account)
+        limits.record_success(account, just_read=True)
     elif decision.counts_against_account:
         limits.record_failure(account, decision.message)
 
