@@ -347,17 +347,27 @@ def _apply_changes(tickets: list[Ticket], changes: dict[str, Any], outcome: Bulk
     if not differing:
         return
     Ticket.objects.filter(pk__in=[t.pk for t in differing]).update(**changes, updated_at=timezone.now())
-    sendable = []
+    sendable, held_for_a_person, cancelled = [], [], []
     for ticket in differing:
         provider_class = ticket.account.provider_class
         if ticket.remote_id and not provider_class.supports(UPDATE):
             # Kept locally, like update_ticket: the provider has no way to receive it.
             outcome.add(SUCCEEDED, f"Changed here only: {provider_class.reason_unsupported(UPDATE)}",
                         [ticket.pk])
+        elif ticket.sync_state == SyncState.CANCELLED:
+            cancelled.append(ticket.pk)
+        elif ticket.sync_state == SyncState.NEEDS_ATTENTION and not ticket.remote_id:
+            held_for_a_person.append(ticket.pk)
         else:
             sendable.append(ticket.pk)
+    # Held rows get the new revision too (bump_revision keeps their state), so whatever a
+    # person decides later sends the changed ticket; nothing is published for them now.
+    bump_revision(Ticket.objects.filter(pk__in=held_for_a_person + cancelled))
     mark_changed_many(sendable)
     outcome.add(SUCCEEDED, "Changed and queued for sync", sendable)
+    outcome.add(SUCCEEDED, "Changed here; not sent until a person settles its unknown create",
+                held_for_a_person)
+    outcome.add(SUCCEEDED, "Changed here; not sent: sync is cancelled for this ticket", cancelled)
 
 
 def bulk_change_fields(*, ticket_ids: list[int], changes: dict[str, Any]) -> BulkOutcome:

@@ -207,6 +207,30 @@ def test_retry_failed_and_cancel_say_per_ticket_what_they_did(account_factory):
         Status.CANCELLED, SyncState.SYNCED, 1)
 
 
+@pytest.mark.django_db
+def test_a_change_says_which_tickets_it_queued_and_which_wait_for_a_person(account_factory):
+    from tickets import services
+
+    kapture = account_factory("kapture")
+    synced = seed(kapture, 2, sync_state=SyncState.SYNCED, remote_id="7")
+    unknown_create = seed(kapture, 1, start=2, sync_state=SyncState.NEEDS_ATTENTION)
+    cancelled = seed(kapture, 1, start=3, sync_state=SyncState.CANCELLED)
+    ids = [t.pk for t in synced + unknown_create + cancelled]
+
+    changed = services.bulk_change_fields(ticket_ids=ids, changes={"status": Status.RESOLVED})
+    assert changed.groups["succeeded"] == {
+        "Changed and queued for sync": [t.pk for t in synced],
+        "Changed here; not sent until a person settles its unknown create": [unknown_create[0].pk],
+        "Changed here; not sent: sync is cancelled for this ticket": [cancelled[0].pk],
+    }
+    rows = {t.pk: t for t in Ticket.objects.filter(pk__in=ids)}
+    assert {rows[pk].status for pk in ids} == {Status.RESOLVED}
+    assert {rows[pk].revision for pk in ids} == {2}  # every change is a new revision to send later
+    assert rows[unknown_create[0].pk].sync_state == SyncState.NEEDS_ATTENTION
+    assert rows[cancelled[0].pk].sync_state == SyncState.CANCELLED
+    assert {rows[t.pk].sync_state for t in synced} == {SyncState.PENDING}
+
+
 @pytest.mark.django_db(transaction=True)  # the pull fetches on pool threads, own connections
 def test_pull_now_reads_remote_state_for_readable_providers_and_says_why_not_for_others(
     sandbox, account_factory
