@@ -116,8 +116,11 @@ class ProviderAccountAdmin(admin.ModelAdmin):
     def test_connection_button(self, obj):
         if not obj or not obj.pk:
             return "Save the account first."
+        # A POST (it records an attempt and the account's health), like Pause/Resume.
         url = reverse("admin:providers_provideraccount_test", args=[obj.pk])
-        return format_html('<a class="button" href="{}">Test connection</a>', url)
+        return format_html(
+            '<button type="submit" class="button" formaction="{}">Test connection</button>', url
+        )
 
     @admin.display(description="Sync")
     def pause_controls(self, obj):
@@ -172,6 +175,8 @@ class ProviderAccountAdmin(admin.ModelAdmin):
         ]
 
     def test_view(self, request, pk):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
         if not self.has_change_permission(request):
             return redirect("admin:index")
         account = get_object_or_404(ProviderAccount, pk=pk)

@@ -284,10 +284,22 @@ def progress(job: BulkJob) -> dict[str, Any]:
     }
 
 
+#: Tickets named per reason on the job page (a failed group keeps every id for the retry).
+EXAMPLES_SHOWN = 10
+
+
 def grouped_results(job: BulkJob) -> list[dict[str, Any]]:
-    """Per-reason rows for the job page: outcome, reason, count, example ids."""
+    """Per-reason rows for the job page: outcome, reason, count, and the first few tickets
+    as (id, reference) — one query for the whole page."""
     rows = []
     for kind in (services.FAILED, services.SKIPPED, services.SUCCEEDED):
         for reason, entry in sorted(job.results.get(kind, {}).items(), key=lambda item: -item[1]["count"]):
-            rows.append({"outcome": kind, "reason": reason, "count": entry["count"], "ids": entry["ids"]})
+            rows.append({"outcome": kind, "reason": reason, "count": entry["count"],
+                         "ids": entry["ids"][:EXAMPLES_SHOWN]})
+    shown = {pk for row in rows for pk in row["ids"]}
+    references = dict(Ticket.objects.filter(pk__in=shown).values_list("pk", "reference"))
+    for row in rows:
+        # A ticket deleted since the job ran is named by its id, without a link.
+        row["examples"] = [(pk, references.get(pk)) for pk in row.pop("ids")]
+        row["more"] = row["count"] - len(row["examples"])
     return rows

@@ -72,8 +72,9 @@ def test_test_connection_reports_the_result_and_latency(superuser_client, sandbo
     bad = account_factory("kapture", name="bad", credentials={"token": "wrong"})
     for account, expected in ((good, "accepted the token"), (bad, "Invalid Auth Key")):
         url = reverse("admin:providers_provideraccount_test", args=[account.pk])
-        page = superuser_client.get(url, follow=True).content.decode()
+        page = superuser_client.post(url, follow=True).content.decode()
         assert expected in page and " ms)" in page
+    assert superuser_client.get(url).status_code == 405  # it records an attempt: never on a GET
 
 
 @pytest.mark.django_db
@@ -266,7 +267,7 @@ def test_a_support_agent_cannot_pause_test_or_configure_an_account(client, accou
     agent.user_permissions.add(*Permission.objects.filter(content_type__app_label="tickets"))
     client.force_login(agent)
     client.post(reverse("admin:providers_provideraccount_pause", args=[account.pk]))
-    client.get(reverse("admin:providers_provideraccount_test", args=[account.pk]))
+    client.post(reverse("admin:providers_provideraccount_test", args=[account.pk]))
     account.refresh_from_db()
     assert account.paused_until is None and account.last_ok_at is None
     history = reverse("admin:providers_provideraccount_history", args=[account.pk])
