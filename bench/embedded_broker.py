@@ -19,6 +19,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def transports(base: Path) -> dict[str, dict[str, str]]:
+    """Both transports poll at the console's interval (console/broker.py), so they compare."""
+    from console.broker import EmbeddedSQLiteTransport
+
+    interval = EmbeddedSQLiteTransport.polling_interval
     (base / "fs-in").mkdir()
     return {
         "sqla+sqlite": {"BENCH_BROKER_URL": f"sqla+sqlite:///{base / 'broker.sqlite3'}"},
@@ -26,7 +30,7 @@ def transports(base: Path) -> dict[str, dict[str, str]]:
             "BENCH_BROKER_URL": "filesystem://",
             "BENCH_TRANSPORT_OPTIONS": (
                 f"data_folder_in={base / 'fs-in'};data_folder_out={base / 'fs-in'};"
-                f"control_folder={base / 'control'};polling_interval=0.05"
+                f"control_folder={base / 'control'};polling_interval={interval}"
             ),
         },
     }

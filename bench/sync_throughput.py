@@ -11,11 +11,14 @@ var/):
   `--rss-tasks` creates in all (children are not recycled during the run, so growth shows).
 
 Setups: "redis" (PostgreSQL + Redis, scaled out) and "embedded" (SQLite + the embedded
-sqla+sqlite broker); "redis-reuse" / "embedded-reuse" are the same with workers that keep their
-database connections between tasks (see REUSE_LAUNCHER). The sandbox runs as its own process.
+sqla+sqlite broker). The sandbox runs as its own process; `--latency-ms` makes it answer every
+request that much later, as a provider across the internet does (both loops pay it).
+
+Also reported: how fast `services.create_ticket` itself saves and publishes while the workers
+run. End to end cannot be faster than that, whatever the workers do.
 
 Run: .venv/bin/python bench/sync_throughput.py [--tickets 2000] [--rss-tasks 20000]
-     [--setups redis,embedded]
+     [--setups redis,embedded] [--latency-ms 0]
      (each run records the setups it measured; --tickets 0 measures memory only; to record
      figures of separate runs together: --report-from LOG... with the runs' printed output,
      later runs' figures winning field by field)
@@ -52,6 +55,8 @@ def main() -> None:
     parser.add_argument("--tickets", type=int, default=2000)
     parser.add_argument("--rss-tasks", type=int, default=20000)
     parser.add_argument("--setups", default="redis,embedded")
+    parser.add_argument("--latency-ms", type=float, default=0.0,
+                        help="the sandbox answers each request this much later")
     parser.add_argument("--measure", help=argparse.SUPPRESS)  # internal: run one setup here
     parser.add_argument("--serve-sandbox", type=int, help=argparse.SUPPRESS)  # internal: on this port
     parser.add_argument("--report-from", nargs="+", metavar="LOG",
@@ -67,20 +72,21 @@ def main() -> None:
         record("sync-throughput", report(results, args.tickets, args.rss_tasks))
         return
     if args.serve_sandbox:
-        serve_sandbox(args.serve_sandbox)
+        serve_sandbox(args.serve_sandbox, args.latency_ms)
         return
     if args.measure:
-        print(json.dumps(measure(args.measure, args.tickets, args.rss_tasks)))
+        print(json.dumps(measure(args.measure, args.tickets, args.rss_tasks, args.latency_ms)))
         return
     results = {}
     for setup in args.setups.split(","):
-        results[setup] = run_setup(setup, args.tickets, args.rss_tasks)
-        print(setup, json.dumps(results[setup]), flush=True)
+        key = f"{setup}@{args.latency_ms:g}ms" if args.latency_ms else setup
+        results[key] = run_setup(setup, args.tickets, args.rss_tasks, args.latency_ms)
+        print(key, json.dumps(results[key]), flush=True)
     if args.tickets:  # a memory-only run (--tickets 0) is recorded with --report-from
         record("sync-throughput", report(results, args.tickets, args.rss_tasks))
 
 
-def run_setup(setup: str, tickets: int, rss_tasks: int) -> dict:
+def run_setup(setup: str, tickets: int, rss_tasks: int, latency_ms: float) -> dict:
     with tempfile.TemporaryDirectory(prefix="sync-bench-") as state:
         env = {**os.environ, "CONSOLE_STATE_DIR": state, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1",
                # Children keep running for the whole bench, so memory growth is visible.
@@ -98,7 +104,7 @@ def run_setup(setup: str, tickets: int, rss_tasks: int) -> dict:
         try:
             done = subprocess.run(
                 [sys.executable, __file__, "--measure", setup, "--tickets", str(tickets),
-                 "--rss-tasks", str(rss_tasks)],
+                 "--rss-tasks", str(rss_tasks), "--latency-ms", str(latency_ms)],
                 env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True, check=True,
             )
         finally:
@@ -115,7 +121,7 @@ def admin_sql(server_url: str, statement: str) -> None:
 
 
 # --- one setup, inside its own environment ----------------------------------------------------
-def measure(setup: str, tickets: int, rss_tasks: int) -> dict:
+def measure(setup: str, tickets: int, rss_tasks: int, latency_ms: float = 0.0) -> dict:
     import django
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
@@ -130,20 +136,28 @@ def measure(setup: str, tickets: int, rss_tasks: int) -> dict:
         redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
     log_dir = Path(os.environ.get("BENCH_LOG_DIR") or settings.STATE_DIR)
     log_dir.mkdir(parents=True, exist_ok=True)
-    sandbox, base_url = start_sandbox(log_dir)
+    sandbox, base_url = start_sandbox(log_dir, latency_ms)
     workers: list[subprocess.Popen] = []
     try:
         account = kapture_account(base_url)
         figures = {}
         if tickets:  # 0: memory only
+            cpu = CpuMeter(sandbox=[sandbox.pid])
             raw_per_s = raw_loop(account, tickets)
+            raw_cpu = cpu.per_item(tickets)
             print(f"{setup}: raw loop {raw_per_s:.0f} creates/s", file=sys.stderr, flush=True)
-        workers = start_workers(log_dir, reuse_connections=setup.endswith("-reuse"))
+        workers = start_workers(log_dir)
         through(account, WARM_UP, prefix="warm-up")
         if tickets:
-            e2e_per_s = tickets / through(account, tickets, prefix="timed")
-            print(f"{setup}: end to end {e2e_per_s:.1f} creates/s", file=sys.stderr, flush=True)
+            cpu = CpuMeter(sandbox=[sandbox.pid], workers=[w.pid for w in workers])
+            saving, total = through(account, tickets, prefix="timed", timed_saves=True)
+            e2e_cpu = cpu.per_item(tickets)
+            e2e_per_s, saves_per_s = tickets / total, tickets / saving
+            print(f"{setup}: end to end {e2e_per_s:.1f} creates/s (saves {saves_per_s:.0f}/s)",
+                  file=sys.stderr, flush=True)
             figures = {"raw_per_s": raw_per_s, "e2e_per_s": e2e_per_s, "ratio": e2e_per_s / raw_per_s,
+                       "saves_per_s": saves_per_s, "latency_ms": latency_ms,
+                       "raw_cpu_ms": raw_cpu, "e2e_cpu_ms": e2e_cpu,
                        "load_average": round(os.getloadavg()[1], 1)}
         memory = worker_memory(account, workers, rss_tasks) if rss_tasks else {}
     finally:
@@ -163,7 +177,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_sandbox(log_dir: Path) -> tuple[subprocess.Popen, str]:
+def start_sandbox(log_dir: Path, latency_ms: float = 0.0) -> tuple[subprocess.Popen, str]:
     import requests
 
     from providers.sandbox.credentials import load_or_create
@@ -171,7 +185,8 @@ def start_sandbox(log_dir: Path) -> tuple[subprocess.Popen, str]:
     load_or_create()  # written before the sandbox reads it
     port = free_port()
     log = open(log_dir / "sandbox.log", "wb")  # noqa: SIM115 - lives as long as the process
-    process = subprocess.Popen([sys.executable, __file__, "--serve-sandbox", str(port)],
+    process = subprocess.Popen([sys.executable, __file__, "--serve-sandbox", str(port),
+                                "--latency-ms", str(latency_ms)],
                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -185,13 +200,16 @@ def start_sandbox(log_dir: Path) -> tuple[subprocess.Popen, str]:
             time.sleep(0.2)
 
 
-def serve_sandbox(port: int) -> None:
+def serve_sandbox(port: int, latency_ms: float = 0.0) -> None:
     """`manage.py runsandbox`, but answering without Nagle's delay.
 
     The stock handler writes headers and body in two sends; on a kept-alive connection the
     second waits for the client's delayed ACK, about 40 ms per request (2026-11: measured
     21 requests/s against 226 with TCP_NODELAY). Real providers do not pay that, so the
     bench switches it off rather than measure it.
+
+    `latency_ms` delays every answer (the sandbox serves each connection in its own thread,
+    so delays overlap as they would at a real provider).
     """
     import django
 
@@ -201,6 +219,14 @@ def serve_sandbox(port: int) -> None:
     from providers.sandbox.server import SandboxHandler, SandboxServer, all_emulators
 
     SandboxHandler.disable_nagle_algorithm = True
+    if latency_ms:
+        dispatch = SandboxHandler.dispatch
+
+        def dispatch_later(handler):
+            time.sleep(latency_ms / 1000)
+            dispatch(handler)
+
+        SandboxHandler.dispatch = dispatch_later
     SandboxServer(("127.0.0.1", port), all_emulators(load_or_create())).serve_forever()
 
 
@@ -251,23 +277,12 @@ def raw_loop(account, count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-#: `celery` with CELERY_DB_REUSE_MAX set. Without it (console/settings.py, 2026-11) Celery's Django
-#: fixup closes every database connection before and after each task, so each push opens a new
-#: PostgreSQL connection; the "-reuse" setups measure what keeping them would give.
-REUSE_LAUNCHER = (
-    "import os, sys, django; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'console.settings'); "
-    "django.setup(); from django.conf import settings; settings.CELERY_DB_REUSE_MAX = 100; "
-    "from celery.__main__ import main; sys.argv[0] = 'celery'; main()"
-)
-
-
-def start_workers(log_dir: Path, *, reuse_connections: bool = False) -> list[subprocess.Popen]:
-    launcher = ["-c", REUSE_LAUNCHER] if reuse_connections else ["-m", "celery"]
+def start_workers(log_dir: Path) -> list[subprocess.Popen]:
     workers = []
     for number in range(WORKERS):
         log = open(log_dir / f"worker-{number}.log", "wb")  # noqa: SIM115 - lives with the process
         workers.append(subprocess.Popen(
-            [sys.executable, *launcher, "-A", "console", "worker", "--loglevel", "INFO",
+            [sys.executable, "-m", "celery", "-A", "console", "worker", "--loglevel", "INFO",
              "--concurrency", "1", "--without-gossip", "--without-mingle", "--without-heartbeat",
              "-n", f"bench{number}@%h"],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
@@ -276,18 +291,21 @@ def start_workers(log_dir: Path, *, reuse_connections: bool = False) -> list[sub
     for number in range(WORKERS):
         while b" ready." not in (log_dir / f"worker-{number}.log").read_bytes():
             if time.monotonic() > deadline:
-                raise RuntimeError(f"worker {number} did not start")
+                log_tail = (log_dir / f"worker-{number}.log").read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"worker {number} did not start; its log ends:\n{log_tail}")
             time.sleep(0.1)
     return workers
 
 
-def through(account, count: int, *, prefix: str) -> float:
-    """Seconds from the first save of `count` tickets to the last of them synced."""
+def through(account, count: int, *, prefix: str, timed_saves: bool = False):
+    """Seconds from the first save of `count` tickets to the last of them synced (with
+    `timed_saves`: also the seconds the saves alone took, as (saving, total))."""
     from tickets import services
     from tickets.models import SyncState, Ticket
 
     started = time.perf_counter()
     ids = [services.create_ticket(account=account, **ticket_fields(n, prefix)).pk for n in range(count)]
+    saving = time.perf_counter() - started
     first, last = min(ids), max(ids)
     mine = Ticket.objects.filter(pk__gte=first, pk__lte=last)
     deadline = time.monotonic() + 3600
@@ -298,11 +316,69 @@ def through(account, count: int, *, prefix: str) -> float:
         if time.monotonic() > deadline:
             raise RuntimeError("the bench tickets did not sync within an hour")
         time.sleep(0.05)
-    return time.perf_counter() - started
+    total = time.perf_counter() - started
+    return (saving, total) if timed_saves else total
+
+
+class CpuMeter:
+    """CPU time (user + system) each part spent from now on, per item, in milliseconds.
+
+    Parts: this process (the raw client, or the create_ticket loop), the sandbox, the
+    workers (their pool children included), and the database and broker servers found by
+    process name (PostgreSQL backends, redis-server; SQLite and the embedded broker run
+    inside the other processes)."""
+
+    SERVERS = {"database": ("postgres",), "broker": ("redis-server",)}
+
+    def __init__(self, *, sandbox: list[int], workers: list[int] = ()) -> None:
+        self.groups = {"client": [os.getpid()], "sandbox": sandbox, "workers": list(workers)}
+        self.start = self.sample()
+
+    def pids(self) -> dict[str, set[int]]:
+        found = {name: set(pids) for name, pids in self.groups.items()}
+        found["workers"] |= {child for worker in self.groups["workers"] for child in children_of(worker)}
+        for name, commands in self.SERVERS.items():
+            found[name] = {pid for pid, command in processes() if command in commands}
+        return found
+
+    def sample(self) -> dict[str, dict[int, int]]:
+        return {name: {pid: cpu_ticks(pid) for pid in pids} for name, pids in self.pids().items()}
+
+    def per_item(self, items: int) -> dict[str, float]:
+        end, tick_ms = self.sample(), 1000 / os.sysconf("SC_CLK_TCK")
+        spent = {}
+        for name, ticks in end.items():
+            total = sum(value - self.start.get(name, {}).get(pid, 0) for pid, value in ticks.items())
+            spent[name] = round(total * tick_ms / items, 2)
+        return spent
+
+
+def processes():
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                yield int(entry.name), (entry / "comm").read_text().strip()
+            except OSError:
+                continue
+
+
+def cpu_ticks(pid: int) -> int:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def children_of(pid: int) -> list[int]:
+    return pool_children_of({pid})
 
 
 def pool_children(workers: list[subprocess.Popen]) -> list[int]:
-    parents = {worker.pid for worker in workers}
+    return pool_children_of({worker.pid for worker in workers})
+
+
+def pool_children_of(parents: set[int]) -> list[int]:
     children = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -342,60 +418,79 @@ def worker_memory(account, workers: list[subprocess.Popen], tasks: int) -> dict:
 
 # --- the report -------------------------------------------------------------------------------
 def report(results: dict[str, dict], tickets: int, rss_tasks: int) -> str:
-    names = {
-        "redis": "PostgreSQL + Redis",
-        "embedded": "SQLite + embedded broker (sqla+sqlite)",
-        "redis-reuse": "PostgreSQL + Redis, CELERY_DB_REUSE_MAX=100 (not the console's setting)",
-        "embedded-reuse": "SQLite + embedded broker, CELERY_DB_REUSE_MAX=100 (not the console's setting)",
-    }
+    names = {"redis": "PostgreSQL + Redis", "embedded": "SQLite + embedded broker (sqla+sqlite)"}
     lines = [
         "## Sync throughput",
         "",
-        f"`bench/sync_throughput.py --tickets {tickets} --rss-tasks {rss_tasks}`: Kapture creates "
-        "against the sandbox (its own process). *Raw*: one `requests.Session` posting the adapter's "
-        f"create payloads one after another. *End to end*: the same {tickets} tickets through "
-        f"`services.create_ticket` → broker → {WORKERS} worker processes (prefork, concurrency 1) → "
-        "sandbox → row `synced`, from the first save to the last synced row. Target: end to end ≥ 0.6 "
-        "of raw; worker RSS growth < 20 MB over the memory run.",
+        f"`bench/sync_throughput.py --tickets {tickets} --rss-tasks {rss_tasks} [--latency-ms N]`: Kapture "
+        "creates against the sandbox (its own process, answering with TCP_NODELAY). *Raw*: one "
+        "`requests.Session` posting the adapter's create payloads one after another. *End to end*: the "
+        f"same number of tickets through `services.create_ticket` → broker → {WORKERS} worker processes "
+        "(prefork, concurrency 1) → sandbox → row `synced`, from the first save to the last synced row. "
+        "*Saves/s*: how fast that `create_ticket` loop itself ran (insert, reference, publish on "
+        "commit) while the workers worked — end to end can never beat it, so saves/raw is the "
+        "ceiling of the ratio on this machine. *Latency*: every sandbox answer delayed that much, "
+        "as across the internet. Target: end to end ≥ 0.6 of raw; worker RSS growth < 20 MB.",
         "",
-        "| setup | raw creates/s | end-to-end creates/s | ratio | worker children RSS before → after | growth "
-        "| load avg (5 min) |",
-        "|---|---|---|---|---|---|---|",
+        "| setup | sandbox latency | raw creates/s | saves/s (ceiling) | end-to-end creates/s | ratio "
+        "| ceiling ratio | worker children RSS before → after | growth | load avg (5 min) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for setup, r in results.items():
+    for key, r in results.items():
+        setup = key.partition("@")[0]
         rss = (f"{r['rss_before_mb']} → {r['rss_after_mb']} MB over {r['rss_tasks']:,} tasks"
                if "rss_tasks" in r else "not measured")
         growth = f"{r['rss_growth_mb']} MB" if r.get("rss_growth_mb") is not None else "-"
-        lines.append(f"| {names.get(setup, setup)} | {r['raw_per_s']:.0f} | {r['e2e_per_s']:.1f} | "
-                     f"{r['ratio']:.2f} | {rss} | {growth} | {r['load_average']} |")
+        if "raw_per_s" not in r:  # a memory-only run
+            lines.append(f"| {names.get(setup, setup)} | - | - | - | - | - | - | {rss} | {growth} | - |")
+            continue
+        saves = r.get("saves_per_s")
+        ceiling = f"{saves / r['raw_per_s']:.2f}" if saves else "-"
+        lines.append(
+            f"| {names.get(setup, setup)} | {r.get('latency_ms', 0):g} ms | {r['raw_per_s']:.0f} | "
+            f"{f'{saves:.0f}' if saves else '-'} | {r['e2e_per_s']:.1f} | {r['ratio']:.2f} | {ceiling} | "
+            f"{rss} | {growth} | {r['load_average']} |"
+        )
+    lines += cpu_table(results, names)
     lines += [
         "",
         "Memory: pool children are not recycled during the run (CELERY_WORKER_MAX_TASKS_PER_CHILD "
         "raised for the bench), so growth is the children's own; RSS is measured after a 1,000-create "
         "warm-up and again at the end.",
-        "",
-        "Why end to end is far below 0.6 of raw: the raw loop is one HTTP POST to an in-memory "
-        "emulator on loopback (about 1 ms). A pushed ticket also costs its create transaction and "
-        "publish, then in the worker the claim UPDATE, the breaker check, the shared rate-limit slot "
-        "(a compare-and-swap UPDATE), the call, and the fenced finish (row lock, UPDATE, SyncAttempt "
-        "INSERT, account health) — about a dozen statements and four or five commits — plus Celery's "
-        "message handling. Against a real provider answering in 100-500 ms that overhead is small; "
-        "against a 1 ms emulator it is everything. Celery's Django fixup also closes every database "
-        "connection before and after each task unless CELERY_DB_REUSE_MAX is set (console/settings.py "
-        "does not set it), so every push opens a new database connection.",
-    ]
-    if "redis" in results and "redis-reuse" in results:
-        gain = results["redis-reuse"]["e2e_per_s"] / results["redis"]["e2e_per_s"]
-        lines.append(f"Keeping connections (CELERY_DB_REUSE_MAX=100) gave {gain:.1f}x on PostgreSQL here.")
-    lines += [
-        "",
-        "The bench serves its sandbox with TCP_NODELAY: the stock sandbox handler writes headers and "
-        "body in two sends, and on a kept-alive connection the body waits for the client's delayed "
-        "ACK, about 40 ms per request (21 requests/s against 226 in one process).",
-        "The machine was shared with other test runs (load average column): absolute figures are low "
-        "and noisy; ratios within one run are the comparable part.",
     ]
     return "\n".join(lines)
+
+
+def cpu_table(results: dict[str, dict], names: dict[str, str]) -> list[str]:
+    """Where the CPU goes, per ticket: what bounds end to end on a machine of this size."""
+    rows = [(key, r) for key, r in results.items() if "e2e_cpu_ms" in r]
+    if not rows:
+        return []
+    cores = os.cpu_count() or 1
+    parts = ["client", "workers", "sandbox", "database", "broker"]
+    lines = [
+        "",
+        f"CPU per ticket in ms (user + system, all processes; this machine has {cores} cores). *client* "
+        "is the raw loop's own process, or the process running `create_ticket`; SQLite and the "
+        "embedded broker work inside the client and worker processes. *Most possible* is what the "
+        "cores could do at that cost with nothing idle; *budget for 0.6* is the cost per ticket at "
+        "which they could just reach 0.6 of raw.",
+        "",
+        "| setup | latency | loop | " + " | ".join(parts) + " | total | most possible /s | budget for 0.6 |",
+        "|---|---|---|" + "---|" * len(parts) + "---|---|---|",
+    ]
+    for key, r in rows:
+        setup = key.partition("@")[0]
+        for loop, spent in (("raw", r["raw_cpu_ms"]), ("end to end", r["e2e_cpu_ms"])):
+            total = sum(spent.values())
+            most = cores * 1000 / total if total else 0
+            budget = cores * 1000 / (0.6 * r["raw_per_s"]) if loop == "end to end" else None
+            lines.append(
+                f"| {names.get(setup, setup)} | {r.get('latency_ms', 0):g} ms | {loop} | "
+                + " | ".join(f"{spent.get(part, 0):.2f}" for part in parts)
+                + f" | {total:.2f} | {most:.0f} | {f'{budget:.2f} ms' if budget else '-'} |"
+            )
+    return lines
 
 
 if __name__ == "__main__":

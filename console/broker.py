@@ -5,7 +5,8 @@ take another message, which with prefetch 1 and acks_late means after every task
 task per second per worker. The interval is normally a transport option, but the SQLAlchemy
 transport hands every option to `create_engine()`, which rejects it (kombu 5.7). So the
 interval is a class attribute of this subclass, registered under the `sqla` alias that
-`sqla+sqlite://` URLs resolve to. Measured in docs/benchmarks.md ("Embedded broker").
+`sqla+sqlite://` URLs resolve to. Measured in docs/benchmarks.md ("Embedded broker"): 20 ms
+gives 2.2x the throughput of 50 ms for 5 % of a core per idle worker instead of 3 %.
 """
 
 import os
@@ -15,7 +16,7 @@ from kombu.transport.sqlalchemy import Transport as SQLAlchemyTransport
 
 
 class EmbeddedSQLiteTransport(SQLAlchemyTransport):
-    polling_interval = float(os.environ.get("CELERY_POLLING_INTERVAL", "0.05"))
+    polling_interval = float(os.environ.get("CELERY_POLLING_INTERVAL", "0.02"))
 
 
 def register() -> None:
