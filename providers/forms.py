@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,7 +68,7 @@ def vocabulary(kind: str) -> dict[str, list]:
         "status": sorted(remote_statuses, key=str),
         "priority": sorted(set(provider_class.default_priority_map.values()), key=str),
         "settings": sorted({*getattr(provider_class, "demo_settings", {}), *extra_fields,
-                            "retry_unknown_creates"}),
+                            *ENGINE_SETTINGS}),
     }
 
 
@@ -205,6 +206,21 @@ class MappingTableWidget(forms.Widget):
         return f"{name}__tables" not in data and name not in data
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+#: Account settings the sync engine reads (tickets/sync.py, tickets/limits.py, tickets/access.py),
+#: each with what a valid value is. A wrong type would otherwise fail every push of the account.
+ENGINE_SETTINGS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "retry_unknown_creates": (lambda v: isinstance(v, bool), "true or false"),
+    "breaker_threshold": (lambda v: _is_number(v) and v >= 1 and int(v) == v, "a whole number, 1 or more"),
+    "breaker_cooldown": (lambda v: _is_number(v) and v > 0, "a number of seconds above 0"),
+    "allowed_groups": (lambda v: isinstance(v, list) and all(isinstance(g, str) and g for g in v),
+                       'a list of group names, e.g. ["Support EU"]'),
+}
+
+
 def mapping_errors(*, settings: Any, status_map: Any, priority_map: Any) -> dict[str, list[str]]:
     """What is wrong with an account's defaults and maps, by field (shared with import_accounts)."""
     errors: dict[str, list[str]] = {}
@@ -214,6 +230,12 @@ def mapping_errors(*, settings: Any, status_map: Any, priority_map: Any) -> dict
 
     if not isinstance(settings, dict):
         errors["settings"] = ["Defaults must be an object of setting → value."]
+    else:
+        problems = [f"'{key}' must be {expected} (got {json.dumps(settings[key])})."
+                    for key, (valid, expected) in ENGINE_SETTINGS.items()
+                    if key in settings and not valid(settings[key])]
+        if problems:
+            errors["settings"] = problems
     if not isinstance(status_map, dict):
         errors["status_map"] = ['The status map must be {"outbound": {...}, "inbound": {...}}.']
     else:

@@ -185,6 +185,26 @@ def test_a_map_pointing_at_an_unknown_console_status_is_refused(superuser_client
 
 
 @pytest.mark.django_db
+def test_sync_engine_settings_of_the_wrong_type_are_refused_on_the_defaults_table(
+    superuser_client, account_factory
+):
+    account = account_factory("kapture")
+    values = posted_form(superuser_client, change_url(account))
+    blank_keys = [n for n, v in values.items() if n.startswith("settings__all__key__") and not v]
+    typed = [("breaker_threshold", "five"), ("retry_unknown_creates", "yes")]
+    for name, (key, value) in zip(blank_keys[:2], typed, strict=True):
+        values[name], values[name.replace("__key__", "__value__")] = key, value
+    response = superuser_client.post(change_url(account), values)
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "&#x27;breaker_threshold&#x27; must be a whole number, 1 or more" in page
+    assert "&#x27;retry_unknown_creates&#x27; must be true or false" in page
+    assert 'value="five"' in page  # what was typed is kept for correcting
+    account.refresh_from_db()
+    assert "breaker_threshold" not in account.settings  # nothing saved
+
+
+@pytest.mark.django_db
 def test_an_optional_credential_can_be_cleared(superuser_client, account_factory, sandbox):
     grant = sandbox.credentials["motadata"]
     account = account_factory("motadata", credentials={**grant, "access_token": "tok-to-forget-123"})
