@@ -241,7 +241,7 @@ SYNC_PULL_CONCURRENCY = env.int("SYNC_PULL_CONCURRENCY", default=4)
 SYNC_PULL_LIMIT = env.int("SYNC_PULL_LIMIT", default=1000)
 SYNC_PULL_TIME_BUDGET = env.float("SYNC_PULL_TIME_BUDGET", default=60.0)
 # Retention in days (tickets/retention.py, purged daily by beat); 0 keeps that kind forever.
-# The newest attempt of each ticket, unapplied inbound events and unfinished jobs always stay.
+# The newest attempt of each ticket and unfinished jobs always stay.
 SYNC_ATTEMPT_RETENTION_DAYS = env.int("SYNC_ATTEMPT_RETENTION_DAYS", default=90)
 INBOUND_EVENT_RETENTION_DAYS = env.int("INBOUND_EVENT_RETENTION_DAYS", default=90)
 BULK_JOB_RETENTION_DAYS = env.int("BULK_JOB_RETENTION_DAYS", default=30)

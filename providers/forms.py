@@ -206,18 +206,26 @@ class MappingTableWidget(forms.Widget):
         return f"{name}__tables" not in data and name not in data
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def _is_number(value: Any, *, low: float, high: float) -> bool:
+    """A real number within [low, high] (JSON lets through Infinity and 1e999)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
+
+
+def _group_names(value: Any) -> bool:
+    # A single name is read as a list of one (tickets/access.py).
+    names = [value] if isinstance(value, str) else value
+    return isinstance(names, list) and bool(names) and all(isinstance(n, str) and n.strip() for n in names)
 
 
 #: Account settings the sync engine reads (tickets/sync.py, tickets/limits.py, tickets/access.py),
 #: each with what a valid value is. A wrong type would otherwise fail every push of the account.
 ENGINE_SETTINGS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "retry_unknown_creates": (lambda v: isinstance(v, bool), "true or false"),
-    "breaker_threshold": (lambda v: _is_number(v) and v >= 1 and int(v) == v, "a whole number, 1 or more"),
-    "breaker_cooldown": (lambda v: _is_number(v) and v > 0, "a number of seconds above 0"),
-    "allowed_groups": (lambda v: isinstance(v, list) and all(isinstance(g, str) and g for g in v),
-                       'a list of group names, e.g. ["Support EU"]'),
+    "breaker_threshold": (lambda v: _is_number(v, low=1, high=1000) and int(v) == v,
+                          "a whole number from 1 to 1000"),
+    "breaker_cooldown": (lambda v: _is_number(v, low=0.1, high=86400),
+                         "a number of seconds from 0.1 to 86400 (a day; pause the account for longer)"),
+    "allowed_groups": (_group_names, 'a group name or a list of them, e.g. ["Support EU"]'),
 }
 
 

@@ -78,9 +78,10 @@ def admit(account: ProviderAccount, *, just_read: bool = False) -> datetime | No
 def record_success(account: ProviderAccount, *, just_read: bool = False) -> bool:
     """A call worked: the failure count restarts. True when this closed a tripped breaker.
 
-    `just_read` (see admit): an account that was under its threshold when read is not
-    asked whether it tripped since. If another worker tripped it in that moment, the pause
-    simply runs out and the sweeper publishes the tickets that waited for it.
+    `just_read` (see admit): the account was read before the call, under its threshold.
+    If the breaker tripped while this call was in flight, the success leaves it alone: a
+    call that started before the trip says nothing about the service now. The half-open
+    probe after the cool-down decides, as for any trip.
     """
     now = timezone.now()
     accounts = ProviderAccount.objects.filter(pk=account.pk)
@@ -93,9 +94,9 @@ def record_success(account: ProviderAccount, *, just_read: bool = False) -> bool
             release_waiting(account)
             return True
     # Skip the write when nothing changes (most calls), to spare the row on busy accounts.
-    accounts.exclude(consecutive_failures=0, last_ok_at__gt=now - timedelta(seconds=10)).update(
-        last_ok_at=now, consecutive_failures=0
-    )
+    accounts.filter(consecutive_failures__lt=threshold).exclude(
+        consecutive_failures=0, last_ok_at__gt=now - timedelta(seconds=10)
+    ).update(last_ok_at=now, consecutive_failures=0)
     return False
 
 
@@ -145,7 +146,9 @@ def release_waiting(account: ProviderAccount) -> int:
     )
     ids = list(waiting.values_list("pk", flat=True))
     if ids:
-        Ticket.objects.filter(pk__in=ids, sync_state=SyncState.PENDING).update(next_attempt_at=None)
+        Ticket.objects.filter(pk__in=ids, sync_state=SyncState.PENDING).update(
+            next_attempt_at=sync.due_after_settle(now)
+        )
         transaction.on_commit(lambda: sync.enqueue_push(ids))
     waiting_replies = Reply.objects.filter(
         ticket__account_id=account.pk, sync_state=SyncState.PENDING, next_attempt_at__gt=now

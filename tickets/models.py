@@ -68,6 +68,10 @@ class Ticket(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True, editable=False)
     enqueued_at = models.DateTimeField(null=True, blank=True, editable=False)
     sending_since = models.DateTimeField(null=True, blank=True, editable=False)
+    #: An update to this ticket went unanswered and the provider may still apply it: nothing
+    #: more is sent before this moment, whatever asks (an edit, a retry, a release), so the
+    #: late request cannot land after a newer one (tickets/sync.py, SYNC_UPDATE_SETTLE).
+    settle_until = models.DateTimeField(null=True, blank=True, editable=False)
     last_error = models.TextField(blank=True, editable=False)
     last_synced_at = models.DateTimeField(null=True, blank=True, editable=False)
     #: The values both sides agreed on at the last sync ({"status", "remote_status"}): the

@@ -189,6 +189,10 @@ def apply_remote_status(*, ticket_id: int, remote_status: str, read_before: Tick
     raw = str(remote_status or "").strip()
     if ticket is None or not raw or ticket.sync_state in (SyncState.SENDING, SyncState.CANCELLED):
         return "skipped"  # a worker is sending it: judged on the next pull
+    if ticket.settle_until and ticket.settle_until > timezone.now():
+        # An unanswered update of ours may still be landing: what the provider shows now may
+        # be that, not a change made there. Judged after the ticket's next push.
+        return "skipped"
     if read_before is not None and (ticket.synced_revision, ticket.last_synced_at) != (
         read_before.synced_revision, read_before.last_synced_at
     ):

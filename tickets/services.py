@@ -107,7 +107,7 @@ def bump_revision(tickets) -> int:
             default=Value(SyncState.PENDING),
         ),
         attempts=Case(When(sync_state__in=hold, then=F("attempts")), default=Value(0)),
-        next_attempt_at=None,
+        next_attempt_at=sync.due_after_settle(),
     )
 
 
@@ -116,7 +116,7 @@ def retry_sync(*, ticket: Ticket) -> Ticket:
     allowed = [SyncState.FAILED, SyncState.NEEDS_ATTENTION, SyncState.PENDING]
     with transaction.atomic():
         updated = Ticket.objects.filter(pk=ticket.pk, sync_state__in=allowed).update(
-            sync_state=SyncState.PENDING, attempts=0, next_attempt_at=None, last_error=""
+            sync_state=SyncState.PENDING, attempts=0, next_attempt_at=sync.due_after_settle(), last_error=""
         )
         if not updated:
             raise TicketActionError(f"{ticket.reference} is {ticket.get_sync_state_display()}: "
@@ -333,7 +333,7 @@ def _requeue_now(ticket_ids: list[int]) -> None:
     """Make rows due at once with fresh attempts (retry_sync's semantics, many rows)."""
     if ticket_ids:
         Ticket.objects.filter(pk__in=ticket_ids).update(
-            sync_state=SyncState.PENDING, attempts=0, next_attempt_at=None, last_error=""
+            sync_state=SyncState.PENDING, attempts=0, next_attempt_at=sync.due_after_settle(), last_error=""
         )
         ids = list(ticket_ids)
         transaction.on_commit(lambda: sync.enqueue_push(ids))

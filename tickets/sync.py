@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Case, DateTimeField, F, Q, Value, When
 from django.utils import timezone
 
 from console.crypto import CredentialsUnreadable
@@ -47,6 +47,8 @@ class Decision:
     message: str = ""
     retry_in: float | None = None
     counts_against_account: bool = False
+    #: An update went unanswered: hold the ticket for `retry_in` whatever else asks.
+    settle: bool = False
 
 
 @dataclass
@@ -118,12 +120,21 @@ def enqueue_push_on_commit(ticket_id: int) -> None:
 
 
 # --- the push -----------------------------------------------------------------------------
+def due_after_settle(now=None):
+    """`next_attempt_at` for a row made due at once (an edit, a retry, a release): now, or
+    the end of its settle window when an unanswered update may still land."""
+    now = now or timezone.now()
+    return Case(When(settle_until__gt=now, then=F("settle_until")), default=Value(None),
+                output_field=DateTimeField())
+
+
 def claim(ticket_id: int) -> Ticket | None:
-    """Take the row for this worker: pending (and due) -> sending. Committed at once."""
+    """Take the row for this worker: pending (and due, and settled) -> sending. Committed at once."""
     now = timezone.now()
     claimed = (
         Ticket.objects.filter(pk=ticket_id, sync_state=SyncState.PENDING)
         .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .filter(Q(settle_until__isnull=True) | Q(settle_until__lte=now))
         .update(sync_state=SyncState.SENDING, attempts=F("attempts") + 1, sending_since=now)
     )
     if not claimed:
@@ -221,12 +232,12 @@ def decide(exc: Exception, *, ticket: Ticket, operation: str, sent: bool) -> Dec
                 counts_against_account=True,
             )
         retry_in = backoff(ticket.attempts, getattr(exc, "retry_after", None))
-        if operation == UPDATE and getattr(exc, "may_have_applied", False):
-            # Changes to one ticket apply in order: let the unanswered update settle first.
+        settle = operation == UPDATE and answer_lost(exc)
+        if settle:  # changes to one ticket apply in order: let the unanswered update land first
             retry_in = max(retry_in, settings.SYNC_UPDATE_SETTLE)
         return Decision(
             SyncState.PENDING, SyncAttempt.Outcome.RETRY, exc.message, retry_in=retry_in,
-            counts_against_account=True,
+            counts_against_account=True, settle=settle,
         )
     if isinstance(exc, ProviderError):
         # Only auth says the account is unhealthy; a refused field or an unknown id is this
@@ -250,6 +261,15 @@ def decide(exc: Exception, *, ticket: Ticket, operation: str, sent: bool) -> Dec
     )
 
 
+def answer_lost(exc: Exception) -> bool:
+    """The request reached the provider and no answer came back, so the provider may still be
+    working on it: a read timeout, a dropped connection, a gateway's 502/504. (A 500 or an
+    unreadable 200 is an answer: that request is over.)"""
+    return bool(getattr(exc, "may_have_applied", False)) and getattr(exc, "http_status", None) in (
+        None, 502, 504,
+    )
+
+
 def backoff(attempts: int, retry_after: float | None = None) -> float:
     """Exponential backoff with jitter; the provider's Retry-After wins when it is given."""
     if retry_after is not None:
@@ -268,7 +288,10 @@ def finish(
     the sync columns are written, so an edit saved meanwhile is never overwritten.
     """
     now = timezone.now()
-    fields = {"sending_since": None, "last_error": decision.message, "updated_at": now}
+    fields = {
+        "sending_since": None, "last_error": decision.message, "updated_at": now,
+        "settle_until": now + timedelta(seconds=decision.retry_in or 0) if decision.settle else None,
+    }
     if ref is not None:
         fields["remote_id"] = ref.remote_id
         for name in ("remote_number", "remote_url", "remote_status"):
@@ -309,7 +332,7 @@ def finish(
         if requeue_in is not None:
             delay = requeue_in
             transaction.on_commit(lambda: enqueue_push([ticket.pk], countdown=delay))
-        if decision.state == SyncState.SYNCED and operation == CREATE:
+        if decision.state == SyncState.SYNCED:
             from tickets import replies  # replies waiting for the remote id may go now
 
             transaction.on_commit(lambda: replies.enqueue_waiting(ticket.pk))

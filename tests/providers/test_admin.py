@@ -197,11 +197,29 @@ def test_sync_engine_settings_of_the_wrong_type_are_refused_on_the_defaults_tabl
     response = superuser_client.post(change_url(account), values)
     assert response.status_code == 200
     page = response.content.decode()
-    assert "&#x27;breaker_threshold&#x27; must be a whole number, 1 or more" in page
+    assert "&#x27;breaker_threshold&#x27; must be a whole number from 1 to 1000" in page
     assert "&#x27;retry_unknown_creates&#x27; must be true or false" in page
     assert 'value="five"' in page  # what was typed is kept for correcting
     account.refresh_from_db()
     assert "breaker_threshold" not in account.settings  # nothing saved
+
+
+@pytest.mark.parametrize(("setting", "value", "refused"), [
+    ("breaker_cooldown", 1e12, True),  # would overflow the pause time on every failure
+    ("breaker_cooldown", float("inf"), True),  # JSON's Infinity
+    ("breaker_threshold", float("inf"), True),
+    ("breaker_threshold", 2.5, True),
+    ("breaker_threshold", 5, False),
+    ("retry_unknown_creates", "no", True),  # a non-empty string would read as "yes"
+    ("retry_unknown_creates", False, False),
+    ("allowed_groups", "Support EU", False),  # one name, as tickets/access.py reads it
+    ("allowed_groups", ["Support EU", ""], True),
+])
+def test_sync_engine_settings_are_checked_by_value(setting, value, refused):
+    from providers.forms import mapping_errors
+
+    errors = mapping_errors(settings={setting: value}, status_map={}, priority_map={})
+    assert bool(errors.get("settings")) is refused, errors
 
 
 @pytest.mark.django_db

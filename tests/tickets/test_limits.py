@@ -109,6 +109,18 @@ def test_a_failure_arriving_after_the_trip_does_not_move_the_resume_time(account
 
 
 @pytest.mark.django_db
+def test_a_success_of_a_call_sent_before_the_trip_leaves_the_breaker_open(account_factory):
+    account = account_factory("kapture", settings={"breaker_threshold": 2, "breaker_cooldown": 60})
+    read_with_the_claim = type(account).objects.get(pk=account.pk)  # closed when the call went out
+    limits.record_failure(account, "HTTP 503")
+    limits.record_failure(account, "HTTP 503")  # tripped while that call was in flight
+    tripped = refreshed(account)
+    assert limits.record_success(read_with_the_claim, just_read=True) is False
+    account = refreshed(account)
+    assert (account.consecutive_failures, account.paused_until) == (2, tripped.paused_until)
+
+
+@pytest.mark.django_db
 def test_a_manual_pause_is_not_shortened_by_a_trip(account_factory):
     account = account_factory("kapture", settings={"breaker_threshold": 1, "breaker_cooldown": 5})
     until = services.pause_account(account=account)

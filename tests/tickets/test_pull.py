@@ -179,3 +179,27 @@ def test_an_answer_read_before_a_push_finished_is_left_for_the_next_pull(worker,
     assert refreshed(ticket).status == "resolved"
     assert pull.pull_account(account=account).applied == 0  # a fresh read agrees with the console
     assert refreshed(ticket).status == "resolved"
+
+
+@pytest.mark.django_db
+def test_a_remote_status_read_while_an_unanswered_update_settles_is_not_a_conflict(account_factory):
+    # Our "on hold" update timed out and may still land; the agent has since set "resolved".
+    # Kapture showing "on hold" now is our own late request, not a change made there.
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    account = account_factory("kapture")
+    ticket = Ticket.objects.create(
+        account=account, title="Printer", revision=3, synced_revision=1, status="resolved",
+        sync_state=SyncState.PENDING, remote_id="42", remote_status="US",
+        synced_fields={"status": "new", "remote_status": "US"},
+        settle_until=timezone.now() + timedelta(seconds=60),
+    )
+    on_hold = account.status_map["outbound"]["on_hold"]
+    assert pull.apply_remote_status(ticket_id=ticket.pk, remote_status=on_hold) == "skipped"
+    assert (refreshed(ticket).sync_state, ticket.status) == (SyncState.PENDING, "resolved")
+
+    Ticket.objects.filter(pk=ticket.pk).update(settle_until=timezone.now() - timedelta(seconds=1))
+    # Once settled, the same reading is judged as usual: both sides changed.
+    assert pull.apply_remote_status(ticket_id=ticket.pk, remote_status=on_hold) == "conflict"

@@ -104,8 +104,9 @@ def test_an_edit_sends_a_full_update_in_order(worker, sandbox, account_factory):
     assert remote["substatus"] == "RS"  # the last change wins, whatever the timing
 
 
+@pytest.mark.parametrize("edited", ["while the first update is in flight", "after it timed out"])
 def test_an_update_still_in_flight_after_a_timeout_is_not_overtaken_by_the_next(
-    worker, sandbox, account_factory
+    worker, sandbox, account_factory, edited
 ):
     # Kapture applies the first update 0.6 s after the worker stopped waiting for it; the
     # agent's next change is saved meanwhile. Sent at once, the newer state would land first
@@ -113,9 +114,13 @@ def test_an_update_still_in_flight_after_a_timeout_is_not_overtaken_by_the_next(
     ticket = settled(create(account_factory("kapture", timeout=1.0)), SyncState.SYNCED)
     sandbox.faults(script=["slow"], slow_seconds=1.6)
     services.update_ticket(ticket=ticket, changes={"status": "on_hold"})
-    wait_for(lambda: Ticket.objects.get(pk=ticket.pk).sync_state == SyncState.SENDING,
-             message="the first update was not sent")
-    services.update_ticket(ticket=ticket, changes={"status": "resolved"})
+    if edited == "after it timed out":  # the edit itself queues a push at once
+        timed_out = SyncAttempt.objects.filter(ticket=ticket, operation="update", outcome="retry")
+        wait_for(timed_out.exists, message="the first update did not time out")
+    else:
+        wait_for(lambda: Ticket.objects.get(pk=ticket.pk).sync_state == SyncState.SENDING,
+                 message="the first update was not sent")
+    services.update_ticket(ticket=Ticket.objects.get(pk=ticket.pk), changes={"status": "resolved"})
 
     def synced_latest():
         ticket.refresh_from_db()
@@ -129,6 +134,7 @@ def test_an_update_still_in_flight_after_a_timeout_is_not_overtaken_by_the_next(
     assert remote["substatus"] == "RS"  # resolved, not the late "on hold"
     assert (timed_out.outcome, retried.outcome) == ("retry", "success")
     assert (retried.started_at - timed_out.started_at).total_seconds() >= 1.0 + 1.0  # timeout + settle
+    assert ticket.settle_until is None  # the sync that followed ended the settle window
 
 
 def test_the_sweeper_publishes_a_ticket_whose_message_was_lost(worker, sandbox, account_factory):
