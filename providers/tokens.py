@@ -16,7 +16,6 @@ from django.utils import timezone
 from providers.base import Provider
 from providers.errors import (
     ProviderAuthError,
-    ProviderResponseError,
     ProviderTransientError,
     ProviderValidationError,
 )
@@ -104,12 +103,14 @@ class TokenAuthProvider(Provider):
             raise ProviderAuthError(
                 f"Authentication failed: {exc.message}", http_status=exc.http_status
             ) from None
+        # Not "outcome unknown" either (ProviderResponseError): no ticket call was sent.
+        no_token = ProviderTransientError("The token answer has no access token.", http_status=200)
         try:
             token = self.parse_token(data)
         except (KeyError, TypeError, ValueError):
-            raise ProviderResponseError("The token answer has no access token.") from None
+            raise no_token from None
         if not token.access_token:
-            raise ProviderResponseError("The token answer has no access token.")
+            raise no_token
         self.redactor.add(token.access_token)
         self.redactor.add(token.refresh_token)
         lifetime = token.expires_in or self.default_token_lifetime

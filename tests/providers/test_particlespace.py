@@ -334,10 +334,12 @@ def test_a_401_on_a_ticket_call_re_authenticates_once_then_gives_up():
 
 
 @responses.activate
-def test_a_token_answer_without_a_token_is_a_response_error():
+def test_a_token_answer_without_a_token_is_retried_not_held_as_an_unknown_create():
     responses.post(f"{BASE}/api/v1/authenticate", json={"status": "success", "data": {}})
-    with pytest.raises(ProviderResponseError, match="no access token"):
+    with pytest.raises(ProviderTransientError, match="no access token") as raised:
         ParticleSpaceProvider(unsaved_account()).create(unsaved_ticket())
+    assert not raised.value.may_have_applied  # the ticket call was never sent
+    assert [call.request.url.removeprefix(BASE) for call in responses.calls] == ["/api/v1/authenticate"]
 
 
 @responses.activate
