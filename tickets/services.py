@@ -111,13 +111,18 @@ def bump_revision(tickets) -> int:
     )
 
 
+def fresh_attempts() -> dict[str, Any]:
+    """The columns that make a row due again with its attempts reset (a person's retry, one
+    row or many); a settle window still in force is kept (sync.due_after_settle)."""
+    return {"sync_state": SyncState.PENDING, "attempts": 0, "next_attempt_at": sync.due_after_settle(),
+            "last_error": ""}
+
+
 def retry_sync(*, ticket: Ticket) -> Ticket:
     """A person asks for another try (after a failure, or after checking an unknown create)."""
     allowed = [SyncState.FAILED, SyncState.NEEDS_ATTENTION, SyncState.PENDING]
     with transaction.atomic():
-        updated = Ticket.objects.filter(pk=ticket.pk, sync_state__in=allowed).update(
-            sync_state=SyncState.PENDING, attempts=0, next_attempt_at=sync.due_after_settle(), last_error=""
-        )
+        updated = Ticket.objects.filter(pk=ticket.pk, sync_state__in=allowed).update(**fresh_attempts())
         if not updated:
             raise TicketActionError(f"{ticket.reference} is {ticket.get_sync_state_display()}: "
                                     "there is nothing to retry.")
@@ -332,9 +337,7 @@ def mark_changed_many(ticket_ids: list[int]) -> None:
 def _requeue_now(ticket_ids: list[int]) -> None:
     """Make rows due at once with fresh attempts (retry_sync's semantics, many rows)."""
     if ticket_ids:
-        Ticket.objects.filter(pk__in=ticket_ids).update(
-            sync_state=SyncState.PENDING, attempts=0, next_attempt_at=sync.due_after_settle(), last_error=""
-        )
+        Ticket.objects.filter(pk__in=ticket_ids).update(**fresh_attempts())
         ids = list(ticket_ids)
         transaction.on_commit(lambda: sync.enqueue_push(ids))
 
