@@ -16,6 +16,7 @@ holds one long transaction and its locks nor reads every row into memory.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -26,36 +27,7 @@ from django.utils import timezone
 from tickets.bulk import export_dir
 from tickets.models import BulkJob, InboundEvent, SyncAttempt
 
-#: Kind -> the setting holding its retention in days (0 keeps that kind forever).
-RETENTION_SETTINGS = {
-    "sync_attempts": "SYNC_ATTEMPT_RETENTION_DAYS",
-    "inbound_events": "INBOUND_EVENT_RETENTION_DAYS",
-    "bulk_jobs": "BULK_JOB_RETENTION_DAYS",
-}
 FINISHED_JOB_STATES = (BulkJob.State.DONE, BulkJob.State.FAILED, BulkJob.State.CANCELLED)
-
-
-def purge_old_records(*, now: datetime | None = None, batch_size: int = 5000,
-                      dry_run: bool = False) -> dict[str, int]:
-    """Delete what is past its retention; returns how many rows of each kind went (or, with
-    `dry_run`, would go)."""
-    if batch_size < 1:
-        raise ValueError("batch_size must be at least 1")
-    now = now or timezone.now()
-    counts = {}
-    for kind, setting in RETENTION_SETTINGS.items():
-        days = getattr(settings, setting)
-        if days <= 0:  # 0 keeps forever; a negative value would otherwise delete everything
-            counts[kind] = 0
-            continue
-        due = DUE[kind](now - timedelta(days=days))
-        if dry_run:
-            counts[kind] = due.count()
-        else:
-            counts[kind] = delete_in_batches(
-                due, batch_size, before_delete=delete_export_files if kind == "bulk_jobs" else None
-            )
-    return counts
 
 
 def sync_attempts_due(cutoff: datetime) -> QuerySet:
@@ -79,11 +51,59 @@ def bulk_jobs_due(cutoff: datetime) -> QuerySet:
     )
 
 
-DUE: dict[str, Callable[[datetime], QuerySet]] = {
-    "sync_attempts": sync_attempts_due,
-    "inbound_events": inbound_events_due,
-    "bulk_jobs": bulk_jobs_due,
+def delete_export_files(job_ids: list[int]) -> None:
+    """An export job's CSV (and the part files of one that failed) would outlive the job page
+    that links to it, with the tickets' requesters in it. Deleted before the row, so a failure
+    here leaves the job to be purged again tomorrow instead of files no page leads to."""
+    for job in BulkJob.objects.filter(pk__in=job_ids, action="export_csv").only("pk"):
+        directory = export_dir(job)
+        if default_storage.exists(directory):
+            for name in default_storage.listdir(directory)[1]:
+                default_storage.delete(f"{directory}/{name}")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of row that ages out: where its retention is set, which rows are past it,
+    what goes with them, and how `manage.py purge_old_records` names them."""
+
+    setting: str  # the setting holding its retention in days (0 keeps it forever)
+    due: Callable[[datetime], QuerySet]
+    noun: str
+    age: str  # which rows, with {days}
+    before_delete: Callable[[list[int]], None] | None = None
+
+
+KINDS = {
+    "sync_attempts": Kind("SYNC_ATTEMPT_RETENTION_DAYS", sync_attempts_due, "sync attempt(s)",
+                          "started more than {days} days ago"),
+    "inbound_events": Kind("INBOUND_EVENT_RETENTION_DAYS", inbound_events_due, "inbound event(s)",
+                           "received more than {days} days ago"),
+    "bulk_jobs": Kind("BULK_JOB_RETENTION_DAYS", bulk_jobs_due, "bulk job(s)",
+                      "finished more than {days} days ago", before_delete=delete_export_files),
 }
+
+
+def retention_days(kind: Kind) -> int:
+    return getattr(settings, kind.setting)
+
+
+def purge_old_records(*, now: datetime | None = None, batch_size: int = 5000,
+                      dry_run: bool = False) -> dict[str, int]:
+    """Delete what is past its retention; returns how many rows of each kind went (or, with
+    `dry_run`, would go)."""
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    now = now or timezone.now()
+    counts = {}
+    for name, kind in KINDS.items():
+        days = retention_days(kind)
+        if days <= 0:  # 0 keeps forever; a negative value would otherwise delete everything
+            counts[name] = 0
+            continue
+        due = kind.due(now - timedelta(days=days))
+        counts[name] = due.count() if dry_run else delete_in_batches(due, batch_size, kind.before_delete)
+    return counts
 
 
 def delete_in_batches(due: QuerySet, batch_size: int,
@@ -96,14 +116,3 @@ def delete_in_batches(due: QuerySet, batch_size: int,
         deleted += due.filter(pk__in=ids).delete()[0]
         after = ids[-1]
     return deleted
-
-
-def delete_export_files(job_ids: list[int]) -> None:
-    """An export job's CSV (and the part files of one that failed) would outlive the job page
-    that links to it, with the tickets' requesters in it. Deleted before the row, so a failure
-    here leaves the job to be purged again tomorrow instead of files no page leads to."""
-    for job in BulkJob.objects.filter(pk__in=job_ids, action="export_csv").only("pk"):
-        directory = export_dir(job)
-        if default_storage.exists(directory):
-            for name in default_storage.listdir(directory)[1]:
-                default_storage.delete(f"{directory}/{name}")

@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from tickets import retention
-
-LABELS = {
-    "sync_attempts": ("sync attempt(s)", "started more than {days} days ago"),
-    "inbound_events": ("inbound event(s)", "received more than {days} days ago"),
-    "bulk_jobs": ("bulk job(s)", "finished more than {days} days ago"),
-}
 
 
 class Command(BaseCommand):
@@ -26,11 +19,10 @@ class Command(BaseCommand):
     def handle(self, *args, dry_run: bool, **options) -> None:
         counts = retention.purge_old_records(dry_run=dry_run)
         verb = "Would delete" if dry_run else "Deleted"
-        for kind, count in counts.items():
-            setting = retention.RETENTION_SETTINGS[kind]
-            days = getattr(settings, setting)
-            noun, which = LABELS[kind]
+        for name, count in counts.items():
+            kind = retention.KINDS[name]
+            days = retention.retention_days(kind)
             if days <= 0:
-                self.stdout.write(f"Kept forever ({setting}={days}): {noun}.")
+                self.stdout.write(f"Kept forever ({kind.setting}={days}): {kind.noun}.")
             else:
-                self.stdout.write(f"{verb} {count} {noun}: {which.format(days=days)}.")
+                self.stdout.write(f"{verb} {count} {kind.noun}: {kind.age.format(days=days)}.")
