@@ -334,15 +334,14 @@ class CpuMeter:
         self.groups = {"client": [os.getpid()], "sandbox": sandbox, "workers": list(workers)}
         self.start = self.sample()
 
-    def pids(self) -> dict[str, set[int]]:
-        found = {name: set(pids) for name, pids in self.groups.items()}
-        found["workers"] |= {child for worker in self.groups["workers"] for child in children_of(worker)}
-        for name, commands in self.SERVERS.items():
-            found[name] = {pid for pid, command in processes() if command in commands}
-        return found
-
     def sample(self) -> dict[str, dict[int, int]]:
-        return {name: {pid: cpu_ticks(pid) for pid in pids} for name, pids in self.pids().items()}
+        """CPU ticks of every process of each part, from one reading of /proc."""
+        table = proc_table()
+        parts = {name: set(pids) for name, pids in self.groups.items()}
+        parts["workers"] |= children_in(table, set(self.groups["workers"]))
+        for name, commands in self.SERVERS.items():
+            parts[name] = {pid for pid, (_, command, _) in table.items() if command in commands}
+        return {name: {pid: table[pid][2] for pid in pids if pid in table} for name, pids in parts.items()}
 
     def per_item(self, items: int) -> dict[str, float]:
         end, tick_ms = self.sample(), 1000 / os.sysconf("SC_CLK_TCK")
@@ -353,42 +352,27 @@ class CpuMeter:
         return spent
 
 
-def processes():
+def proc_table() -> dict[int, tuple[int, str, int]]:
+    """Every process: pid -> (parent pid, command name, CPU ticks user + system), from
+    /proc/<pid>/stat ("pid (comm) state ppid ..."; comm may hold spaces and parentheses)."""
+    table = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                yield int(entry.name), (entry / "comm").read_text().strip()
+                head, _, rest = (entry / "stat").read_text().rpartition(")")
             except OSError:
-                continue
+                continue  # exited meanwhile
+            fields = rest.split()
+            table[int(entry.name)] = (int(fields[1]), head.partition("(")[2], int(fields[11]) + int(fields[12]))
+    return table
 
 
-def cpu_ticks(pid: int) -> int:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0
-    return int(fields[11]) + int(fields[12])  # utime + stime
-
-
-def children_of(pid: int) -> list[int]:
-    return pool_children_of({pid})
+def children_in(table: dict[int, tuple[int, str, int]], parents: set[int]) -> set[int]:
+    return {pid for pid, (parent, _, _) in table.items() if parent in parents}
 
 
 def pool_children(workers: list[subprocess.Popen]) -> list[int]:
-    return pool_children_of({worker.pid for worker in workers})
-
-
-def pool_children_of(parents: set[int]) -> list[int]:
-    children = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) in parents:  # the field after the state is the parent pid
-                children.append(int(entry.name))
-    return sorted(children)
+    return sorted(children_in(proc_table(), {worker.pid for worker in workers}))
 
 
 def rss_kb(pid: int) -> int:
