@@ -9,6 +9,7 @@ from datetime import timedelta
 from django.contrib import admin, messages
 from django.contrib.admin.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
@@ -25,15 +26,12 @@ from providers.forms import (
 )
 from providers.models import ProviderAccount
 from providers.registry import PROVIDERS, get_provider_class
+from tickets.access import can_manage_accounts
 from tickets.services import pause_account, resume_account, test_connection
 
 # A pause this long is shown as "until resumed".
 OPEN_ENDED_PAUSE = timedelta(days=365)
 HISTORY_ON_PAGE = 5
-
-
-def can_manage_accounts(user) -> bool:
-    return user.is_active and (user.is_superuser or user.has_perm("providers.manage_provider_accounts"))
 
 
 def pause_state(account: ProviderAccount) -> str:
@@ -178,7 +176,7 @@ class ProviderAccountAdmin(admin.ModelAdmin):
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         if not self.has_change_permission(request):
-            return redirect("admin:index")
+            raise PermissionDenied
         account = get_object_or_404(ProviderAccount, pk=pk)
         self.report(request, account)
         return redirect("admin:providers_provideraccount_change", pk)
@@ -193,7 +191,7 @@ class ProviderAccountAdmin(admin.ModelAdmin):
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         if not self.has_change_permission(request):
-            return redirect("admin:index")
+            raise PermissionDenied
         account = get_object_or_404(ProviderAccount, pk=pk)
         if pause:
             pause_account(account=account)

@@ -23,7 +23,7 @@ from console.crypto import CredentialsUnreadable
 from providers.base import CREATE, FETCH, REPLY, UPDATE
 from providers.errors import ProviderConfigurationError, ProviderValidationError
 from providers.models import ProviderAccount
-from tickets import bulk, services
+from tickets import access, bulk, services
 from tickets.forms import TicketForm
 from tickets.models import BulkJob, Priority, Status, SyncAttempt, SyncState, Ticket
 
@@ -86,6 +86,15 @@ class EstimatedCountPaginator(Paginator):
                 [self.ESTIMATE_ABOVE, queryset.model._meta.db_table],
             )
             return int(cursor.fetchone()[0])
+
+
+class VisibleAccountFilter(admin.RelatedFieldListFilter):
+    """The account filter offers only the accounts the user may see (tickets/access.py): a
+    restricted account's name is not shown to those outside its groups."""
+
+    def field_choices(self, field, request, model_admin):
+        return [(account.pk, str(account)) for account in
+                access.visible_accounts(request.user).order_by("name").only("pk", "name")]
 
 
 class TicketActionForm(helpers.ActionForm):
@@ -152,7 +161,8 @@ class TicketAdmin(admin.ModelAdmin):
     action_form = TicketActionForm
     list_display = ("reference", "title", "account", "provider_kind", "status", "priority", "sync_badge",
                     "remote_link", "created_at")
-    list_filter = ("account", "account__kind", "sync_state", "status", "priority", "created_at")
+    list_filter = (("account", VisibleAccountFilter), "account__kind", "sync_state", "status", "priority",
+                   "created_at")
     search_fields = ("=reference", "title", "=remote_id", "=remote_number", "requester_email",
                      "requester_name")
     list_select_related = ("account",)
@@ -175,6 +185,16 @@ class TicketAdmin(admin.ModelAdmin):
     ]
     change_form_template = "admin/tickets/ticket/change_form.html"
 
+    # --- what the user may see (tickets/access.py) -----------------------------------------
+    def get_queryset(self, request):
+        """Changelist, search, change/history/delete pages and actions all start here."""
+        return access.visible_tickets(request.user, super().get_queryset(request))
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "account":
+            kwargs["queryset"] = access.usable_accounts(request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
     # --- the form -----------------------------------------------------------------------
     def account_for(self, request, obj=None) -> ProviderAccount | None:
         """The ticket's account, or on the add page the one chosen (?account= or the POST)."""
@@ -183,7 +203,7 @@ class TicketAdmin(admin.ModelAdmin):
         chosen = request.POST.get("account") or request.GET.get("account")
         if not chosen or not str(chosen).isdigit():
             return None
-        return ProviderAccount.objects.filter(pk=chosen).first()
+        return access.usable_accounts(request.user).filter(pk=chosen).first()
 
     def provider_class_for(self, request, obj=None):
         account = self.account_for(request, obj)
@@ -292,17 +312,18 @@ class TicketAdmin(admin.ModelAdmin):
         return label or "—"
 
     # --- bulk actions: each records a BulkJob and goes to its page ------------------------
-    def start_bulk_job(self, request, action: str, params: dict | None = None):
+    def start_bulk_job(self, request, queryset, action: str, params: dict | None = None):
         """Record the selection without reading it: "select all" keeps the changelist's query
-        string (filters and search), otherwise the ticked ids. One INSERT, whatever the size."""
+        string (filters and search), otherwise the ticked ids that the user may see (`queryset`
+        is the changelist's, narrowed to them). One INSERT, whatever the size. The job checks
+        the starter's access again as it runs (tickets/access.py bulk_job_tickets)."""
         if request.POST.get("select_across") == "1":
             query = request.GET.copy()
             for paging in ("p", "all"):  # which page was shown is not part of the selection
                 query.pop(paging, None)
             selection = {"query": query.urlencode()}
         else:
-            raw = request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)
-            selection = {"ids": sorted({int(pk) for pk in raw if pk.isdigit()})}
+            selection = {"ids": sorted(queryset.values_list("pk", flat=True))}
         job = bulk.start_job(action=action, params=params or {}, selection=selection, user=request.user)
         return HttpResponseRedirect(reverse("admin:tickets_ticket_bulk_job", args=[job.pk]))
 
@@ -315,35 +336,37 @@ class TicketAdmin(admin.ModelAdmin):
 
     @admin.action(description="Sync now", permissions=["change"])
     def sync_now(self, request, queryset):
-        return self.start_bulk_job(request, "sync_now")
+        return self.start_bulk_job(request, queryset, "sync_now")
 
     @admin.action(description="Pull remote state now", permissions=["change"])
     def pull_now(self, request, queryset):
-        return self.start_bulk_job(request, "pull_now")
+        return self.start_bulk_job(request, queryset, "pull_now")
 
     @admin.action(description="Retry failed sync", permissions=["change"])
     def retry_failed(self, request, queryset):
-        return self.start_bulk_job(request, "retry_failed")
+        return self.start_bulk_job(request, queryset, "retry_failed")
 
     @admin.action(description="Change status (choose it on the right)", permissions=["change"])
     def change_status(self, request, queryset):
         status = self.chosen_value(request, "new_status", Status.choices)
-        return None if status is None else self.start_bulk_job(request, "change_status", {"status": status})
+        if status is None:
+            return None
+        return self.start_bulk_job(request, queryset, "change_status", {"status": status})
 
     @admin.action(description="Change priority (choose it on the right)", permissions=["change"])
     def change_priority(self, request, queryset):
         priority = self.chosen_value(request, "new_priority", Priority.choices)
         if priority is None:
             return None
-        return self.start_bulk_job(request, "change_priority", {"priority": priority})
+        return self.start_bulk_job(request, queryset, "change_priority", {"priority": priority})
 
     @admin.action(description="Cancel tickets", permissions=["change"])
     def cancel(self, request, queryset):
-        return self.start_bulk_job(request, "cancel")
+        return self.start_bulk_job(request, queryset, "cancel")
 
     @admin.action(description="Export as CSV", permissions=["change"])
     def export_csv(self, request, queryset):
-        return self.start_bulk_job(request, "export_csv")
+        return self.start_bulk_job(request, queryset, "export_csv")
 
     # --- the job page ------------------------------------------------------------------------
     def get_urls(self):
@@ -361,9 +384,10 @@ class TicketAdmin(admin.ModelAdmin):
         return own + super().get_urls()
 
     def job_for(self, request, job_id: int) -> BulkJob:
-        if not self.has_change_permission(request):
+        """Another user's job answers 404, as if it did not exist (tickets/access.py)."""
+        if not access.can_run_bulk_jobs(request.user):
             raise PermissionDenied
-        return get_object_or_404(BulkJob, pk=job_id)
+        return get_object_or_404(access.visible_bulk_jobs(request.user), pk=job_id)
 
     def bulk_job_view(self, request, job_id: int):
         job = self.job_for(request, job_id)
@@ -405,9 +429,12 @@ class TicketAdmin(admin.ModelAdmin):
 @admin.register(SyncAttempt)
 class SyncAttemptAdmin(admin.ModelAdmin):
     list_display = ("started_at", "ticket", "account", "operation", "outcome", "http_status", "duration_ms")
-    list_filter = ("operation", "outcome", "account")
+    list_filter = ("operation", "outcome", ("account", VisibleAccountFilter))
     list_select_related = ("ticket", "account")
     search_fields = ("=ticket__reference",)
+
+    def get_queryset(self, request):
+        return access.visible_sync_attempts(request.user, super().get_queryset(request))
 
     def has_add_permission(self, request):
         return False
@@ -432,11 +459,14 @@ class BulkJobAdmin(admin.ModelAdmin):
         url = reverse("admin:tickets_ticket_bulk_job", args=[obj.pk])
         return format_html('<a href="{}">#{} {}</a>', url, obj.pk, label)
 
+    def get_queryset(self, request):
+        return access.visible_bulk_jobs(request.user, super().get_queryset(request))
+
     def has_module_permission(self, request):
-        return request.user.has_perm("tickets.change_ticket")
+        return access.can_run_bulk_jobs(request.user)
 
     def has_view_permission(self, request, obj=None):
-        return request.user.has_perm("tickets.change_ticket")
+        return access.can_run_bulk_jobs(request.user)
 
     def has_add_permission(self, request):
         return False

@@ -27,7 +27,7 @@ from django.db import transaction
 from django.http import HttpRequest, QueryDict
 from django.utils import timezone
 
-from tickets import services
+from tickets import access, services
 from tickets.models import BulkJob, Ticket
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,8 @@ CHUNK_SIZE = 500
 TIME_SLICE_SECONDS = 60.0
 #: Example ticket ids kept per reason for the job page.
 EXAMPLES_PER_REASON = 20
+#: A selected ticket the job's starter may not (or no longer) see, or one deleted since.
+NOT_AVAILABLE = "Not found, or not visible to whoever started the job"
 EXPORT_COLUMNS = (
     "reference", "title", "account", "provider", "status", "priority", "sync_state",
     "remote_id", "remote_number", "remote_url", "requester_email", "requester_name", "created_at",
@@ -246,11 +248,14 @@ def run_chunk(job_id: int, selected=None) -> bool:
             job.state, job.finished_at = BulkJob.State.DONE, timezone.now()
             job.save(update_fields=["state", "finished_at", "results"])
             return False
-        action = ACTIONS[job.action]
-        if action.apply is None:
-            outcome = export_chunk(job, ticket_ids)
-        else:
-            outcome = action.apply(ticket_ids, job.params)
+        # Only what the starter may see now (tickets/access.py), asked again for every chunk:
+        # a membership removed mid-job stops it there. The words do not say which it was.
+        allowed = set(access.bulk_job_tickets(job).filter(pk__in=ticket_ids).values_list("pk", flat=True))
+        outcome = services.BulkOutcome()
+        if allowed:
+            action, chosen = ACTIONS[job.action], [pk for pk in ticket_ids if pk in allowed]
+            outcome = export_chunk(job, chosen) if action.apply is None else action.apply(chosen, job.params)
+        outcome.add(services.SKIPPED, NOT_AVAILABLE, [pk for pk in ticket_ids if pk not in allowed])
         merge_outcome(job, outcome)
         job.cursor = ticket_ids[-1]
         job.save(update_fields=["cursor", "processed", "succeeded", "failed", "skipped", "results"])

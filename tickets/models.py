@@ -256,6 +256,9 @@ class BulkJob(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        # A job and its export belong to whoever started it (tickets/access.py); this lets a
+        # supervisor see everyone's.
+        permissions = [("view_all_bulk_jobs", "Can view every user's bulk jobs and exports")]
 
     def __str__(self) -> str:
         return f"{self.action} #{self.pk}"

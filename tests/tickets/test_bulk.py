@@ -63,7 +63,9 @@ def test_starting_a_job_takes_the_same_few_queries_for_five_or_five_hundred_tick
                                   query="status__exact=new"))
     counts.append(len(queries))
     assert job.selection == {"query": "status__exact=new"}
-    assert counts[0] == counts[1] == counts[2] <= 12, counts
+    # Ticked ids are narrowed to what the user may see (one query); "select all" stores the
+    # changelist's query string, which carries that filter already.
+    assert counts[0] == counts[1] <= 12 and counts[2] <= counts[0], counts
     # Nothing was applied in the request.
     assert not Ticket.objects.exclude(status=Status.NEW).exists()
 
@@ -259,7 +261,8 @@ def test_pull_now_reads_remote_state_for_readable_providers_and_says_why_not_for
 
 
 @pytest.mark.worker
-def test_a_job_whose_message_was_lost_is_published_again_and_runs(worker, sandbox, account_factory):
+def test_a_job_whose_message_was_lost_is_published_again_and_runs(worker, sandbox, account_factory,
+                                                                  admin_user):
     from datetime import timedelta
 
     from django.utils import timezone
@@ -270,7 +273,7 @@ def test_a_job_whose_message_was_lost_is_published_again_and_runs(worker, sandbo
 
     ticket = Ticket.objects.create(account=account_factory("kapture"), title="x", sync_state="synced")
     job = BulkJob.objects.create(action="change_priority", params={"priority": "low"},
-                                 selection={"ids": [ticket.pk]}, total=1)
+                                 selection={"ids": [ticket.pk]}, total=1, created_by=admin_user)
     # Saved while the broker was down: no message was ever published.
     BulkJob.objects.filter(pk=job.pk).update(created_at=timezone.now() - timedelta(minutes=10))
     assert bulk.republish_stale_jobs() == 1

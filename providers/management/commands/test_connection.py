@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from providers.models import ProviderAccount
+from tickets.access import OPERATOR, visible_accounts
 from tickets.services import test_connection
 
 
@@ -11,10 +12,11 @@ class Command(BaseCommand):
         parser.add_argument("name", help="The provider account's name.")
 
     def handle(self, *args, **options):
+        accounts = visible_accounts(OPERATOR)  # a shell on the deployment is full trust
         try:
-            account = ProviderAccount.objects.get(name=options["name"])
+            account = accounts.get(name=options["name"])
         except ProviderAccount.DoesNotExist:
-            names = ", ".join(ProviderAccount.objects.values_list("name", flat=True)) or "none"
+            names = ", ".join(accounts.values_list("name", flat=True)) or "none"
             raise CommandError(f"No account named '{options['name']}'. Accounts: {names}.") from None
         result = test_connection(account=account)
         line = f"{account.name}: {result.message} ({result.latency_ms} ms)"

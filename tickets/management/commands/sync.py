@@ -9,9 +9,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from providers.models import ProviderAccount
-from tickets import pull, sync
-from tickets.models import SyncState, Ticket
+from tickets import access, pull, sync
+from tickets.models import SyncState
 
 BUSY = (SyncState.PENDING, SyncState.SENDING)
 
@@ -31,13 +30,15 @@ class Command(BaseCommand):
 
     def handle(self, *args, account: str | None, do_pull: bool, wait: bool, timeout: float,
                interval: float, **options) -> None:
-        accounts = ProviderAccount.objects.all()
+        # A shell on the deployment is full trust: the command acts as the policy's operator.
+        every_account = access.visible_accounts(access.OPERATOR)
+        accounts = every_account
         if account:
             accounts = accounts.filter(name=account)
             if not accounts.exists():
-                known = ", ".join(ProviderAccount.objects.values_list("name", flat=True)[:20]) or "none"
+                known = ", ".join(every_account.values_list("name", flat=True)[:20]) or "none"
                 raise CommandError(f"No account named '{account}'. Accounts: {known}.")
-        tickets = Ticket.objects.filter(account__in=accounts)
+        tickets = access.visible_tickets(access.OPERATOR).filter(account__in=accounts)
         now = timezone.now()
         due = list(
             tickets.filter(sync_state=SyncState.PENDING)
