@@ -152,7 +152,7 @@ class ProviderAccountAdmin(admin.ModelAdmin):
     @admin.display(description="Callback secret")
     def callback_state(self, obj):
         if not obj or not obj.pk:
-            return "Saved with a callback_base_url in its defaults, a Knight account gets one."
+            return "A Knight account saved with callback_base_url in its defaults gets one."
         if not callback_secret.calls_back(obj):
             return f"{obj.provider_class.label} does not call back."
         # The secret, and so the callback URL, is never shown: only that one is set, and when.

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from django import forms
 
+from providers import callback_secret
 from providers.errors import (
     ProviderConfigurationError,
     ProviderError,
@@ -86,8 +87,6 @@ class Provider:
         self.redactor = Redactor({str(v) for v in self.credentials.values() if v})
         if self.calls_back and account.callback_secret_set_at:
             # The callback secret travels inside the callback address: kept out of records.
-            from providers import callback_secret
-
             for secret in callback_secret.every_stored(account):
                 self.redactor.add(secret)
         self.http = HttpClient(

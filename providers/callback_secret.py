@@ -25,6 +25,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from providers.registry import PROVIDERS, get_provider_class
+
 if TYPE_CHECKING:
     from providers.models import ProviderAccount
 
@@ -33,7 +35,8 @@ MOST_ACCEPTED = 2
 
 
 def calls_back(account: ProviderAccount) -> bool:
-    return bool(getattr(account.provider_class, "calls_back", False))
+    # An unknown kind (not yet validated, or a module since removed) does not call back.
+    return account.kind in PROVIDERS and bool(get_provider_class(account.kind).calls_back)
 
 
 def new_secret() -> str:

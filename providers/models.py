@@ -1,6 +1,7 @@
 from django.db import models
 from django.utils import timezone
 
+from providers import callback_secret
 from providers.fields import EncryptedJSONField, SealedJSON
 from providers.registry import kind_choices
 
@@ -46,8 +47,6 @@ class ProviderAccount(models.Model):
 
     def save(self, *args, **kwargs) -> None:
         if kwargs.get("update_fields") is None:
-            from providers import callback_secret
-
             # Setting callback_base_url is all an admin does: the secret it needs is made here.
             callback_secret.make_if_needed(self)
         super().save(*args, **kwargs)
