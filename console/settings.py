@@ -247,6 +247,9 @@ INBOUND_EVENT_RETENTION_DAYS = env.int("INBOUND_EVENT_RETENTION_DAYS", default=9
 BULK_JOB_RETENTION_DAYS = env.int("BULK_JOB_RETENTION_DAYS", default=30)
 # Inbound callbacks (Knight's callbackAddress): larger bodies are refused with 413.
 INBOUND_MAX_BYTES = env.int("INBOUND_MAX_BYTES", default=64 * 1024)
+# After "Rotate callback secret", the previous secret is still accepted this many seconds:
+# Knight tickets keep the callback address they were created with.
+INBOUND_SECRET_GRACE = env.int("INBOUND_SECRET_GRACE", default=24 * 3600)
 PROVIDER_USER_AGENT = env.str("PROVIDER_USER_AGENT", default="TicketConsole/0.1 (+sync)")
 
 LOGGING = {

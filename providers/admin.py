@@ -1,7 +1,8 @@
 """Provider accounts in the admin: provider admins only (the manage_provider_accounts permission).
 
 Credentials are write-only; defaults and maps are edited as tables; health shows the breaker's
-state with pause/resume; every change is logged (credentials as "credentials" only).
+state with pause/resume; every change is logged (credentials as "credentials" only). The
+callback secret is never shown: only whether one is set, when, and a Rotate button.
 """
 
 from datetime import timedelta
@@ -10,13 +11,14 @@ from django.contrib import admin, messages
 from django.contrib.admin.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.utils import formats, timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
+from django.views.decorators.http import require_POST
 
+from providers import callback_secret
 from providers.forms import (
     ProviderAccountForm,
     clear_field_name,
@@ -27,7 +29,13 @@ from providers.forms import (
 from providers.models import ProviderAccount
 from providers.registry import PROVIDERS, get_provider_class
 from tickets.access import can_manage_accounts
-from tickets.services import pause_account, resume_account, test_connection
+from tickets.services import (
+    TicketActionError,
+    pause_account,
+    resume_account,
+    rotate_callback_secret,
+    test_connection,
+)
 
 # A pause this long is shown as "until resumed".
 OPEN_ENDED_PAUSE = timedelta(days=365)
@@ -44,6 +52,10 @@ def pause_state(account: ProviderAccount) -> str:
     return f"Paused until {formats.date_format(timezone.localtime(account.paused_until), 'DATETIME_FORMAT')}"
 
 
+def when(moment) -> str:
+    return formats.date_format(timezone.localtime(moment), "DATETIME_FORMAT")
+
+
 @admin.register(ProviderAccount)
 class ProviderAccountAdmin(admin.ModelAdmin):
     form = ProviderAccountForm
@@ -53,8 +65,9 @@ class ProviderAccountAdmin(admin.ModelAdmin):
     readonly_fields = (
         "credentials_updated_at", "last_ok_at", "last_error", "last_error_at",
         "consecutive_failures", "test_connection_button", "pause_controls", "recent_changes",
+        "callback_state",
     )
-    actions = ["test_connections"]
+    actions = ["test_connections", "rotate_callback_secrets"]
     change_form_template = "admin/providers/provideraccount/change_form.html"
 
     def get_fieldsets(self, request, obj=None):
@@ -79,6 +92,7 @@ class ProviderAccountAdmin(admin.ModelAdmin):
             ))
         fieldsets += [
             ("Defaults", {"fields": ("settings",)}),
+            ("Inbound callback", {"fields": ("callback_state",)}),
             ("Status and priority maps", {"fields": ("status_map", "priority_map")}),
             ("Limits", {"fields": ("rate_limit", "timeout", "paused_until")}),
             ("Health", {"fields": (
@@ -133,6 +147,28 @@ class ProviderAccountAdmin(admin.ModelAdmin):
         url = reverse("admin:providers_provideraccount_pause", args=[obj.pk])
         return format_html('Running <button type="submit" class="button" formaction="{}">Pause</button>', url)
 
+    @admin.display(description="Callback secret")
+    def callback_state(self, obj):
+        if not obj or not obj.pk:
+            return "A Knight account saved with callback_base_url in its defaults gets one."
+        if not callback_secret.calls_back(obj):
+            return f"{obj.provider_class.label} does not call back."
+        # The secret, and so the callback URL, is never shown: only that one is set, and when.
+        url = reverse("admin:providers_provideraccount_rotate_callback_secret", args=[obj.pk])
+        button = format_html(
+            ' <button type="submit" class="button" formaction="{}">Rotate callback secret</button>', url
+        )
+        if not obj.callback_secret_set_at:
+            return format_html("Not set.{}", button)
+        state = format_html("Set on {}.", when(obj.callback_secret_set_at))
+        until = callback_secret.previous_until(obj, now=timezone.now())
+        if until:
+            state = format_html("{} The previous secret is accepted until {}.", state, when(until))
+        if not (obj.settings or {}).get("callback_base_url"):
+            state = format_html("{} Tickets carry no callback address until callback_base_url is set "
+                                "in the defaults.", state)
+        return format_html("{}{}", state, button)
+
     @admin.display(description="Changes")
     def recent_changes(self, obj):
         if not obj or not obj.pk:
@@ -162,21 +198,25 @@ class ProviderAccountAdmin(admin.ModelAdmin):
     # --- actions ------------------------------------------------------------------------------
     def get_urls(self):
         def view(func, suffix):
-            return path(f"<int:pk>/{suffix}/", self.admin_site.admin_view(func),
-                        name=f"providers_provideraccount_{suffix.replace('-connection', '')}")
+            """An account button: a POST, by someone who may change accounts (403 otherwise)."""
+            def guarded(request, pk):
+                if not self.has_change_permission(request):
+                    raise PermissionDenied
+                return func(request, pk)
+
+            name = suffix.replace("-connection", "").replace("-", "_")
+            return path(f"<int:pk>/{suffix}/", self.admin_site.admin_view(require_POST(guarded)),
+                        name=f"providers_provideraccount_{name}")
 
         return [
             view(self.test_view, "test-connection"),
             view(self.pause_view, "pause"),
             view(self.resume_view, "resume"),
+            view(self.rotate_callback_secret_view, "rotate-callback-secret"),
             *super().get_urls(),
         ]
 
     def test_view(self, request, pk):
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
-        if not self.has_change_permission(request):
-            raise PermissionDenied
         account = get_object_or_404(ProviderAccount, pk=pk)
         self.report(request, account)
         return redirect("admin:providers_provideraccount_change", pk)
@@ -188,10 +228,6 @@ class ProviderAccountAdmin(admin.ModelAdmin):
         return self.switch(request, pk, pause=False)
 
     def switch(self, request, pk, *, pause: bool):
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
-        if not self.has_change_permission(request):
-            raise PermissionDenied
         account = get_object_or_404(ProviderAccount, pk=pk)
         if pause:
             pause_account(account=account)
@@ -202,6 +238,31 @@ class ProviderAccountAdmin(admin.ModelAdmin):
         self.log_change(request, account, message)
         self.message_user(request, f"{account.name}: {message}", messages.SUCCESS)
         return redirect("admin:providers_provideraccount_change", pk)
+
+    def rotate_callback_secret_view(self, request, pk):
+        self.rotate(request, get_object_or_404(ProviderAccount, pk=pk))
+        return redirect("admin:providers_provideraccount_change", pk)
+
+    @admin.action(description="Rotate callback secret", permissions=["change"])
+    def rotate_callback_secrets(self, request, queryset):
+        for account in queryset[:20]:
+            self.rotate(request, account)
+
+    def rotate(self, request, account):
+        try:
+            previous_until = rotate_callback_secret(account=account)
+        except TicketActionError as exc:
+            self.message_user(request, f"{account.name}: {exc}", messages.WARNING)
+            return
+        self.log_change(request, account, "Rotated the callback secret.")
+        message = (f"new callback secret: {account.provider_class.label} tickets created from now on "
+                   "carry the new callback address.")
+        if previous_until:
+            message += (f" The old secret keeps working until {when(previous_until)}; after that, "
+                        "callbacks about tickets created before this rotation are refused.")
+        if not (account.settings or {}).get("callback_base_url"):
+            message += " Until callback_base_url is set in the defaults, tickets carry no callback address."
+        self.message_user(request, f"{account.name}: {message}", messages.SUCCESS)
 
     @admin.action(description="Test connection")
     def test_connections(self, request, queryset):

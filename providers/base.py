@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from django import forms
 
+from providers import callback_secret
 from providers.errors import (
     ProviderConfigurationError,
     ProviderError,
@@ -74,6 +75,9 @@ class Provider:
     test_probe_is_missing_ticket: ClassVar[bool] = False
     #: How many tickets one fetch call may carry.
     fetch_batch_size: ClassVar[int] = 1
+    #: True when the provider posts status changes to an address we give it, which carries
+    #: the account's callback secret (providers/callback_secret.py).
+    calls_back: ClassVar[bool] = False
 
     def __init__(
         self, account: ProviderAccount, *, on_exchange: Callable[[Exchange], None] | None = None
@@ -81,6 +85,10 @@ class Provider:
         self.account = account
         self.credentials = account.get_credentials()
         self.redactor = Redactor({str(v) for v in self.credentials.values() if v})
+        if self.calls_back and account.callback_secret_set_at:
+            # The callback secret travels inside the callback address: kept out of records.
+            for secret in callback_secret.every_stored(account):
+                self.redactor.add(secret)
         self.http = HttpClient(
             base_url=account.base_url,
             timeout=account.timeout,

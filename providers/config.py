@@ -14,9 +14,10 @@
           token: {env: KAPTURE_EU_TOKEN}
 
 Secrets never appear in the document: each credential names the environment variable that
-holds it. Import is idempotent by account name (create, update or leave unchanged), checks
-everything before it writes anything, and writes in one transaction with an admin LogEntry
-per created or changed account.
+holds it, and the callback secret is not written at all (a new Knight account with a
+callback_base_url gets its own when imported). Import is idempotent by account name (create,
+update or leave unchanged), checks everything before it writes anything, and writes in one
+transaction with an admin LogEntry per created or changed account.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from django.core.validators import URLValidator
 from django.db import transaction
 
 from console.crypto import CredentialsUnreadable
-from providers.forms import CREDENTIALS_LABEL, mapping_errors
+from providers.forms import CREDENTIALS_LABEL, SECRET_SETTINGS, mapping_errors
 from providers.models import ProviderAccount
 from providers.registry import PROVIDERS, get_provider_class
 
@@ -76,6 +77,9 @@ def export_accounts() -> dict[str, Any]:
     for account in ProviderAccount.objects.order_by("name"):
         entry: dict[str, Any] = {"name": account.name}
         entry.update({name: getattr(account, name) for name in PLAIN_FIELDS})
+        # Never a setting since the callback secret moved to its own field; dropped anyway in
+        # case one was written by hand, since the document may be committed.
+        entry["settings"] = {k: v for k, v in (account.settings or {}).items() if k not in SECRET_SETTINGS}
         entry["credentials"] = {
             key: {"env": env_name(account.name, key)} for key in stored_credential_keys(account)
         }

@@ -229,6 +229,11 @@ ENGINE_SETTINGS: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
+#: Keys that must never be a plain setting: the callback secret is kept encrypted
+#: (providers/callback_secret.py). Refused here (form and import), dropped by export.
+SECRET_SETTINGS = ("callback_secret",)
+
+
 def mapping_errors(*, settings: Any, status_map: Any, priority_map: Any) -> dict[str, list[str]]:
     """What is wrong with an account's defaults and maps, by field (shared with import_accounts)."""
     errors: dict[str, list[str]] = {}
@@ -242,6 +247,10 @@ def mapping_errors(*, settings: Any, status_map: Any, priority_map: Any) -> dict
         problems = [f"'{key}' must be {expected} (got {json.dumps(settings[key])})."
                     for key, (valid, expected) in ENGINE_SETTINGS.items()
                     if key in settings and not valid(settings[key])]
+        # The value is not repeated: it is the secret.
+        problems += [f"'{key}' is not a setting: the callback secret is kept encrypted and "
+                     "changed with the \"Rotate callback secret\" action." for key in SECRET_SETTINGS
+                     if key in settings]
         if problems:
             errors["settings"] = problems
     if not isinstance(status_map, dict):

@@ -31,6 +31,7 @@ from typing import Any
 import jwt
 from django import forms
 
+from providers import callback_secret
 from providers.base import CREATE, TEST, UPDATE, Provider, RemoteRef
 from providers.errors import (
     ProviderConfigurationError,
@@ -102,7 +103,8 @@ class KnightTicketForm(forms.Form):
     ticket_type = forms.CharField(required=False, max_length=100, help_text='Default "Incident".')
     assignment_groups = StringListField(required=False, help_text="Comma-separated group names.")
     callback_address = forms.URLField(
-        required=False, assume_scheme="https", help_text="Where Knight posts status changes back."
+        required=False, assume_scheme="https",
+        help_text="Where Knight posts status changes back. Leave blank for the console's own.",
     )
     ticket_priority = forms.IntegerField(
         required=False,
@@ -176,6 +178,7 @@ class KnightProvider(Provider):
     }
     default_priority_map = {"urgent": 1, "high": 2, "medium": 3, "low": 4}
     create_is_idempotent = True
+    calls_back = True
 
     PING_PATH = "/ping"  # at the root, not under the API root path (the SDK's Config.js)
     ROOT_PATH = "/api/v1"  # the SDK's default; an account may set `root_path`
@@ -229,7 +232,7 @@ class KnightProvider(Provider):
     # --- create --------------------------------------------------------------------------
     def build_create(self, ticket) -> ApiRequest:
         payload = {"ticketId": ticket.reference, **self.ticket_fields(ticket)}
-        if callback := self.value(ticket, "callback_address"):
+        if callback := self.callback_address(ticket):
             payload["callbackAddress"] = callback
         additional = {
             "consoleReference": ticket.reference,
@@ -352,6 +355,24 @@ class KnightProvider(Provider):
         root = str(self.setting("root_path") or self.ROOT_PATH).strip("/")
         path = f"/{root}/{endpoint}" if root else f"/{endpoint}"
         return ApiRequest("POST", path, json=payload, headers={"X-Transaction-Id": transaction_id})
+
+    def callback_address(self, ticket) -> str:
+        """The ticket's own callback address; else, with `callback_base_url` set, the console's,
+        built now from the account's current secret (never stored: it carries the secret);
+        else the account's fixed `callback_address` setting, if any."""
+        own = (ticket.extra or {}).get("callback_address")
+        if own not in BLANK:
+            return str(own)
+        base_url = self.setting("callback_base_url")
+        if base_url in BLANK:
+            return str(self.setting("callback_address") or "")
+        secret = callback_secret.current(self.account)
+        if not secret:
+            raise ProviderConfigurationError(
+                f"The account '{self.account.name}' has a callback_base_url but no callback secret: "
+                "use \"Rotate callback secret\" on the account, then retry."
+            )
+        return callback_secret.address(self.account, base_url=str(base_url), secret=secret)
 
     def value(self, ticket, key: str) -> Any:
         """The ticket's own Knight field, else the account's default."""

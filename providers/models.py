@@ -1,6 +1,7 @@
 from django.db import models
 from django.utils import timezone
 
+from providers import callback_secret
 from providers.fields import EncryptedJSONField, SealedJSON
 from providers.registry import kind_choices
 
@@ -13,6 +14,13 @@ class ProviderAccount(models.Model):
     base_url = models.URLField(max_length=500)
     credentials = EncryptedJSONField(blank=True, default=dict, editable=False)
     credentials_updated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    #: The inbound callback secret(s) (providers/callback_secret.py). A field of its own rather
+    #: than a reserved key in `credentials`: credentials are replaced as a whole by the account
+    #: form, import_accounts and a change of kind, and a change there drops cached tokens,
+    #: while the callback secret is made and rotated by the console alone, on its own clock.
+    callback_secrets = EncryptedJSONField(blank=True, default=dict, editable=False)
+    #: When the current callback secret was made: what the admin shows instead of the secret.
+    callback_secret_set_at = models.DateTimeField(null=True, blank=True, editable=False)
     settings = models.JSONField(default=dict, blank=True)
     status_map = models.JSONField(default=dict, blank=True)
     priority_map = models.JSONField(default=dict, blank=True)
@@ -38,6 +46,9 @@ class ProviderAccount(models.Model):
         return self.name
 
     def save(self, *args, **kwargs) -> None:
+        if kwargs.get("update_fields") is None:
+            # Setting callback_base_url is all an admin does: the secret it needs is made here.
+            callback_secret.make_if_needed(self)
         super().save(*args, **kwargs)
         if getattr(self, "_credentials_changed", False):
             # A token obtained with the old credentials must not outlive them.
@@ -46,6 +57,12 @@ class ProviderAccount(models.Model):
 
     def get_credentials(self) -> dict:
         value = self.credentials
+        if isinstance(value, SealedJSON):
+            return value.reveal()
+        return dict(value or {})
+
+    def get_callback_secrets(self) -> dict:
+        value = self.callback_secrets
         if isinstance(value, SealedJSON):
             return value.reveal()
         return dict(value or {})

@@ -116,7 +116,7 @@ RULES.update({
         f"admin:providers_provideraccount_{view}": Rule(
             answers(f"{STAFF_ONLY} denied redirect redirect"),
             named(f"admin:providers_provideraccount_{view}", pk=lambda w: w.eu_account.pk), method="post")
-        for view in ("test", "pause", "resume")
+        for view in ("test", "pause", "resume", "rotate_callback_secret")
     },
 })
 

@@ -3,7 +3,9 @@
 Knight's callback payload is undocumented (PROVIDERS.md §1), so every body is stored as it
 came (`InboundEvent`, de-duplicated by a digest of account and body) and applied only when it
 carries a `ticketId` that is one of our references and a `status` the account's inbound map
-knows. Applying goes through the same conflict rule as pull (tickets/pull.py).
+knows. Applying goes through the same conflict rule as pull (tickets/pull.py). The secret in
+the URL is the account's current callback secret, or the previous one within its grace after a
+rotation (providers/callback_secret.py).
 """
 
 from __future__ import annotations
@@ -11,16 +13,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import secrets
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
+from providers import callback_secret
 from providers.models import ProviderAccount
 from tickets.models import InboundEvent, Ticket
 from tickets.pull import apply_remote_status, inbound_status_reader
 
-CALLBACK_KINDS = ("knight",)
+#: A stand-in compared when there are fewer real secrets than can be accepted, so the time
+#: taken tells nothing about which accounts exist or whether a rotation is in its grace.
+STAND_IN_SECRET = b"\0" * 43
 
 
 class CallbackRefused(Exception):
@@ -33,35 +38,18 @@ class Received:
     duplicate: bool
 
 
-def ensure_callback_secret(account: ProviderAccount) -> str:
-    """The account's callback secret, generated once; with `callback_base_url` set, the full
-    callback URL is written into the `callback_address` setting, which Knight's adapter sends
-    as callbackAddress when a ticket has none of its own."""
-    account_settings = dict(account.settings or {})
-    secret = account_settings.get("callback_secret") or secrets.token_urlsafe(32)
-    account_settings["callback_secret"] = secret
-    base = str(account_settings.get("callback_base_url") or "").rstrip("/")
-    if base:
-        account_settings["callback_address"] = f"{base}{callback_path(account, secret)}"
-    if account_settings != (account.settings or {}):
-        account.settings = account_settings
-        account.save(update_fields=["settings", "updated_at"])
-    return secret
-
-
-def callback_path(account: ProviderAccount, secret: str) -> str:
-    from django.urls import reverse
-
-    return reverse("inbound-knight", kwargs={"account_id": account.pk, "secret": secret})
-
-
 def receive(*, kind: str, account_id: int, secret: str, body: bytes) -> Received:
     """Check the secret, store the body once, apply it when it says which ticket and status."""
     account = ProviderAccount.objects.filter(pk=account_id, kind=kind).first()
-    expected = str(((account.settings or {}).get("callback_secret") or "") if account else "")
-    # Compared even when the account is unknown, so timing tells nothing about which exist.
-    matches = hmac.compare_digest(expected.encode() or b"\0" * 43, (secret or "").encode())
-    if account is None or kind not in CALLBACK_KINDS or not expected or not matches:
+    accepted = (
+        [value.encode() for value in callback_secret.accepted(account, now=timezone.now())]
+        if account is not None and callback_secret.calls_back(account) else []
+    )
+    given = (secret or "").encode()
+    candidates = accepted + [STAND_IN_SECRET] * (callback_secret.MOST_ACCEPTED - len(accepted))
+    # Every candidate is compared (no early exit); only a real secret's match counts.
+    results = [hmac.compare_digest(candidate, given) for candidate in candidates]
+    if account is None or not any(results[: len(accepted)]):
         raise CallbackRefused
     digest = hashlib.sha256(f"{account.pk}:".encode() + body).hexdigest()
     existing = InboundEvent.objects.filter(digest=digest).first()

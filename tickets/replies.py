@@ -26,7 +26,7 @@ from providers.errors import (
 )
 from tickets import limits
 from tickets.models import Reply, SyncAttempt, SyncState
-from tickets.sync import MAX_COUNTDOWN, AttemptLog, Decision, backoff, protect_callback_secret
+from tickets.sync import MAX_COUNTDOWN, AttemptLog, Decision, backoff
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,6 @@ def push(reply_id: int) -> str:
     try:
         provider = account.get_provider()
         provider.http.on_exchange = attempt_log.add
-        protect_callback_secret(provider)
         limits.govern(provider)
         if not account.enabled:
             raise ProviderConfigurationError(

@@ -14,6 +14,7 @@ from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from console.crypto import CredentialsUnreadable
+from providers import callback_secret
 from providers.base import FETCH, UPDATE
 from providers.errors import ProviderConfigurationError, ProviderError
 from providers.models import ProviderAccount
@@ -220,12 +221,22 @@ def cancel_reply(*, reply: Reply) -> Reply:
 
 
 def ensure_callback_secret(*, account: ProviderAccount) -> str:
-    """The account's inbound callback URL secret, created once (see tickets/inbound.py)."""
-    from tickets import inbound
+    """The account's inbound callback secret, made once (providers/callback_secret.py)."""
+    refuse_unless_calls_back(account)
+    return callback_secret.ensure(account)
 
-    if account.kind not in inbound.CALLBACK_KINDS:
+
+def rotate_callback_secret(*, account: ProviderAccount) -> datetime | None:
+    """A new callback secret for the account; returns until when the old one is still
+    accepted (None when it had none)."""
+    refuse_unless_calls_back(account)
+    rotation = callback_secret.rotate(account)
+    return rotation.previous_until if rotation else None
+
+
+def refuse_unless_calls_back(account: ProviderAccount) -> None:
+    if not callback_secret.calls_back(account):
         raise TicketActionError(f"{account.provider_class.label} does not call back.")
-    return inbound.ensure_callback_secret(account)
 
 
 def add_attachment(*, ticket: Ticket, upload, uploaded_by=None) -> Attachment:

@@ -158,7 +158,6 @@ def push(ticket_id: int) -> str:
     try:
         provider = ticket.account.get_provider()
         provider.http.on_exchange = attempt_log.add
-        protect_callback_secret(provider)
         limits.govern(provider)
         if not ticket.account.enabled:
             raise ProviderConfigurationError(
@@ -190,11 +189,6 @@ def put_back(ticket: Ticket, *, until) -> None:
     delay = max(0.0, (until - timezone.now()).total_seconds())
     if released and delay <= MAX_COUNTDOWN:
         enqueue_push([ticket.pk], countdown=delay)
-
-
-def protect_callback_secret(provider) -> None:
-    """The inbound callback secret travels in Knight's callbackAddress: keep it out of records."""
-    provider.redactor.add((provider.account.settings or {}).get("callback_secret"))
 
 
 def remote_status_sent(provider, ticket: Ticket) -> str:

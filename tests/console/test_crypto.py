@@ -73,6 +73,21 @@ def test_rotation_re_encrypts_under_the_newest_key(keys):
 
 
 @pytest.mark.django_db
+def test_rotation_re_encrypts_the_callback_secret_too(keys):
+    old, new = new_key(), new_key()
+    keys(old)
+    account = ProviderAccount(name="knight", kind="knight", base_url="https://knight.example",
+                              settings={"callback_base_url": "https://console.example.com"})
+    account.set_credentials({"source_token": "s3cret-token-value"})
+    account.save()
+    secret = account.get_callback_secrets()["current"]
+    keys(new, old)
+    call_command("rotate_credentials", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    keys(new)  # callbacks still accepted after the old key is dropped
+    assert ProviderAccount.objects.get(pk=account.pk).get_callback_secrets() == {"current": secret}
+
+
+@pytest.mark.django_db
 def test_rotation_refuses_and_changes_nothing_when_an_account_is_unreadable(keys):
     lost, old, new = new_key(), new_key(), new_key()
     keys(lost)

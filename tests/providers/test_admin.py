@@ -335,3 +335,99 @@ def test_adding_an_account_through_the_page_leaves_blank_maps_to_the_provider_de
     assert account.status_map == account.provider_class.default_status_map
     assert account.priority_map == account.provider_class.default_priority_map
     assert account.get_credentials() == sandbox.credentials["keliweb"]
+
+
+# --- the inbound callback secret: never shown, rotated by provider admins ---------------------
+def set_blank_setting(values: dict, key: str, value: str) -> None:
+    blank = next(n for n, v in values.items() if n.startswith("settings__all__key__") and not v)
+    values[blank], values[blank.replace("__key__", "__value__")] = key, value
+
+
+def admin_pages(account) -> list[str]:
+    return [
+        change_url(account),
+        reverse("admin:providers_provideraccount_changelist"),
+        reverse("admin:providers_provideraccount_history", args=[account.pk]),
+    ]
+
+
+@pytest.mark.django_db
+def test_a_callback_base_url_gives_the_account_a_secret_no_admin_page_shows(
+    superuser_client, account_factory
+):
+    account = account_factory("knight")
+    values = posted_form(superuser_client, change_url(account))
+    set_blank_setting(values, "callback_base_url", "https://console.example.com")
+    assert superuser_client.post(change_url(account), values).status_code == 302
+    account.refresh_from_db()
+    secret = account.get_callback_secrets()["current"]
+    assert len(secret) >= 40 and secret not in str(account.settings)
+    page = superuser_client.get(change_url(account)).content.decode()
+    assert "Set on" in page and "Rotate callback secret</button>" in page
+    for url in admin_pages(account):
+        assert secret not in superuser_client.get(url).content.decode(), url
+
+
+@pytest.mark.django_db
+def test_rotating_from_the_account_page_says_until_when_the_old_secret_works(
+    superuser_client, account_factory
+):
+    account = account_factory("knight", settings={"callback_base_url": "https://console.example.com"})
+    old = account.get_callback_secrets()["current"]
+    url = reverse("admin:providers_provideraccount_rotate_callback_secret", args=[account.pk])
+    assert superuser_client.get(url).status_code == 405  # a state change needs a POST
+    page = superuser_client.post(url, follow=True).content.decode()
+    account.refresh_from_db()
+    new = account.get_callback_secrets()["current"]
+    assert new != old
+    assert "tickets created from now on carry the new callback address" in page
+    assert "The old secret keeps working until" in page
+    assert "The previous secret is accepted until" in page  # on the account's page too
+    history = superuser_client.get(admin_pages(account)[2]).content.decode()
+    assert "Rotated the callback secret." in history
+    for page_url in admin_pages(account):
+        html = superuser_client.get(page_url).content.decode()
+        assert old not in html and new not in html, page_url
+
+
+@pytest.mark.django_db
+def test_the_rotate_action_rotates_accounts_that_call_back_and_says_which_do_not(
+    superuser_client, account_factory
+):
+    knight = account_factory("knight", settings={"callback_base_url": "https://console.example.com"})
+    kapture = account_factory("kapture")
+    old = knight.get_callback_secrets()["current"]
+    page = superuser_client.post(reverse("admin:providers_provideraccount_changelist"), {
+        "action": "rotate_callback_secrets", "_selected_action": [knight.pk, kapture.pk],
+    }, follow=True).content.decode()
+    knight.refresh_from_db()
+    assert knight.get_callback_secrets()["current"] != old
+    assert "Sandbox kapture: Kapture CX does not call back." in page
+    assert "The old secret keeps working until" in page
+
+
+@pytest.mark.django_db
+def test_a_support_agent_cannot_rotate_a_callback_secret(client, account_factory):
+    account = account_factory("knight", settings={"callback_base_url": "https://console.example.com"})
+    before = account.get_callback_secrets()
+    agent = User.objects.create_user("agent", "agent@example.com", "pw", is_staff=True)
+    agent.user_permissions.add(*Permission.objects.filter(content_type__app_label="tickets"))
+    client.force_login(agent)
+    client.post(reverse("admin:providers_provideraccount_rotate_callback_secret", args=[account.pk]))
+    client.post(reverse("admin:providers_provideraccount_changelist"), {
+        "action": "rotate_callback_secrets", "_selected_action": [account.pk],
+    })
+    account.refresh_from_db()
+    assert account.get_callback_secrets() == before
+
+
+@pytest.mark.django_db
+def test_a_callback_secret_typed_into_the_defaults_is_refused(superuser_client, account_factory):
+    account = account_factory("knight")
+    values = posted_form(superuser_client, change_url(account))
+    set_blank_setting(values, "callback_secret", "typed-by-hand-0001")
+    response = superuser_client.post(change_url(account), values)
+    assert response.status_code == 200
+    assert "is not a setting: the callback secret is kept encrypted" in response.content.decode()
+    account.refresh_from_db()
+    assert "callback_secret" not in account.settings

@@ -75,6 +75,28 @@ def test_export_then_import_recreates_the_accounts_and_a_second_import_changes_n
 
 
 @pytest.mark.django_db
+def test_the_callback_secret_is_never_exported_and_a_re_import_keeps_it(tmp_path, monkeypatch, configured):
+    knight = ProviderAccount.objects.get(name="Knight prod")
+    knight.settings = {**knight.settings, "callback_base_url": "https://console.example.com"}
+    knight.save()
+    secret = knight.get_callback_secrets()["current"]
+    # Written by hand (a shell), past the form's check: still never exported.
+    ProviderAccount.objects.filter(pk=knight.pk).update(
+        settings={**knight.settings, "callback_secret": "hand-written-secret-1"}
+    )
+    for fmt in ("yaml", "json"):
+        path, document = export(tmp_path, fmt)
+        text = open(path).read()
+        assert secret not in text and "hand-written-secret-1" not in text and "callback_secret" not in text
+    ProviderAccount.objects.filter(pk=knight.pk).update(settings=knight.settings)
+
+    monkeypatch.setenv("KAPTURE_EU_TOKEN", configured.credentials["kapture"]["token"])
+    monkeypatch.setenv("KNIGHT_PROD_SOURCE_TOKEN", configured.credentials["knight"]["source_token"])
+    assert "0 created, 0 updated, 2 unchanged" in run_import(path)
+    assert ProviderAccount.objects.get(pk=knight.pk).get_callback_secrets()["current"] == secret
+
+
+@pytest.mark.django_db
 def test_an_import_reports_and_records_what_it_changed(tmp_path, monkeypatch, configured):
     path, document = export(tmp_path, "yaml")
     monkeypatch.setenv("KAPTURE_EU_TOKEN", "a-rotated-token-777")
@@ -138,6 +160,7 @@ def test_a_missing_environment_variable_is_named_and_nothing_is_applied(tmp_path
     ({"credentials": {"password": {"env": "T"}}}, "has no credential 'password'"),
     ({"timeout": "soon"}, "timeout must be a number"),
     ({"colour": "red"}, "unknown key 'colour'"),
+    ({"settings": {"callback_secret": "pasted-secret"}}, "'callback_secret' is not a setting"),
 ])
 def test_invalid_documents_are_refused_with_the_reason(monkeypatch, sandbox, change, message):
     monkeypatch.setenv("T", "tok-1")

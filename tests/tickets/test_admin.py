@@ -159,3 +159,18 @@ def test_the_change_page_previews_the_request_without_secrets(admin_client, acco
     for secret in sandbox.credentials["kapture"].values():
         assert secret not in page
     assert page.count("attempt-no-") == 20  # the sync history stays bounded
+
+
+@pytest.mark.django_db
+def test_a_knight_preview_shows_where_callbacks_go_but_not_the_secret(admin_client, account_factory):
+    from providers.knight import KnightProvider
+
+    account = account_factory("knight", settings={
+        **KnightProvider.demo_settings, "callback_base_url": "https://console.example.com",
+    })
+    secret = account.get_callback_secrets()["current"]
+    seed(account, 1)
+    ticket = Ticket.objects.get()
+    page = admin_client.get(reverse("admin:tickets_ticket_change", args=[ticket.pk])).content.decode()
+    assert f"https://console.example.com/inbound/knight/{account.pk}/[redacted]/" in page
+    assert secret not in page

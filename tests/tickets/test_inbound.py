@@ -1,13 +1,17 @@
-"""Knight's callbacks: a per-account secret URL, every body stored once, status applied."""
+"""Knight's callbacks: a per-account secret URL, every body stored once, status applied;
+the secret rotates with a grace period and is never stored where people or records see it."""
 
 import json
+from datetime import timedelta
 
 import pytest
 from django.db.models import F
+from django.urls import reverse
+from django.utils import timezone
 
+from providers.models import ProviderAccount
 from tests.helpers import wait_for
 from tickets import services
-from tickets.inbound import callback_path
 from tickets.models import InboundEvent, SyncAttempt, SyncState, Ticket
 
 
@@ -26,6 +30,10 @@ def knight(account_factory):
     return account, secret
 
 
+def callback_path(account, secret: str) -> str:
+    return reverse("inbound-knight", kwargs={"account_id": account.pk, "secret": secret})
+
+
 def post(client, account, secret, payload, **extra):
     body = payload if isinstance(payload, (bytes, str)) else json.dumps(payload)
     return client.post(callback_path(account, secret), body, content_type="application/json", **extra)
@@ -39,8 +47,15 @@ def test_knight_is_given_the_callback_and_its_status_report_is_applied_once(work
     wait_for(lambda: refreshed(ticket).sync_state == SyncState.SYNCED, message="the create did not sync")
     [remote] = sandbox.state("knight")["tickets"]
     assert remote["callbackAddress"] == f"https://console.example.com/inbound/knight/{account.pk}/{secret}/"
+    # Built when sent: neither the account's settings nor the ticket hold it.
+    assert secret not in json.dumps(refreshed(ticket).extra) and "callback_address" not in ticket.extra
+    assert secret not in json.dumps(ProviderAccount.objects.get(pk=account.pk).settings)
+    # The records show where it went, not the secret (the signed token carries it too).
     recorded = SyncAttempt.objects.get(ticket=ticket, operation="create")
-    assert secret not in recorded.request_body  # the secret is kept out of the records
+    assert f"/inbound/knight/{account.pk}/[redacted]/" in recorded.request_body
+    every_column = json.dumps(list(SyncAttempt.objects.filter(account=account).values()), default=str)
+    assert recorded.request_headers["X-Chatops-Source-Api-Token"] == "[redacted]"
+    assert secret not in every_column
 
     payload = {"ticketId": ticket.reference, "status": "INPROGRESS", "resolver": "ops"}
     first, again = post(client, account, secret, payload), post(client, account, secret, payload)
@@ -63,6 +78,48 @@ def test_a_wrong_secret_a_get_and_an_oversized_body_are_refused_and_not_stored(k
     settings.INBOUND_MAX_BYTES = 1024
     assert post(client, account, secret, {"blob": "x" * 2000}).status_code == 413
     assert not InboundEvent.objects.exists()
+
+
+@pytest.mark.django_db
+def test_after_a_rotation_the_old_secret_works_for_the_grace_period_then_is_refused(
+    knight, client, monkeypatch
+):
+    account, old = knight
+    rotated_at = timezone.now()
+    until = services.rotate_callback_secret(account=account)  # INBOUND_SECRET_GRACE: a day
+    new = services.ensure_callback_secret(account=account)
+    assert new != old and abs(until - rotated_at - timedelta(hours=24)) < timedelta(minutes=1)
+    assert post(client, account, old, {"ticketId": "TC-1"}).status_code == 200
+    assert post(client, account, new, {"ticketId": "TC-2"}).status_code == 200
+
+    monkeypatch.setattr(timezone, "now", lambda: until + timedelta(seconds=1))
+    assert post(client, account, old, {"ticketId": "TC-3"}).status_code == 404
+    assert post(client, account, new, {"ticketId": "TC-4"}).status_code == 200
+    assert sorted(e.payload["ticketId"] for e in InboundEvent.objects.all()) == ["TC-1", "TC-2", "TC-4"]
+
+
+@pytest.mark.django_db
+def test_a_second_rotation_ends_the_oldest_secret_at_once(knight, client, settings):
+    account, first = knight
+    settings.INBOUND_SECRET_GRACE = 3600
+    services.rotate_callback_secret(account=account)
+    second = services.ensure_callback_secret(account=account)
+    services.rotate_callback_secret(account=account)
+    assert post(client, account, first, {}).status_code == 404
+    assert post(client, account, second, {}).status_code == 200
+
+
+@pytest.mark.django_db
+def test_the_secret_is_stored_encrypted_and_an_agents_own_callback_address_is_kept(knight, sandbox):
+    account, secret = knight
+    stored = ProviderAccount.objects.filter(pk=account.pk).values_list("callback_secrets", flat=True).get()
+    assert secret not in str(stored) and "encrypted" in repr(stored)  # ciphertext, sealed
+    provider = ProviderAccount.objects.get(pk=account.pk).get_provider()
+    own = Ticket(account=account, reference="TC-000001", title="x",
+                 extra={"callback_address": "https://hooks.example/knight"})
+    console = Ticket(account=account, reference="TC-000002", title="y")
+    assert provider.build_create(own).json["callbackAddress"] == "https://hooks.example/knight"
+    assert provider.build_create(console).json["callbackAddress"].endswith(f"/{secret}/")
 
 
 

@@ -10,6 +10,7 @@ from django.contrib.auth.models import Group, Permission, User
 from django.test import Client
 from django.urls import reverse
 
+from providers.knight import KnightProvider
 from tickets import services
 from tickets.models import Status, SyncState, Ticket
 
@@ -211,6 +212,20 @@ def test_no_credential_value_appears_on_any_page(client, agent, account_factory,
     assert secrets
     for html in pages:
         assert not [secret for secret in secrets if secret in html]
+
+
+def test_the_callback_secret_is_not_in_the_create_form_a_ticket_or_its_page(client, agent, account_factory):
+    account = account_factory("knight", settings={
+        **KnightProvider.demo_settings, "callback_base_url": "https://console.example.com",
+    })
+    secret = account.get_callback_secrets()["current"]
+    form_page = client.get(reverse("tickets:create"), {"account": account.pk}).content.decode()
+    assert 'name="knight-callback_address"' in form_page and secret not in form_page
+    response = client.post(reverse("tickets:create"), create_data(account))
+    ticket = Ticket.objects.get()
+    assert response.status_code == 302 and "callback_address" not in ticket.extra
+    detail = client.get(reverse("tickets:detail", args=[ticket.pk])).content.decode()
+    assert ticket.reference in detail and secret not in detail
 
 
 # --- account restriction to groups ------------------------------------------------------------

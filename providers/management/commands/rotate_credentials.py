@@ -9,23 +9,28 @@ from providers.models import ProviderAccount
 class Command(BaseCommand):
     help = (
         "Re-encrypt every account's credentials under the newest key "
-        "(the first of CONSOLE_ENCRYPTION_KEYS)."
+        "(the first of CONSOLE_ENCRYPTION_KEYS), and their callback secrets with them."
     )
 
     def handle(self, *args, **options):
         rotated, unreadable = 0, []
         with transaction.atomic():
             for account in ProviderAccount.objects.select_for_update().order_by("pk"):
-                token = account.credentials.token if account.credentials else ""
-                if not token:
-                    continue
-                try:
-                    new_token = crypto.rotate(token)
-                except crypto.CredentialsUnreadable:
-                    unreadable.append(account.name)
-                    continue
-                ProviderAccount.objects.filter(pk=account.pk).update(credentials=SealedJSON(new_token))
-                rotated += 1
+                # The callback secret is encrypted under the same keys, so it moves with them.
+                new_tokens = {}
+                for name in ("credentials", "callback_secrets"):
+                    sealed = getattr(account, name)
+                    if not sealed:
+                        continue
+                    try:
+                        new_tokens[name] = SealedJSON(crypto.rotate(sealed.token))
+                    except crypto.CredentialsUnreadable:
+                        unreadable.append(account.name)
+                        break
+                else:
+                    if new_tokens:
+                        ProviderAccount.objects.filter(pk=account.pk).update(**new_tokens)
+                        rotated += "credentials" in new_tokens
             if unreadable:
                 # Nothing is half-done: either every account moves to the new key or none.
                 raise CommandError(

@@ -6,7 +6,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tickets', '0004_ticket_settle_until'),
+        ('tickets', '0005_callback_secret_out_of_settings'),
     ]
 
     operations = [
