@@ -248,6 +248,9 @@ BULK_JOB_RETENTION_DAYS = env.int("BULK_JOB_RETENTION_DAYS", default=30)
 # Inbound callbacks (Knight's callbackAddress): larger bodies are refused with 413.
 INBOUND_MAX_BYTES = env.int("INBOUND_MAX_BYTES", default=64 * 1024)
 PROVIDER_USER_AGENT = env.str("PROVIDER_USER_AGENT", default="TicketConsole/0.1 (+sync)")
+# Provider base URLs must reach public addresses (providers/egress.py); these hosts ("host"
+# on any port, "host:port" on that port) may be private: a provider on your own network.
+PROVIDER_PRIVATE_HOSTS = env.list("PROVIDER_PRIVATE_HOSTS", default=[])
 
 LOGGING = {
     "version": 1,
