@@ -181,10 +181,10 @@ def url_problem(url: str, *, resolve: bool) -> str | None:
     if is_allow_listed(host, port):
         return None
     try:
-        if resolve:
+        if is_ip_literal(host):
+            check_addresses(host, port, [host])
+        elif resolve:
             resolve_checked(host, port)
-        else:
-            check_addresses(host, port, [host] if is_ip_literal(host) else [])
     except RefusedDestination as refused:
         return str(refused)
     except (socket.gaierror, UnicodeError):

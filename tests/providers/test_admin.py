@@ -335,3 +335,30 @@ def test_adding_an_account_through_the_page_leaves_blank_maps_to_the_provider_de
     assert account.status_map == account.provider_class.default_status_map
     assert account.priority_map == account.provider_class.default_priority_map
     assert account.get_credentials() == sandbox.credentials["keliweb"]
+
+
+@pytest.mark.django_db
+def test_a_loopback_base_url_is_refused_on_the_field_naming_the_allow_list(
+    superuser_client, sandbox, settings
+):
+    settings.PROVIDER_PRIVATE_HOSTS = []  # the sandbox, on 127.0.0.1, is not allow-listed here
+    response = superuser_client.post(ADD_URL, account_form(sandbox))
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["base_url"] == [
+        "127.0.0.1 resolves to a loopback address; provider accounts may only reach public hosts. "
+        "To allow a host on your own network, add it to PROVIDER_PRIVATE_HOSTS."
+    ]
+    assert "add it to PROVIDER_PRIVATE_HOSTS" in response.content.decode()
+    assert not ProviderAccount.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_allow_listed_sandbox_address_saves_and_another_port_on_it_does_not(
+    superuser_client, sandbox, settings
+):
+    host, port = sandbox.server.server_address[:2]
+    settings.PROVIDER_PRIVATE_HOSTS = [f"{host}:{port}"]
+    assert superuser_client.post(ADD_URL, account_form(sandbox)).status_code == 302
+    other = account_form(sandbox, name="Elsewhere", base_url=f"http://{host}:{port + 1}/kapture")
+    response = superuser_client.post(ADD_URL, other)
+    assert "loopback address" in response.context["adminform"].form.errors["base_url"][0]
