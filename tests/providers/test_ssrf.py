@@ -214,3 +214,77 @@ def test_a_ticket_redirected_to_the_metadata_service_fails_and_names_it(account_
 def test_plain_requests_outside_provider_sessions_are_untouched(sandbox, no_allow_list):
     # The guard is mounted on provider sessions only: the tests' own control calls still work.
     assert requests.get(f"{sandbox.server.url}/_sandbox/health", timeout=3).json()["ok"]
+
+
+# --- TLS: the checked address is used, the host's name is kept ------------------------------------
+def self_signed(tmp_path, name: str) -> tuple[str, str]:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ))
+    return str(cert_path), str(key_path)
+
+
+def test_https_to_an_allowed_name_connects_to_the_checked_address_with_the_names_sni_and_host(
+    tmp_path, monkeypatch, settings
+):
+    import ssl
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    seen: dict[str, str] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - stdlib naming
+            seen["host"] = self.headers["Host"]
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    cert, key = self_signed(tmp_path, REBOUND_HOST)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+
+    def record_sni(sock, name, ctx) -> None:
+        seen["sni"] = name
+
+    context.sni_callback = record_sni
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        settings.PROVIDER_PRIVATE_HOSTS = [f"{REBOUND_HOST}:{port}"]
+        asked = fake_dns(monkeypatch, {REBOUND_HOST: ["127.0.0.1"]})
+        url = f"https://{REBOUND_HOST}:{port}/api"
+        answer = session_for(None, url).get(url, verify=cert, timeout=5)
+        assert answer.text == "ok"  # the certificate was checked against the name, not the IP
+        assert seen == {"sni": REBOUND_HOST, "host": f"{REBOUND_HOST}:{port}"}
+        assert asked == [REBOUND_HOST]
+    finally:
+        server.shutdown()
+        server.server_close()
