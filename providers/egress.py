@@ -234,5 +234,5 @@ def check_allow_list(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
             id="providers.E001",
         )
         for entry in getattr(settings, ALLOW_LIST_SETTING, [])
-        if parse_allowed(str(entry)) is None
+        if str(entry).strip() and parse_allowed(str(entry)) is None
     ]

@@ -5,6 +5,8 @@ import socket
 
 import pytest
 import requests
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
 
 from providers.egress import RefusedDestination, base_url_problem
 from providers.http import session_for
@@ -107,6 +109,12 @@ def test_the_allow_list_matches_host_and_port_exactly_or_the_host_on_any_port(se
     assert base_url_problem("https://[::1]/") is None  # https: port 443
     assert "loopback" in base_url_problem("http://[::1]/")
     assert base_url_problem("https://10.0.0.7:8443/") is None
+
+
+def test_a_malformed_allow_list_entry_is_reported_at_startup(settings):
+    settings.PROVIDER_PRIVATE_HOSTS = ["helpdesk.internal", "10.0.0.7:https"]
+    with pytest.raises(SystemCheckError, match="entry '10.0.0.7:https' is not host, host:port"):
+        call_command("check", "--tag", "security")
 
 
 # --- connecting ---------------------------------------------------------------------------------
