@@ -180,10 +180,12 @@ def free_port() -> int:
 def start_sandbox(log_dir: Path, latency_ms: float = 0.0) -> tuple[subprocess.Popen, str]:
     import requests
 
+    from providers.egress import allow_in_this_run
     from providers.sandbox.credentials import load_or_create
 
     load_or_create()  # written before the sandbox reads it
     port = free_port()
+    allow_in_this_run(f"127.0.0.1:{port}")  # loopback: this process and the workers started later
     log = open(log_dir / "sandbox.log", "wb")  # noqa: SIM115 - lives as long as the process
     process = subprocess.Popen([sys.executable, __file__, "--serve-sandbox", str(port),
                                 "--latency-ms", str(latency_ms)],

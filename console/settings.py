@@ -251,6 +251,9 @@ INBOUND_MAX_BYTES = env.int("INBOUND_MAX_BYTES", default=64 * 1024)
 # Knight tickets keep the callback address they were created with.
 INBOUND_SECRET_GRACE = env.int("INBOUND_SECRET_GRACE", default=24 * 3600)
 PROVIDER_USER_AGENT = env.str("PROVIDER_USER_AGENT", default="TicketConsole/0.1 (+sync)")
+# Provider base URLs must reach public addresses (providers/egress.py); these hosts ("host"
+# on any port, "host:port" on that port) may be private: a provider on your own network.
+PROVIDER_PRIVATE_HOSTS = env.list("PROVIDER_PRIVATE_HOSTS", default=[])
 
 LOGGING = {
     "version": 1,

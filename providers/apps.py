@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class ProvidersConfig(AppConfig):
     name = "providers"
     verbose_name = "Providers"
+
+    def ready(self) -> None:
+        from providers import egress  # noqa: F401 - registers the PROVIDER_PRIVATE_HOSTS check

@@ -140,7 +140,7 @@ class Provider:
 
     def interpret(self, response: ApiResponse) -> Any:
         data = response.json()
-        if response.status >= 400:
+        if response.status >= 300:  # 3xx too: redirects are not followed (providers/http.py)
             raise error_for_status(
                 response.status, self.error_message(data, response), response.headers
             )

@@ -37,6 +37,7 @@ from django.core.validators import URLValidator
 from django.db import transaction
 
 from console.crypto import CredentialsUnreadable
+from providers.egress import base_url_problem
 from providers.forms import CREDENTIALS_LABEL, SECRET_SETTINGS, mapping_errors
 from providers.models import ProviderAccount
 from providers.registry import PROVIDERS, get_provider_class
@@ -148,6 +149,9 @@ def check_entry(entry: Any, position: int, environ: Mapping[str, str]) -> tuple[
             URLValidator(schemes=["http", "https"])(values["base_url"])
         except (ValidationError, TypeError):
             problems.append(f"{where}: base_url '{values['base_url']}' is not an http(s) URL.")
+        else:
+            if problem := base_url_problem(values["base_url"]):
+                problems.append(f"{where}: base_url: {problem}")
     if "enabled" in values and not isinstance(values["enabled"], bool):
         problems.append(f"{where}: enabled must be true or false.")
     for number in ("rate_limit", "timeout"):

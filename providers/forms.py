@@ -12,6 +12,7 @@ from django import forms
 from django.template.loader import render_to_string
 from django.utils import formats
 
+from providers.egress import base_url_problem
 from providers.models import ProviderAccount
 from providers.registry import PROVIDERS, get_provider_class
 
@@ -335,6 +336,13 @@ class BaseProviderAccountForm(forms.ModelForm):
             elif self.cleaned_data.get(clear_field_name(kind, key)):
                 values.pop(key, None)
         return values, (values != stored or not keeping)
+
+    def clean_base_url(self) -> str:
+        url = self.cleaned_data["base_url"]
+        problem = base_url_problem(url)
+        if problem:
+            raise forms.ValidationError(problem, code="unreachable_host")
+        return url
 
     def clean(self):
         cleaned = super().clean()

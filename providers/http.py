@@ -15,12 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
 from django.utils import timezone
 from urllib3.exceptions import NameResolutionError, NewConnectionError
 
+from providers.egress import ALLOW_LIST_SETTING, RefusedDestination, check_request_url
 from providers.errors import (
     ProviderAuthError,
     ProviderError,
@@ -29,6 +31,7 @@ from providers.errors import (
     ProviderTransientError,
     ProviderValidationError,
 )
+from providers.transport import CheckedAdapter
 
 REDACTED = "[redacted]"
 RESPONSE_KEEP_CHARS = 4000
@@ -144,8 +147,10 @@ def retry_after_seconds(value: str | None) -> float | None:
 
 def error_for_status(status: int, message: str, headers: dict[str, str]) -> ProviderError | None:
     """The error an HTTP status means, or None for success."""
-    if status < 400:
+    if status < 300:
         return None
+    if status < 400:
+        return redirect_error(status, headers)
     text = message or f"HTTP {status}"
     if status in (401, 403):
         return ProviderAuthError(text, http_status=status)
@@ -163,18 +168,42 @@ def error_for_status(status: int, message: str, headers: dict[str, str]) -> Prov
     return ProviderValidationError(text, http_status=status)
 
 
-_sessions: dict[tuple[int, str], requests.Session] = {}
+def redirect_error(status: int, headers: dict[str, str]) -> ProviderError:
+    """Provider calls never follow redirects: the credential would go to wherever the answer
+    points, unchecked. Only the target's scheme and host are named (its path may hold a token)."""
+    location = headers.get("Location") or ""
+    try:
+        target = urlsplit(location)
+        where = f"{target.scheme}://{target.netloc.rpartition('@')[2]}" if target.netloc else ""
+    except ValueError:
+        where = ""
+    to = f" to {where}" if where else ""
+    return ProviderError(
+        f"The provider answered HTTP {status}, a redirect{to}; provider calls do not follow "
+        "redirects. Check the account's base URL (https, host and path as the provider documents).",
+        http_status=status,
+    )
+
+
+_sessions: dict[tuple, requests.Session] = {}
 _sessions_lock = threading.Lock()
 
 
 def session_for(account_id: int | None, base_url: str) -> requests.Session:
-    """One Session per account (per process), so connections are reused."""
-    key = (account_id or 0, base_url)
+    """One Session per account (per process), so connections are reused.
+
+    Its transport checks every address it connects to (providers/transport.py). A kept-alive
+    connection was checked against the allow-list in force when it was opened, so the
+    allow-list is part of the key: a changed list never reuses those connections.
+    """
+    key = (account_id or 0, base_url, tuple(getattr(settings, ALLOW_LIST_SETTING, ())))
     with _sessions_lock:
         session = _sessions.get(key)
         if session is None:
             session = requests.Session()
             session.headers["User-Agent"] = settings.PROVIDER_USER_AGENT
+            session.mount("http://", CheckedAdapter())
+            session.mount("https://", CheckedAdapter())
             _sessions[key] = session
         return session
 
@@ -216,8 +245,12 @@ class HttpClient:
         url, headers, body = self.describe(request)
         exchange = Exchange(request.method, url, headers, body, started_at=timezone.now())
         started = time.monotonic()
+        refused = False
         try:
             response = self._perform(request)
+        except RefusedDestination:
+            refused = True  # nothing was sent: no exchange; the attempt row carries the reason
+            raise
         except ProviderError as exc:
             exchange.error = self.redactor.text(exc.message)
             raise
@@ -227,11 +260,16 @@ class HttpClient:
             return response
         finally:
             exchange.duration_ms = int((time.monotonic() - started) * 1000)
-            if self.on_exchange:
+            if self.on_exchange and not refused:
                 self.on_exchange(exchange)
 
     def _perform(self, request: ApiRequest) -> ApiResponse:
-        kwargs: dict[str, Any] = {"headers": request.headers, "timeout": self.timeout}
+        url = self.url_for(request)
+        check_request_url(url)
+        # A 3xx is answered as an error (error_for_status), never followed.
+        kwargs: dict[str, Any] = {
+            "headers": request.headers, "timeout": self.timeout, "allow_redirects": False,
+        }
         if request.params:
             kwargs["params"] = request.params
         if request.json is not None:
@@ -244,7 +282,7 @@ class HttpClient:
         elif request.form is not None:
             kwargs["data"] = {k: _form_value(v) for k, v in request.form.items()}
         try:
-            raw = self.session.request(request.method, self.url_for(request), **kwargs)
+            raw = self.session.request(request.method, url, **kwargs)
         except requests.ConnectTimeout:
             raise ProviderTransientError(
                 "Connection timed out before the request was sent."

@@ -9,9 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.db import connections
 
 from console import celery_app
+from providers.egress import ALLOW_LIST_SETTING, allow_in_this_run
 from providers.sandbox.registry import EMULATORS
 from providers.sandbox.server import serve_in_thread
 from tests.helpers import Sandbox, make_account
@@ -24,9 +26,14 @@ WORKER_READY_TIMEOUT = 90
 def sandbox_server():
     credentials = {cls.name: cls.generate_credentials() for cls in EMULATORS}
     server = serve_in_thread(credentials)
+    # Provider calls may reach loopback only when allow-listed: exactly the sandbox's host:port,
+    # in this process and (through worker_env) in the workers.
+    before = allow_in_this_run("{}:{}".format(*server.server_address[:2]))
     yield Sandbox(server, credentials)
     server.shutdown()
     server.server_close()
+    setattr(settings, ALLOW_LIST_SETTING, before)
+    os.environ[ALLOW_LIST_SETTING] = ",".join(before)
 
 
 @pytest.fixture
@@ -67,14 +74,14 @@ def broker_url(tmp_path_factory) -> str:
 
 def worker_env(broker_url: str, **overrides: str) -> dict[str, str]:
     """The environment of a worker process on the test database and broker (also used by
-    tests/faults_harness.py, which starts and kills workers of its own)."""
-    from django.conf import settings
-
+    tests/faults_harness.py, which starts and kills workers of its own). Start them after
+    the sandbox_server fixture: its address is in the allow-list they get."""
     return {
         **os.environ,
         "DATABASE_URL": _database_url(),
         "CELERY_BROKER_URL": broker_url,
         "CONSOLE_ENCRYPTION_KEYS": ",".join(settings.CONSOLE_ENCRYPTION_KEYS),
+        ALLOW_LIST_SETTING: ",".join(getattr(settings, ALLOW_LIST_SETTING)),
         "SYNC_BACKOFF_BASE": "0.3",
         "SYNC_BACKOFF_CAP": "2",
         # Sandbox "slow" answers in these tests land well under a second after the client
@@ -86,7 +93,7 @@ def worker_env(broker_url: str, **overrides: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def worker_process(django_db_setup, django_db_blocker, broker_url, tmp_path_factory):
+def worker_process(django_db_setup, django_db_blocker, broker_url, tmp_path_factory, sandbox_server):
     log_path = tmp_path_factory.mktemp("worker") / "worker.log"
     env = worker_env(broker_url)
     if broker_url.startswith("redis://"):

@@ -73,7 +73,7 @@ class AttemptLog:
         rows = []
         for index, exchange in enumerate(self.exchanges):
             last = index == len(self.exchanges) - 1
-            ok = exchange.status is not None and exchange.status < 400 and not exchange.error
+            ok = exchange.status is not None and exchange.status < 300 and not exchange.error
             rows.append(
                 SyncAttempt(
                     **common, started_at=exchange.started_at, duration_ms=exchange.duration_ms,

@@ -14,6 +14,11 @@ from dataclasses import dataclass, field
 #: lost: applied, then the connection is closed without an answer.
 FAULT_KINDS = ("500", "502", "503", "504", "429", "slow", "drop", "garbage", "lost")
 APPLIED_KINDS = frozenset({"slow", "garbage", "lost"})
+#: redirect: a 302 to `redirect_to` (a moved service, a login page); nothing applied. Asked
+#: for by name only (kinds or script), never part of the default mix above.
+OPT_IN_KINDS = ("redirect",)
+#: Where a redirect points by default: the cloud metadata service a client must never follow to.
+DEFAULT_REDIRECT_TO = "http://169.254.169.254/latest/meta-data/"
 
 
 @dataclass
@@ -22,6 +27,7 @@ class FaultPlan:
     kinds: tuple[str, ...] = FAULT_KINDS
     retry_after: float = 1.0
     slow_seconds: float = 5.0
+    redirect_to: str = DEFAULT_REDIRECT_TO
     vendors: tuple[str, ...] = ()  # empty: every vendor
     seed: int | None = None
     script: deque = field(default_factory=deque)  # faults for the next calls, in order
@@ -30,7 +36,7 @@ class FaultPlan:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._random = random.Random(self.seed)
-        unknown = set(self.kinds) - set(FAULT_KINDS)
+        unknown = {*self.kinds, *self.script} - {*FAULT_KINDS, *OPT_IN_KINDS}
         if unknown:
             raise ValueError(f"Unknown fault kinds: {', '.join(sorted(unknown))}")
 
@@ -50,7 +56,7 @@ class FaultPlan:
     def describe(self) -> dict:
         return {
             "rate": self.rate, "kinds": list(self.kinds), "retry_after": self.retry_after,
-            "slow_seconds": self.slow_seconds, "vendors": list(self.vendors),
+            "slow_seconds": self.slow_seconds, "redirect_to": self.redirect_to, "vendors": list(self.vendors),
             "script": list(self.script), "injected": dict(self.injected),
         }
 
@@ -61,6 +67,7 @@ class FaultPlan:
             kinds=tuple(data.get("kinds") or FAULT_KINDS),
             retry_after=float(data.get("retry_after", 1.0)),
             slow_seconds=float(data.get("slow_seconds", 5.0)),
+            redirect_to=str(data.get("redirect_to") or DEFAULT_REDIRECT_TO),
             vendors=tuple(data.get("vendors") or ()),
             seed=data.get("seed"),
             script=deque(data.get("script") or ()),

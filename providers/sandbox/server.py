@@ -127,6 +127,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
             return Reply.json(
                 {"error": "Too Many Requests"}, 429, {"Retry-After": f"{retry_after:g}"}
             )
+        if fault == "redirect":
+            return Reply(302, b"", {"Location": self.server.faults.redirect_to})
         return Reply.json({"error": f"sandbox fault {fault}"}, int(fault))
 
     # --- control API -----------------------------------------------------------------

@@ -431,3 +431,30 @@ def test_a_callback_secret_typed_into_the_defaults_is_refused(superuser_client, 
     assert "is not a setting: the callback secret is kept encrypted" in response.content.decode()
     account.refresh_from_db()
     assert "callback_secret" not in account.settings
+
+
+@pytest.mark.django_db
+def test_a_loopback_base_url_is_refused_on_the_field_naming_the_allow_list(
+    superuser_client, sandbox, settings
+):
+    settings.PROVIDER_PRIVATE_HOSTS = []  # the sandbox, on 127.0.0.1, is not allow-listed here
+    response = superuser_client.post(ADD_URL, account_form(sandbox))
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["base_url"] == [
+        "127.0.0.1 resolves to a loopback address; provider accounts may only reach public hosts. "
+        "To allow a host on your own network, add it to PROVIDER_PRIVATE_HOSTS."
+    ]
+    assert "add it to PROVIDER_PRIVATE_HOSTS" in response.content.decode()
+    assert not ProviderAccount.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_allow_listed_sandbox_address_saves_and_another_port_on_it_does_not(
+    superuser_client, sandbox, settings
+):
+    host, port = sandbox.server.server_address[:2]
+    settings.PROVIDER_PRIVATE_HOSTS = [f"{host}:{port}"]
+    assert superuser_client.post(ADD_URL, account_form(sandbox)).status_code == 302
+    other = account_form(sandbox, name="Elsewhere", base_url=f"http://{host}:{port + 1}/kapture")
+    response = superuser_client.post(ADD_URL, other)
+    assert "loopback address" in response.context["adminform"].form.errors["base_url"][0]

@@ -193,3 +193,26 @@ def test_a_refusal_found_while_writing_rolls_back_the_accounts_already_written(m
     with pytest.raises(ConfigError, match="name"):
         import_accounts({"accounts": [good, too_long]})
     assert not ProviderAccount.objects.exists() and not LogEntry.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("url_template", "refusal"), [
+    ("http://127.0.0.1:{port}/kapture", "127.0.0.1 resolves to a loopback address"),
+    ("http://169.254.169.254/latest", "169.254.169.254 resolves to a link-local address"),
+    ("https://operator:secret@93.184.215.14/", "Provider URLs may not carry a user name or password"),
+])
+def test_a_base_url_provider_calls_may_not_reach_is_refused_on_the_field(
+    monkeypatch, sandbox, settings, url_template, refusal
+):
+    settings.PROVIDER_PRIVATE_HOSTS = []  # the sandbox, on 127.0.0.1, is not allow-listed here
+    monkeypatch.setenv("T", "tok-1")
+    url = url_template.format(port=sandbox.server.server_address[1])
+    entry = {"name": "K", "kind": "kapture", "base_url": url, "credentials": {"token": {"env": "T"}}}
+    with pytest.raises(ConfigError) as refused:
+        import_accounts({"accounts": [entry]})
+    [problem] = refused.value.problems
+    assert problem.startswith(f"account 'K': base_url: {refusal}")
+    assert "secret" not in problem
+    if "resolves" in refusal:
+        assert problem.endswith("To allow a host on your own network, add it to PROVIDER_PRIVATE_HOSTS.")
+    assert not ProviderAccount.objects.exists()

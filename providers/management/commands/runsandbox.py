@@ -3,7 +3,7 @@ import logging
 from django.core.management.base import BaseCommand, CommandError
 
 from providers.sandbox.credentials import credentials_path, load_or_create
-from providers.sandbox.faults import FAULT_KINDS, FaultPlan
+from providers.sandbox.faults import FAULT_KINDS, OPT_IN_KINDS, FaultPlan
 from providers.sandbox.server import SandboxServer, all_emulators
 
 
@@ -16,7 +16,7 @@ class Command(BaseCommand):
         parser.add_argument("--fault-rate", type=float, default=0.0,
                             help="Fraction of calls (0..1) that fail.")
         parser.add_argument("--fault-kinds", default=",".join(FAULT_KINDS),
-                            help=f"Comma-separated, from: {', '.join(FAULT_KINDS)}.")
+                            help=f"Comma-separated, from: {', '.join(FAULT_KINDS + OPT_IN_KINDS)}.")
         parser.add_argument("--retry-after", type=float, default=1.0)
         parser.add_argument("--slow-seconds", type=float, default=20.0)
         parser.add_argument("--seed", type=int, default=None)

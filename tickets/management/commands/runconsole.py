@@ -14,6 +14,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from providers.demo import ensure_demo_accounts
+from providers.egress import allow_in_this_run
 
 ADMIN_USERNAME = "admin"
 
@@ -35,6 +36,9 @@ class Command(BaseCommand):
         demo = not options["no_demo"]
         sandbox_url = f"http://127.0.0.1:{options['sandbox_port']}"
         if demo:
+            # The sandbox is on loopback, which provider calls may not reach unless allow-listed:
+            # allow exactly its host:port, here and in the web and worker processes started below.
+            allow_in_this_run(f"127.0.0.1:{options['sandbox_port']}")
             names = ensure_demo_accounts(sandbox_url)
             self.stdout.write(f"Demo accounts pointing at the sandbox: {', '.join(names)}")
         manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
