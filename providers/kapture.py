@@ -1,4 +1,4 @@
-"""Kapture CX (PROVIDERS.md §4; seed 003).
+"""Kapture CX (docs/providers.md §4; seed 003).
 
 Everything is POST + JSON with `Authorization: Basic <token>`, where the token is issued by
 Kapture (not built from a user and password). Add and update take a JSON *array*; search

@@ -1,4 +1,4 @@
-"""Keliweb, a WHMCS-backed API (PROVIDERS.md §3; seed 002).
+"""Keliweb, a WHMCS-backed API (docs/providers.md §3; seed 002).
 
 An OAuth password grant at `POST /oauth/token` (Laravel Passport style, on the same host as
 the API) gives a Bearer token; every API call is a POST of form fields as multipart/form-data

@@ -1,4 +1,4 @@
-"""ChatOps Knight, Kyndryl (PROVIDERS.md §1; seed 000; the public SDK chatops-knight-js).
+"""ChatOps Knight, Kyndryl (docs/providers.md §1; seed 000; the public SDK chatops-knight-js).
 
 Knight has no token endpoint: every ticket call carries the source id and a fresh HS256 JWT
 signed with the raw source token (claims: source id, ticketId, callbackAddress, timestamp),
@@ -11,7 +11,7 @@ Assumed where the sources are silent (2026-11):
 - Errors have LoopBack 4's shape `{"error": {"statusCode", "name", "message", "details":
   [{"path", "code", "message", "info"}]}}`; AJV puts a missing property in
   `info.missingProperty` with an empty `path`, a bad value under `path` ("/ticketPriority").
-- updateTicket answers `true` (PROVIDERS.md); its SDK doc shows `{"success": true, ...}`,
+- updateTicket answers `true` (docs/providers.md §1); its SDK doc shows `{"success": true, ...}`,
   so both count as success, and `false` or `{"success": false}` as a refusal.
 - `/ping` takes no auth (LoopBack's default app; the SDK sends none), so the connection
   test also sends a signed initiateTicket with nothing but a `ticketId`: LoopBack

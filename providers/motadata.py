@@ -1,4 +1,4 @@
-"""Motadata ServiceOps, v1 incident API (PROVIDERS.md §2; seed 001).
+"""Motadata ServiceOps, v1 incident API (docs/providers.md §2; seed 001).
 
 Auth is `Authorization: Bearer <token>`. The token is either pasted by the admin
 (credential `access_token`, used as-is) or obtained by the console with the OAuth password

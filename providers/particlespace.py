@@ -1,4 +1,4 @@
-"""Particle Space (PROVIDERS.md §5; seed 004).
+"""Particle Space (docs/providers.md §5; seed 004).
 
 A key exchange, then form-urlencoded calls with `Authorization: Bearer <token>`:
 `POST /api/v1/authenticate` (secret_key + publish_key) gives a short-lived token;

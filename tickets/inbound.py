@@ -1,6 +1,6 @@
 """Inbound callbacks: what a provider posts to us (Knight's callbackAddress).
 
-Knight's callback payload is undocumented (PROVIDERS.md §1), so every body is stored as it
+Knight's callback payload is undocumented (docs/providers.md §1), so every body is stored as it
 came (`InboundEvent`, de-duplicated by a digest of account and body) and applied only when it
 carries a `ticketId` that is one of our references and a `status` the account's inbound map
 knows. Applying goes through the same conflict rule as pull (tickets/pull.py). The secret in

@@ -1,4 +1,4 @@
-"""Pushing tickets to providers: claim, call, record (DESIGN.md "Sync").
+"""Pushing tickets to providers: claim, call, record (docs/architecture.md "Sync").
 
 The database is the source of truth; the broker only wakes workers. A worker claims a row
 with a guarded UPDATE committed before any HTTP, calls the provider, and records the outcome
@@ -200,7 +200,7 @@ def remote_status_sent(provider, ticket: Ticket) -> str:
 
 
 def decide(exc: Exception, *, ticket: Ticket, operation: str, sent: bool) -> Decision:
-    """Map a failure to the state the ticket goes to (DESIGN.md "Outcomes")."""
+    """Map a failure to the state the ticket goes to (docs/architecture.md "Sync", Outcomes)."""
     account = ticket.account
     provider_class = account.provider_class
     if isinstance(exc, (ProviderConfigurationError, CredentialsUnreadable)):

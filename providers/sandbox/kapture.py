@@ -1,4 +1,4 @@
-"""Kapture CX emulator (PROVIDERS.md §4, seed 003).
+"""Kapture CX emulator (docs/providers.md §4, seed 003).
 
 Strict like the real API: `Authorization: Basic <token>`, a JSON *array* for add and
 update, a JSON *object* for search, and failures answered HTTP 200 with

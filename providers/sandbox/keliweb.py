@@ -1,4 +1,4 @@
-"""Keliweb emulator (PROVIDERS.md §3, seed 002): Laravel Passport in front of WHMCS.
+"""Keliweb emulator (docs/providers.md §3, seed 002): Laravel Passport in front of WHMCS.
 
 Strict like the real API:
 - `POST /oauth/token` takes form fields (urlencoded or multipart) and answers like

@@ -1,4 +1,4 @@
-"""ChatOps Knight emulator (PROVIDERS.md §1, seed 000): a LoopBack 4 server.
+"""ChatOps Knight emulator (docs/providers.md §1, seed 000): a LoopBack 4 server.
 
 Strict like the real one as far as it is known: JSON bodies only; every ticket call signed
 with an HS256 JWT over the source token, whose claims must match the headers and the body;

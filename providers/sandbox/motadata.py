@@ -1,4 +1,4 @@
-"""Motadata ServiceOps v1 emulator (PROVIDERS.md §2, seed 001).
+"""Motadata ServiceOps v1 emulator (docs/providers.md §2, seed 001).
 
 Strict like the real service: OAuth password and refresh grants at `/api/oauth/token` with
 Basic client auth and form fields, tokens that expire (7199 s, or at once through

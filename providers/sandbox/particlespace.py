@@ -1,4 +1,4 @@
-"""Particle Space emulator (PROVIDERS.md §5, seed 004).
+"""Particle Space emulator (docs/providers.md §5, seed 004).
 
 Strict like the real API as documented: a key exchange at `/api/v1/authenticate` issuing
 short-lived Bearer tokens, form-urlencoded bodies only, Laravel-style 422 answers naming

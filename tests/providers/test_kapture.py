@@ -19,7 +19,7 @@ from providers.kapture import KaptureProvider, KaptureTicketForm
 from providers.models import ProviderAccount
 from tickets.models import Ticket
 
-SEEDS = Path(__file__).resolve().parent / "seeds"  # copies of ../shared/seeds
+SEEDS = Path(__file__).resolve().parent / "seeds"  # the vendors' own excerpts
 
 
 def seed_response() -> dict:

@@ -34,7 +34,7 @@ from providers.models import AccessToken, ProviderAccount
 from providers.sandbox.keliweb import php_unserialize_flat
 from tickets.models import Ticket
 
-SEEDS = Path(__file__).resolve().parent / "seeds"  # copies of ../shared/seeds
+SEEDS = Path(__file__).resolve().parent / "seeds"  # the vendors' own excerpts
 BASE = "https://apiv2.keliweb.it"
 CREDENTIALS = {
     "client_id": "7", "client_secret": "cs-SECRET-123456", "username": "ops@example.it",

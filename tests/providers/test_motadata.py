@@ -29,7 +29,7 @@ from providers.models import AccessToken, ProviderAccount
 from providers.motadata import MotadataProvider, MotadataTicketForm, custom_field_errors
 from tickets.models import Status, Ticket
 
-SEEDS = Path(__file__).resolve().parent / "seeds"  # copies of ../shared/seeds
+SEEDS = Path(__file__).resolve().parent / "seeds"  # the vendors' own excerpts
 BASE = "https://desk.example.com"
 GRANT = {"client_id": "cid-123456", "client_secret": "csecret-SECRET", "username": "tim@acme.com",
          "password": "pw-SECRET-1"}

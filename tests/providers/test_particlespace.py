@@ -25,7 +25,7 @@ from providers.particlespace import ParticleSpaceProvider, ParticleSpaceTicketFo
 from providers.sandbox.particlespace import ParticleSpaceEmulator
 from tickets.models import Status, Ticket
 
-SEEDS = Path(__file__).resolve().parent / "seeds"  # copies of ../shared/seeds
+SEEDS = Path(__file__).resolve().parent / "seeds"  # the vendors' own excerpts
 BASE = "https://api.particlespace.com"
 SECRET, PUBLISH = "sk_test_SECRET123456", "pk_test_PUBLISH123456"
 
