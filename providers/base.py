@@ -41,6 +41,22 @@ class RemoteRef:
     remote_status: str = ""
 
 
+@dataclass(frozen=True)
+class RemoteReply:
+    """One message of a ticket's conversation as the provider's read answer shows it."""
+
+    #: The provider's id of the message, unique within the ticket (a digest where it has none).
+    remote_id: str
+    body: str
+    #: Who wrote it, as the provider names them ("" when it does not say).
+    author: str = ""
+    #: True when one of the provider's own agents wrote it; False for the requester's side
+    #: (which includes the replies the console itself posted).
+    by_provider_staff: bool = False
+    #: The provider's own time text, shown as given (its time zone is not documented).
+    date: str = ""
+
+
 @dataclass
 class RemoteState:
     """A ticket as read back from the provider."""
@@ -48,6 +64,9 @@ class RemoteState:
     remote_id: str
     remote_status: str = ""
     fields: dict[str, Any] = field(default_factory=dict)
+    #: The ticket's conversation, oldest first, where the read answer carries it; None where
+    #: it does not (the console then has only the replies it sent).
+    replies: list[RemoteReply] | None = None
 
 
 class Provider:
@@ -74,6 +93,8 @@ class Provider:
     test_probe_is_missing_ticket: ClassVar[bool] = False
     #: How many tickets one fetch call may carry.
     fetch_batch_size: ClassVar[int] = 1
+    #: True when parse_fetch returns the ticket's conversation (RemoteState.replies).
+    reads_conversation: ClassVar[bool] = False
 
     def __init__(
         self, account: ProviderAccount, *, on_exchange: Callable[[Exchange], None] | None = None
@@ -305,6 +326,7 @@ __all__ = [
     "ProviderError",
     "ProviderTransientError",
     "RemoteRef",
+    "RemoteReply",
     "RemoteState",
     "lenient_get",
 ]
