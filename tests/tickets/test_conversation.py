@@ -57,7 +57,7 @@ def test_a_reply_written_in_keliweb_is_pulled_once_shown_and_never_sent_back(
     client = Client()
     client.force_login(make_agent())
     page = client.get(reverse("tickets:detail", args=[ticket.pk])).content.decode()
-    assert "From Keliweb" in page and "Keliweb · Giulia Bianchi (support agent)" in page
+    assert 'aria-label="Reply from Keliweb"' in page and "Giulia Bianchi (support agent)" in page
     assert "We moved your mailbox.<br>Try again now." in page
 
 
