@@ -236,6 +236,10 @@ class Provider:
     def parse_fetch(self, data: Any, tickets: list[Ticket]) -> list[RemoteState]:
         raise NotImplementedError
 
+    def ref_from_state(self, state: RemoteState) -> RemoteRef:
+        """Where a ticket read back lives (a person linking an id found at the provider)."""
+        return RemoteRef(remote_id=state.remote_id, remote_status=state.remote_status)
+
     def build_reply(self, ticket: Ticket, text: str) -> ApiRequest:
         raise NotImplementedError
 

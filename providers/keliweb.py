@@ -327,6 +327,13 @@ class KeliwebProvider(TokenAuthProvider):
         return [RemoteState(remote_id, str(data["status"]), fields=fields,
                             replies=self.conversation(replies))]
 
+    def ref_from_state(self, state: RemoteState) -> RemoteRef:
+        tid, access_key = str(state.fields.get("tid") or ""), str(state.fields.get("c") or "")
+        return RemoteRef(
+            remote_id=state.remote_id, remote_number=tid, remote_status=state.remote_status,
+            remote_url=self.ticket_url(tid, access_key) if tid and access_key else "",
+        )
+
     @staticmethod
     def conversation(replies: list[Any]) -> list[RemoteReply]:
         """The replies after the opening message, oldest first.

@@ -14,7 +14,7 @@ from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from console.crypto import CredentialsUnreadable
-from providers.base import FETCH, UPDATE, RemoteState
+from providers.base import FETCH, UPDATE, RemoteRef, RemoteState
 from providers.errors import (
     ProviderAuthError,
     ProviderConfigurationError,
@@ -142,12 +142,13 @@ class RemoteIdRejected(TicketActionError):
     """The provider has no ticket with the id a person gave: an error on the remote id field."""
 
 
-def check_remote_id(*, ticket: Ticket, remote_id: str) -> RemoteState | None:
+def check_remote_id(*, ticket: Ticket, remote_id: str) -> RemoteRef | None:
     """Read `remote_id` from the ticket's provider before it is linked (recorded as a fetch).
 
-    Returns what the provider holds, or None where the provider cannot be read (nothing could
-    be checked). Raises RemoteIdRejected when the provider has no such ticket, and
-    TicketActionError when the read failed for another reason: then nothing may be linked.
+    Returns where the ticket lives as the read answer tells it (number, link, status), or None
+    where the provider cannot be read (nothing could be checked). Raises RemoteIdRejected when
+    the provider has no such ticket, and TicketActionError when the read failed for another
+    reason: then nothing may be linked.
     """
     from tickets import limits
 
@@ -165,6 +166,7 @@ def check_remote_id(*, ticket: Ticket, remote_id: str) -> RemoteState | None:
     attempt_log = sync.AttemptLog()
     states: list[RemoteState] = []
     error: Exception | None = None
+    provider = None
     try:
         provider = account.get_provider()
         provider.http.on_exchange = attempt_log.add
@@ -192,7 +194,7 @@ def check_remote_id(*, ticket: Ticket, remote_id: str) -> RemoteState | None:
     if error is not None:
         raise TicketActionError(f"{remote_id} could not be looked up in {label}: {message} "
                                 "Nothing was linked; try again.")
-    return found
+    return provider.ref_from_state(found)
 
 
 def link_remote_id(
@@ -214,10 +216,13 @@ def link_remote_id(
     with transaction.atomic():
         locked = Ticket.objects.select_for_update().select_related("account").get(pk=ticket.pk)
         refuse_unless_held(locked)
-        if remote is not None and remote.remote_status:
+        remote = remote or RemoteRef(remote_id=remote_id)
+        if remote.remote_status:
             locked.remote_status = remote.remote_status
-        locked.remote_id, locked.remote_number = remote_id, (remote_number or "").strip()
-        locked.remote_url = (remote_url or "").strip()
+        # What the person typed wins; what the provider's answer tells fills the rest.
+        locked.remote_id = remote_id
+        locked.remote_number = (remote_number or "").strip() or remote.remote_number
+        locked.remote_url = (remote_url or "").strip() or remote.remote_url
         locked.attempts, locked.next_attempt_at, locked.last_error = 0, None, ""
         # The revision the unresolved create carried; unknown (a dead worker) means "send again".
         sent_revision = (

@@ -85,7 +85,22 @@ def test_an_id_kapture_does_not_have_is_refused_on_the_field_and_the_right_one_i
     assert (ticket.sync_state, ticket.remote_id, ticket.remote_status) == (
         SyncState.SYNCED, remote["ticket_id"], remote["substatus"]
     )
+    assert ticket.remote_number == str(remote["id"])  # from Kapture's answer: nobody typed it
     assert len(sandbox.state("kapture")["tickets"]) == 1
+
+
+def test_a_keliweb_id_linked_gets_its_number_and_page_from_the_read(
+    worker, sandbox, account_factory, agent_client
+):
+    account = account_factory("keliweb")
+    assert services.test_connection(account=account).ok  # the token first: the create is lost next
+    ticket = held_create(sandbox, account)
+    [remote] = sandbox.state("keliweb")["tickets"]
+    link(agent_client, ticket, str(remote["ticketid"]))
+    ticket = refreshed(ticket)
+    assert (ticket.sync_state, ticket.remote_number) == ("synced", remote["tid"])
+    assert ticket.remote_status == "Open"
+    assert ticket.remote_url.endswith(f"/viewticket.php?tid={remote['tid']}&c={remote['c']}")
 
 
 def test_a_lookup_that_fails_links_nothing(worker, sandbox, account_factory, agent_client):
