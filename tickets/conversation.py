@@ -33,7 +33,12 @@ def same_text(left: str, right: str) -> bool:
 
 def record_remote_replies(*, ticket_id: int, remote_replies: list[RemoteReply]) -> int:
     """Store the messages of `remote_replies` not seen before; returns how many were new."""
+    if not remote_replies:
+        return 0
     with transaction.atomic():
+        # Recognised while its post was under way, then held because that answer was lost.
+        arrived(Reply.objects.filter(ticket_id=ticket_id, direction=Reply.Direction.OUTBOUND,
+                                     remote_id__in=[remote.remote_id for remote in remote_replies]))
         known = set(Reply.objects.filter(ticket_id=ticket_id).exclude(remote_id="")
                     .values_list("remote_id", flat=True))
         fresh = [remote for remote in remote_replies if remote.remote_id not in known]
@@ -69,8 +74,11 @@ def record_remote_replies(*, ticket_id: int, remote_replies: list[RemoteReply]) 
 def recognise(reply: Reply, remote_id: str) -> None:
     """An outgoing reply seen in the provider's conversation: remember its remote id."""
     Reply.objects.filter(pk=reply.pk, remote_id="").update(remote_id=remote_id[:100])
-    # Held because the answer to its post was lost: it did arrive.
-    Reply.objects.filter(pk=reply.pk, sync_state=SyncState.NEEDS_ATTENTION).update(
-        sync_state=SyncState.SYNCED, sent_at=timezone.now(), next_attempt_at=None,
-        last_error="",
+    arrived(Reply.objects.filter(pk=reply.pk))
+
+
+def arrived(replies) -> None:
+    """Replies held because the answer to their post was lost, seen at the provider: sent."""
+    replies.filter(sync_state=SyncState.NEEDS_ATTENTION).update(
+        sync_state=SyncState.SYNCED, sent_at=timezone.now(), next_attempt_at=None, last_error="",
     )

@@ -5,9 +5,10 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from providers.base import RemoteReply
 from tests.helpers import wait_for
 from tests.tickets.test_views import make_agent
-from tickets import pull, services, sync
+from tickets import conversation, pull, services, sync
 from tickets.models import Reply, SyncAttempt, SyncState, Ticket
 
 pytestmark = pytest.mark.worker
@@ -96,3 +97,18 @@ def test_a_reply_held_after_a_lost_answer_counts_as_sent_once_it_is_read_back(
     assert held.remote_id and held.sent_at
     assert Reply.objects.filter(ticket=ticket).count() == 1
     assert keliweb_messages(sandbox).count("Restarted the relay.") == 1
+
+
+def test_a_reply_read_back_while_being_sent_then_held_counts_as_sent(db, account_factory):
+    account = account_factory("keliweb")
+    ticket = Ticket.objects.create(account=account, title="Mail", remote_id="7", revision=1)
+    sending = Reply.objects.create(ticket=ticket, body="Restarted it.", sync_state=SyncState.SENDING)
+    theirs = RemoteReply(remote_id="3", body="Restarted  it.\r\n", author="Anna Verdi")
+    assert conversation.record_remote_replies(ticket_id=ticket.pk, remote_replies=[theirs]) == 0
+    assert refreshed(sending).remote_id == "3"
+    # The post's answer was lost after all: the worker holds the reply for a person...
+    Reply.objects.filter(pk=sending.pk).update(sync_state=SyncState.NEEDS_ATTENTION, last_error="lost")
+    # ...and the next read settles it, without storing it again.
+    assert conversation.record_remote_replies(ticket_id=ticket.pk, remote_replies=[theirs]) == 0
+    assert (refreshed(sending).sync_state, sending.last_error) == (SyncState.SYNCED, "")
+    assert Reply.objects.filter(ticket=ticket).count() == 1
