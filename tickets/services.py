@@ -160,9 +160,9 @@ def check_remote_id(*, ticket: Ticket, remote_id: str) -> RemoteRef | None:
     if not account.enabled or limits.admit(account) is not None:
         raise TicketActionError(f"The account '{account.name}' is disabled or paused, so {remote_id} "
                                 f"could not be looked up in {label}. Nothing was linked.")
-    # An unsaved copy carrying the candidate id: the provider's fetch reads it like any ticket.
-    probe = Ticket(pk=ticket.pk, account=account, reference=ticket.reference, title=ticket.title,
-                   remote_id=remote_id)
+    # An unsaved copy carrying the candidate id (never saved): the provider's fetch reads it
+    # like any ticket.
+    probe = Ticket(account=account, reference=ticket.reference, title=ticket.title, remote_id=remote_id)
     attempt_log = sync.AttemptLog()
     states: list[RemoteState] = []
     error: Exception | None = None
