@@ -42,6 +42,22 @@ class RemoteRef:
     remote_status: str = ""
 
 
+@dataclass(frozen=True)
+class RemoteReply:
+    """One message of a ticket's conversation as the provider's read answer shows it."""
+
+    #: The provider's id of the message, unique within the ticket (a digest where it has none).
+    remote_id: str
+    body: str
+    #: Who wrote it, as the provider names them ("" when it does not say).
+    author: str = ""
+    #: True when one of the provider's own agents wrote it; False for the requester's side
+    #: (which includes the replies the console itself posted).
+    by_provider_staff: bool = False
+    #: The provider's own time text, shown as given (its time zone is not documented).
+    date: str = ""
+
+
 @dataclass
 class RemoteState:
     """A ticket as read back from the provider."""
@@ -49,6 +65,9 @@ class RemoteState:
     remote_id: str
     remote_status: str = ""
     fields: dict[str, Any] = field(default_factory=dict)
+    #: The ticket's conversation, oldest first, where the read answer carries it; None where
+    #: it does not (the console then has only the replies it sent).
+    replies: list[RemoteReply] | None = None
 
 
 class Provider:
@@ -78,6 +97,8 @@ class Provider:
     #: True when the provider posts status changes to an address we give it, which carries
     #: the account's callback secret (providers/callback_secret.py).
     calls_back: ClassVar[bool] = False
+    #: True when parse_fetch returns the ticket's conversation (RemoteState.replies).
+    reads_conversation: ClassVar[bool] = False
 
     def __init__(
         self, account: ProviderAccount, *, on_exchange: Callable[[Exchange], None] | None = None
@@ -223,6 +244,10 @@ class Provider:
     def parse_fetch(self, data: Any, tickets: list[Ticket]) -> list[RemoteState]:
         raise NotImplementedError
 
+    def ref_from_state(self, state: RemoteState) -> RemoteRef:
+        """Where a ticket read back lives (a person linking an id found at the provider)."""
+        return RemoteRef(remote_id=state.remote_id, remote_status=state.remote_status)
+
     def build_reply(self, ticket: Ticket, text: str) -> ApiRequest:
         raise NotImplementedError
 
@@ -313,6 +338,7 @@ __all__ = [
     "ProviderError",
     "ProviderTransientError",
     "RemoteRef",
+    "RemoteReply",
     "RemoteState",
     "lenient_get",
 ]

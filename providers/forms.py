@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from django import forms
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
 from django.template.loader import render_to_string
 from django.utils import formats
 
@@ -218,8 +220,24 @@ def _group_names(value: Any) -> bool:
     return isinstance(names, list) and bool(names) and all(isinstance(n, str) and n.strip() for n in names)
 
 
-#: Account settings the sync engine reads (tickets/sync.py, tickets/limits.py, tickets/access.py),
-#: each with what a valid value is. A wrong type would otherwise fail every push of the account.
+def _web_url(value: Any) -> bool:
+    try:
+        URLValidator(schemes=["http", "https"])(value)
+    except (ValidationError, TypeError):
+        return False
+    return True
+
+
+def _search_url(value: Any) -> bool:
+    # Exactly one {query} and no other braces: the page puts the text to look for there.
+    return (isinstance(value, str) and value.count("{query}") == 1
+            and "{" not in value.replace("{query}", "") and "}" not in value.replace("{query}", "")
+            and _web_url(value.replace("{query}", "x")))
+
+
+#: Account settings the console reads (tickets/sync.py, tickets/limits.py, tickets/access.py,
+#: tickets/lookup.py), each with what a valid value is. A wrong type would otherwise fail every
+#: push of the account.
 ENGINE_SETTINGS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "retry_unknown_creates": (lambda v: isinstance(v, bool), "true or false"),
     "breaker_threshold": (lambda v: _is_number(v, low=1, high=1000) and int(v) == v,
@@ -227,6 +245,10 @@ ENGINE_SETTINGS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "breaker_cooldown": (lambda v: _is_number(v, low=0.1, high=86400),
                          "a number of seconds from 0.1 to 86400 (a day; pause the account for longer)"),
     "allowed_groups": (_group_names, 'a group name or a list of them, e.g. ["Support EU"]'),
+    # The provider's own UI, linked from a ticket whose create's outcome is unknown.
+    "web_url": (_web_url, "an http(s) address of the provider's own UI"),
+    "web_search_url": (_search_url, "an http(s) address with {query} where the text to search "
+                                    "for goes, e.g. https://acme.example.com/search?q={query}"),
 }
 
 

@@ -172,6 +172,11 @@ class KaptureProvider(Provider):
             states.append(RemoteState(str(remote_id), status, fields=details))
         return states
 
+    def ref_from_state(self, state: RemoteState) -> RemoteRef:
+        number = lenient_get(state.fields, "id")
+        return RemoteRef(remote_id=state.remote_id, remote_number=str(number or ""),
+                         remote_status=state.remote_status)
+
     # --- test ----------------------------------------------------------------------------
     def build_test(self) -> ApiRequest:
         # Kapture has no ping: search for an id that cannot exist. "No Data found" proves the

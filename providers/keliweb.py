@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import re
 from typing import Any
@@ -29,7 +30,7 @@ from urllib.parse import urlencode
 
 from django import forms
 
-from providers.base import CREATE, FETCH, REPLY, TEST, RemoteRef, RemoteState
+from providers.base import CREATE, FETCH, REPLY, TEST, RemoteRef, RemoteReply, RemoteState
 from providers.errors import (
     ProviderAuthError,
     ProviderConfigurationError,
@@ -192,6 +193,7 @@ class KeliwebProvider(TokenAuthProvider):
     }
     default_priority_map = {"urgent": "High", "high": "High", "medium": "Medium", "low": "Low"}
     fetch_batch_size = 1  # get-ticket reads one ticket
+    reads_conversation = True  # get-ticket answers with the ticket's replies
 
     TOKEN_PATH = "/oauth/token"  # noqa: S105 - a path, not a secret
     OPEN_TICKET_PATH = "/api/v2/keliweb/open-ticket"
@@ -322,7 +324,41 @@ class KeliwebProvider(TokenAuthProvider):
                 "message": last.get("message", ""),
             }
         remote_id = str(data.get("ticketid") or tickets[0].remote_id)
-        return [RemoteState(remote_id, str(data["status"]), fields=fields)]
+        return [RemoteState(remote_id, str(data["status"]), fields=fields,
+                            replies=self.conversation(replies))]
+
+    def ref_from_state(self, state: RemoteState) -> RemoteRef:
+        tid, access_key = str(state.fields.get("tid") or ""), str(state.fields.get("c") or "")
+        return RemoteRef(
+            remote_id=state.remote_id, remote_number=tid, remote_status=state.remote_status,
+            remote_url=self.ticket_url(tid, access_key) if tid and access_key else "",
+        )
+
+    @staticmethod
+    def conversation(replies: list[Any]) -> list[RemoteReply]:
+        """The replies after the opening message, oldest first.
+
+        WHMCS lists the ticket's opening message as reply 0: that is the description the
+        console sent, shown on the ticket already. A staff reply names its `admin`; anything
+        else came from the requester's side (the console's own replies among them).
+        """
+        conversation = []
+        entries = [r for r in replies if isinstance(r, dict)]
+        for entry in sorted(entries, key=lambda r: str(r.get("date") or "")):
+            reply_id = str(entry.get("replyid") or "").strip()
+            if reply_id == "0":
+                continue
+            admin = str(entry.get("admin") or "").strip()
+            if not reply_id:  # not seen in WHMCS answers; the entry itself identifies it then
+                reply_id = "sha256:" + hashlib.sha256(
+                    json.dumps([entry.get("date"), admin, entry.get("message")]).encode()
+                ).hexdigest()
+            conversation.append(RemoteReply(
+                remote_id=reply_id, body=str(entry.get("message") or ""),
+                author=admin or str(entry.get("name") or "").strip(), by_provider_staff=bool(admin),
+                date=str(entry.get("date") or ""),
+            ))
+        return conversation
 
     # --- reply -----------------------------------------------------------------------------------
     def build_reply(self, ticket, text: str) -> ApiRequest:

@@ -367,11 +367,18 @@ class MotadataProvider(TokenAuthProvider):
         incident_id = lenient_get(data, "id")
         if incident_id is None:
             raise ProviderResponseError("Motadata answered SUCCESS without an incident id.")
+        return self.ref_for(str(incident_id))
+
+    def ref_for(self, incident_id: str, remote_status: str = "") -> RemoteRef:
         return RemoteRef(
-            remote_id=str(incident_id),
-            remote_number=str(incident_id),
+            remote_id=incident_id,
+            remote_number=incident_id,
             remote_url=f"{self.account.base_url.rstrip('/')}/t/request/{incident_id}",
+            remote_status=remote_status,
         )
+
+    def ref_from_state(self, state: RemoteState) -> RemoteRef:
+        return self.ref_for(state.remote_id, state.remote_status)
 
     def incident_path(self, ticket) -> str:
         if not ticket.remote_id:

@@ -183,10 +183,24 @@ class Attachment(models.Model):
 
 
 class Reply(models.Model):
-    """A reply or comment on a ticket, pushed by the sync engine where the provider takes one."""
+    """A message of a ticket's conversation: written here and pushed by the sync engine where
+    the provider takes replies (outbound), or read back from the provider by pull (inbound)."""
+
+    class Direction(models.TextChoices):
+        OUTBOUND = "outbound", "Sent from the console"
+        INBOUND = "inbound", "Received from the provider"
 
     ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="replies")
     body = models.TextField()
+    #: Inbound replies are stored as synced and never claimed for sending (tickets/replies.py).
+    direction = models.CharField(max_length=10, choices=Direction.choices, default=Direction.OUTBOUND)
+    #: The provider's id of this message once it is seen in a read answer (both directions):
+    #: a pull stores each remote message once, and recognises the console's own.
+    remote_id = models.CharField(max_length=100, blank=True)
+    #: Inbound: who wrote it at the provider, and the provider's own time text.
+    remote_author = models.CharField(max_length=200, blank=True)
+    remote_by_staff = models.BooleanField(default=False)
+    remote_date = models.CharField(max_length=40, blank=True)
     author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     sync_state = models.CharField(max_length=20, choices=SyncState.choices, default=SyncState.PENDING)
     attempts = models.PositiveIntegerField(default=0)
@@ -199,6 +213,11 @@ class Reply(models.Model):
     class Meta:
         ordering = ["created_at", "id"]
         indexes = [models.Index(fields=["sync_state", "next_attempt_at"], name="reply_sync_due")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["ticket", "remote_id"], condition=~models.Q(remote_id=""), name="reply_remote_once"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"reply to {self.ticket_id}"

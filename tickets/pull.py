@@ -7,6 +7,9 @@ Conflicts are judged against `Ticket.synced_fields`, what both sides held at the
 - only the remote changed -> applied locally, without a revision bump (nothing is echoed back);
 - the console changed the status too (unsent) -> the ticket needs attention, with both values
   in `last_error`; nothing is overwritten on either side.
+
+Where the read answer carries the ticket's conversation (Keliweb), replies written on the
+provider's side are stored too (tickets/conversation.py).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from providers.base import FETCH, RemoteState
 from providers.errors import ProviderAuthError, ProviderConfigurationError, ProviderError, ProviderRateLimited
 from providers.errors import ProviderTransientError as Transient
 from providers.models import ProviderAccount
-from tickets import limits
+from tickets import conversation, limits
 from tickets.models import SyncAttempt, SyncState, Ticket
 from tickets.sync import AttemptLog
 
@@ -44,10 +47,12 @@ class PullResult:
     conflicts: int = 0
     errors: list[str] = field(default_factory=list)
     skipped: str = ""
+    #: Replies written on the provider's side, stored for the first time (tickets/conversation.py).
+    replies_received: int = 0
 
     def as_dict(self) -> dict:
         return {"fetched": self.fetched, "applied": self.applied, "conflicts": self.conflicts,
-                "errors": self.errors, "skipped": self.skipped}
+                "errors": self.errors, "skipped": self.skipped, "replies_received": self.replies_received}
 
 
 def fetchable_accounts():
@@ -128,6 +133,10 @@ def pull_tickets(account: ProviderAccount, tickets: list[Ticket], result: PullRe
                                           read_before=ticket)
             result.applied += outcome == "applied"
             result.conflicts += outcome == "conflict"
+            if state.replies is not None:  # independent of the status: always recorded
+                result.replies_received += conversation.record_remote_replies(
+                    ticket_id=ticket.pk, remote_replies=state.replies
+                )
         Ticket.objects.filter(pk__in=[t.pk for t in batch]).update(pulled_at=timezone.now())
     return result
 

@@ -56,7 +56,8 @@ def claim(reply_id: int) -> Reply | None:
     """pending (due, ticket created remotely) -> sending, committed before any HTTP."""
     now = timezone.now()
     claimed = (
-        Reply.objects.filter(pk=reply_id, sync_state=SyncState.PENDING)
+        # Only the console's own replies are ever sent: one read back from the provider is not.
+        Reply.objects.filter(pk=reply_id, sync_state=SyncState.PENDING, direction=Reply.Direction.OUTBOUND)
         .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
         .exclude(ticket__remote_id="")
         .update(sync_state=SyncState.SENDING, attempts=F("attempts") + 1, sending_since=now)
@@ -167,7 +168,7 @@ def sweep(*, limit: int = 1000) -> dict[str, int]:
     now = timezone.now()
     quiet_since = now - timedelta(seconds=settings.SYNC_REQUEUE_AFTER)
     due_ids = list(
-        Reply.objects.filter(sync_state=SyncState.PENDING)
+        Reply.objects.filter(sync_state=SyncState.PENDING, direction=Reply.Direction.OUTBOUND)
         .exclude(ticket__remote_id="")
         .filter(Q(next_attempt_at__isnull=True, created_at__lte=quiet_since)
                 | Q(next_attempt_at__lte=quiet_since))

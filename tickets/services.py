@@ -15,8 +15,15 @@ from django.utils import timezone
 
 from console.crypto import CredentialsUnreadable
 from providers import callback_secret
-from providers.base import FETCH, UPDATE
-from providers.errors import ProviderConfigurationError, ProviderError
+from providers.base import FETCH, UPDATE, RemoteRef, RemoteState
+from providers.errors import (
+    ProviderAuthError,
+    ProviderConfigurationError,
+    ProviderError,
+    ProviderNotFoundError,
+    ProviderRateLimited,
+    ProviderTransientError,
+)
 from providers.models import ProviderAccount
 from tickets import sync
 from tickets.models import Attachment, Priority, Reply, Status, SyncAttempt, SyncState, Ticket
@@ -132,24 +139,91 @@ def retry_sync(*, ticket: Ticket) -> Ticket:
     return ticket
 
 
+class RemoteIdRejected(TicketActionError):
+    """The provider has no ticket with the id a person gave: an error on the remote id field."""
+
+
+def check_remote_id(*, ticket: Ticket, remote_id: str) -> RemoteRef | None:
+    """Read `remote_id` from the ticket's provider before it is linked (recorded as a fetch).
+
+    Returns where the ticket lives as the read answer tells it (number, link, status), or None
+    where the provider cannot be read (nothing could be checked). Raises RemoteIdRejected when
+    the provider has no such ticket, and TicketActionError when the read failed for another
+    reason: then nothing may be linked.
+    """
+    from tickets import limits
+
+    account = ticket.account
+    provider_class = account.provider_class
+    label = provider_class.label
+    if not provider_class.supports(FETCH):
+        return None
+    if not account.enabled or limits.admit(account) is not None:
+        raise TicketActionError(f"The account '{account.name}' is disabled or paused, so {remote_id} "
+                                f"could not be looked up in {label}. Nothing was linked.")
+    # An unsaved copy carrying the candidate id (never saved): the provider's fetch reads it
+    # like any ticket.
+    probe = Ticket(account=account, reference=ticket.reference, title=ticket.title, remote_id=remote_id)
+    attempt_log = sync.AttemptLog()
+    states: list[RemoteState] = []
+    error: Exception | None = None
+    provider = None
+    try:
+        provider = account.get_provider()
+        provider.http.on_exchange = attempt_log.add
+        limits.govern(provider)
+        states = provider.fetch([probe])
+    except (ProviderError, ProviderConfigurationError, CredentialsUnreadable, limits.AccountBusy) as exc:
+        error = exc
+    found = next((state for state in states if state.remote_id == remote_id), None)
+    missing = isinstance(error, ProviderNotFoundError) or (error is None and found is None)
+    message = getattr(error, "message", str(error or ""))
+    if isinstance(error, limits.AccountBusy):
+        message = "the account's rate limit has no free slot soon."
+    SyncAttempt.objects.bulk_create(attempt_log.rows(
+        account_id=account.pk, operation=SyncAttempt.Operation.FETCH,
+        outcome=SyncAttempt.Outcome.SUCCESS if found else SyncAttempt.Outcome.FAILED,
+        message=f"Looked up {remote_id} to link it: {message or 'no such ticket'}" if not found else "",
+        ticket=ticket,
+    ))
+    if isinstance(error, (ProviderAuthError, ProviderRateLimited, ProviderTransientError)):
+        limits.record_failure(account, message)
+    elif error is None or missing:  # an answer, even "no such ticket", shows the account works
+        limits.record_success(account)
+    if missing:
+        raise RemoteIdRejected(f"{label} has no ticket {remote_id}.")
+    if error is not None:
+        raise TicketActionError(f"{remote_id} could not be looked up in {label}: {message} "
+                                "Nothing was linked; try again.")
+    return provider.ref_from_state(found)
+
+
 def link_remote_id(
     *, ticket: Ticket, remote_id: str, remote_number: str = "", remote_url: str = ""
 ) -> Ticket:
     """A person found the ticket in the provider (after an unknown create): record where it is.
 
-    Synced at the current revision when nothing changed since the create was sent; otherwise
-    pending, so the newer state goes as an update.
+    Where the provider can be read, the id is looked up first: an id it does not know is
+    refused (RemoteIdRejected) and a failed read links nothing. Synced at the current revision
+    when nothing changed since the create was sent; otherwise pending, so the newer state goes
+    as an update.
     """
     remote_id = (remote_id or "").strip()
     if not remote_id:
         raise TicketActionError("Enter the ticket's id in the provider.")
+    current = Ticket.objects.select_related("account").get(pk=ticket.pk)
+    refuse_unless_held(current)
+    remote = check_remote_id(ticket=current, remote_id=remote_id)  # no row lock held while reading
     with transaction.atomic():
         locked = Ticket.objects.select_for_update().select_related("account").get(pk=ticket.pk)
-        if locked.sync_state != SyncState.NEEDS_ATTENTION:
-            raise TicketActionError(f"{locked.reference} is {locked.get_sync_state_display()}: only a "
-                                    "ticket that needs attention can be linked to a remote id.")
-        locked.remote_id, locked.remote_number = remote_id, (remote_number or "").strip()
-        locked.remote_url = (remote_url or "").strip()
+        refuse_unless_held(locked)
+        remote = remote or RemoteRef(remote_id=remote_id)
+        if remote.remote_status:
+            locked.remote_status = remote.remote_status
+        # What the person typed wins; what the provider's answer tells fills the rest.
+        locked.remote_id = remote_id
+        locked.remote_number = (remote_number or "").strip() or remote.remote_number
+        locked.remote_url = (remote_url or "").strip() or remote.remote_url
         locked.attempts, locked.next_attempt_at, locked.last_error = 0, None, ""
         # The revision the unresolved create carried; unknown (a dead worker) means "send again".
         sent_revision = (
@@ -166,6 +240,12 @@ def link_remote_id(
             sync.enqueue_push_on_commit(locked.pk)
         locked.save()
     return locked
+
+
+def refuse_unless_held(ticket: Ticket) -> None:
+    if ticket.sync_state != SyncState.NEEDS_ATTENTION or ticket.remote_id:
+        raise TicketActionError(f"{ticket.reference} is {ticket.get_sync_state_display()}: only a "
+                                "ticket that needs attention can be linked to a remote id.")
 
 
 def cancel_sync(*, ticket: Ticket) -> Ticket:
@@ -200,7 +280,8 @@ def retry_reply(*, reply: Reply) -> Reply:
 
     with transaction.atomic():
         updated = Reply.objects.filter(
-            pk=reply.pk, sync_state__in=[SyncState.FAILED, SyncState.NEEDS_ATTENTION]
+            pk=reply.pk, sync_state__in=[SyncState.FAILED, SyncState.NEEDS_ATTENTION],
+            direction=Reply.Direction.OUTBOUND,
         ).update(sync_state=SyncState.PENDING, attempts=0, next_attempt_at=None, last_error="")
         if not updated:
             raise TicketActionError(f"The reply is {reply.get_sync_state_display()}: nothing to retry.")

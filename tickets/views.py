@@ -16,9 +16,11 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from providers.base import FETCH
 from providers.models import ProviderAccount
 from tickets import services
 from tickets.access import usable_accounts, visible_tickets
+from tickets.lookup import lookup_guide
 from tickets.models import Reply, Ticket
 from tickets.ui import BUSY_STATES, sync_summary, ticket_actions, timeline
 from tickets.ui_forms import (
@@ -149,9 +151,13 @@ def extra_rows(ticket: Ticket) -> list[tuple[str, Any]]:
 @require_GET
 @agent_view("tickets.view_ticket")
 def ticket_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    ticket = ticket_for(request, pk)
+    return render_detail(request, ticket_for(request, pk))
+
+
+def render_detail(request: HttpRequest, ticket: Ticket, *, link_form: LinkRemoteForm | None = None,
+                  status: int = 200) -> HttpResponse:
     replies = list(ticket.replies.select_related("author"))
-    return render(request, "tickets/ticket_detail.html", {
+    return render(request, "tickets/ticket_detail.html", status=status, context={
         "ticket": ticket,
         "replies_busy": any(reply.sync_state in BUSY_STATES for reply in replies),
         "provider_label": ticket.account.provider_class.label,
@@ -162,7 +168,9 @@ def ticket_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "actions": ticket_actions(ticket, request.user),
         "status_form": StatusForm(initial={"status": ticket.status}),
         "reply_form": ReplyForm(),
-        "link_form": LinkRemoteForm(),
+        "link_form": link_form or LinkRemoteForm(),
+        "lookup": lookup_guide(ticket),
+        "conversation_read": ticket.account.provider_class.reads_conversation,
         "busy": ticket.sync_state in BUSY_STATES,
     })
 
@@ -272,11 +280,25 @@ def ticket_link(request: HttpRequest, pk: int) -> HttpResponse:
     if not form.is_valid():
         messages.error(request, "Give the remote id to link.")
         return redirect("tickets:detail", pk=ticket.pk)
-    return run_action(
-        request, ticket,
-        lambda: services.link_remote_id(ticket=ticket, **form.cleaned_data),
-        f"{ticket.reference} is linked to {form.cleaned_data['remote_id']}.",
-    )
+    remote_id = form.cleaned_data["remote_id"]
+    provider_class = ticket.account.provider_class
+    try:
+        services.link_remote_id(ticket=ticket, **form.cleaned_data)
+    except services.RemoteIdRejected as exc:
+        # Shown on the field, with what was typed kept: the agent corrects the id.
+        form.add_error("remote_id", str(exc))
+        return render_detail(request, ticket_for(request, pk), link_form=form, status=422)
+    except services.TicketActionError as exc:
+        messages.error(request, str(exc))
+        return redirect("tickets:detail", pk=ticket.pk)
+    if provider_class.supports(FETCH):
+        messages.success(request, f"{ticket.reference} is linked to {remote_id}, "
+                                  f"found in {provider_class.label}.")
+    else:
+        messages.warning(request, f"{ticket.reference} is linked to {remote_id}. {provider_class.label} "
+                                  "cannot be read, so the console could not check that this id exists "
+                                  "there: make sure it is the right one.")
+    return redirect("tickets:detail", pk=ticket.pk)
 
 
 @require_POST

@@ -101,6 +101,12 @@ class Emulator:
     def expire_tokens(self) -> None:
         """Make every issued access token expired (token-expiry tests)."""
 
+    def controls(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+        """What people do in the provider's own UI, as `POST /_sandbox/<name>/<action>` with a
+        JSON body (tests, demos). Each takes the body and answers a JSON object; a KeyError
+        or ValueError is answered as a 400."""
+        return {}
+
     @classmethod
     def generate_credentials(cls) -> dict[str, str]:
         return {key: secrets.token_urlsafe(24) for key in cls.credential_keys}

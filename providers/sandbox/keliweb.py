@@ -386,17 +386,43 @@ class KeliwebEmulator(Emulator):
             return whmcs_error(str(exc))
         userid = client_id or ticket["userid"]
         ticket["replies"].append(self.reply_entry(
-            len(ticket["replies"]), userid, 0, name, email, fields["message"], attachments,
+            self.next_reply_id(ticket), userid, 0, name, email, fields["message"], attachments,
         ))
         ticket["status"], ticket["lastreply"] = "Customer-Reply", ticket["replies"][-1]["date"]
         return Reply.json({"result": "success"})
 
-    # --- for tests and demos: what Keliweb's staff do -------------------------------------------------
+    # --- for tests and demos: what people do in Keliweb's own UI ----------------------------------------
+    def controls(self):
+        return {
+            "staff-reply": lambda data: self.staff_reply(
+                int(data["ticketid"]), str(data["message"]), status=str(data.get("status") or "Answered"),
+                admin=str(data.get("admin") or "Keliweb Support"),
+            ),
+            "customer-reply": lambda data: self.customer_reply(int(data["ticketid"]), str(data["message"])),
+        }
+
     def staff_reply(self, ticketid: int, message: str, *, status: str = "Answered",
-                    admin: str = "Keliweb Support") -> None:
+                    admin: str = "Keliweb Support") -> dict:
+        """A Keliweb support agent answers in WHMCS's admin area."""
         with self.lock:
             ticket = self.tickets[int(ticketid)]
             ticket["replies"].append(
-                self.reply_entry(len(ticket["replies"]), 0, 0, "", "", message, [], admin=admin)
+                self.reply_entry(self.next_reply_id(ticket), 0, 0, "", "", message, [], admin=admin)
             )
             ticket["status"], ticket["lastreply"] = status, ticket["replies"][-1]["date"]
+            return {"replyid": ticket["replies"][-1]["replyid"]}
+
+    def customer_reply(self, ticketid: int, message: str) -> dict:
+        """The requester answers in WHMCS's client area (not through the console)."""
+        with self.lock:
+            ticket = self.tickets[int(ticketid)]
+            ticket["replies"].append(self.reply_entry(
+                self.next_reply_id(ticket), ticket["userid"], ticket["contactid"], ticket["name"],
+                ticket["email"], message, [],
+            ))
+            ticket["status"], ticket["lastreply"] = "Customer-Reply", ticket["replies"][-1]["date"]
+            return {"replyid": ticket["replies"][-1]["replyid"]}
+
+    @staticmethod
+    def next_reply_id(ticket: dict) -> int:
+        return max(r["replyid"] for r in ticket["replies"]) + 1

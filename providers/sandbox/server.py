@@ -157,6 +157,13 @@ class SandboxHandler(BaseHTTPRequestHandler):
                 with emulator.lock:
                     emulator.expire_tokens()
             return Reply.json({"ok": True})
+        if len(parts) == 2 and parts[0] in self.server.emulators and self.command == "POST":
+            action = self.server.emulators[parts[0]].controls().get(parts[1])
+            if action is not None:
+                try:
+                    return Reply.json(action(data))
+                except (KeyError, TypeError, ValueError) as exc:
+                    return Reply.json({"error": f"{parts[1]}: {exc!r}"}, 400)
         if parts == ["reset"]:
             for emulator in self.server.emulators.values():
                 with emulator.lock:

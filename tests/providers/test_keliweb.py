@@ -266,6 +266,16 @@ def test_whmcs_get_ticket_example_gives_status_and_the_last_reply():
     assert state.fields["last_reply"]["by_staff"] is False
 
 
+def test_the_conversation_read_back_leaves_out_the_opening_message_and_names_who_wrote_each():
+    provider = KeliwebProvider(unsaved_account())
+    [state] = provider.parse_fetch(WHMCS_GET_TICKET_EXAMPLE, [unsaved_ticket(remote_id="1")])
+    assert [(r.remote_id, r.author, r.by_provider_staff, r.date) for r in state.replies] == [
+        ("1", "Demo Admin", True, "2016-01-01 06:27:01"),
+        ("2", "", False, "2016-01-01 06:30:16"),
+    ]
+    assert state.replies[0].body.startswith("Hello, \r\n\r\nThis is the first ticket reply by an admin")
+
+
 @pytest.mark.parametrize(
     ("remote", "console"),
     [("Open", "open"), ("Answered", "pending"), ("Customer-Reply", "open"), ("Closed", "closed"),
@@ -496,7 +506,7 @@ def test_create_fetch_and_reply_against_the_sandbox(sandbox, account_factory):
     assert (state.remote_id, state.remote_status) == (ref.remote_id, "Open")
     assert provider.console_status_for(state.remote_status) == "open"
 
-    emulator(sandbox).staff_reply(int(ref.remote_id), "We are on it.")
+    sandbox.control("keliweb/staff-reply", {"ticketid": ref.remote_id, "message": "We are on it."})
     [state] = provider.fetch([ticket])
     assert provider.console_status_for(state.remote_status) == "pending"
     assert state.fields["last_reply"] == {
@@ -509,6 +519,10 @@ def test_create_fetch_and_reply_against_the_sandbox(sandbox, account_factory):
     assert state.remote_status == "Customer-Reply"
     assert state.fields["last_reply"]["message"] == "Thanks, still failing since 09:00."
     assert state.fields["reply_count"] == 3
+    assert [(r.author, r.by_provider_staff, r.body) for r in state.replies] == [
+        ("Keliweb Support", True, "We are on it."),
+        ("Anna Verdi", False, "Thanks, still failing since 09:00."),
+    ]
     assert sandbox.state("keliweb")["tokens_issued"] == 1  # one token served every call
 
 
