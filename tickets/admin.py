@@ -35,6 +35,7 @@ BADGE_COLOURS = {
     SyncState.FAILED: "#c62828",
     SyncState.NEEDS_ATTENTION: "#ef6c00",
     SyncState.CANCELLED: "#555",
+    SyncState.LOCAL_ONLY: "#6a1b9a",
 }
 #: Sync attempts shown on a ticket's page; the full history is one link away.
 LATEST_ATTEMPTS = 20
@@ -447,7 +448,7 @@ class SyncAttemptAdmin(admin.ModelAdmin):
 class BulkJobAdmin(admin.ModelAdmin):
     """The list of bulk jobs; each opens its live page (for those who may change tickets)."""
 
-    list_display = ("job_link", "state", "total", "processed", "succeeded", "failed", "skipped",
+    list_display = ("job_link", "state", "total", "processed", "succeeded", "kept_here", "failed", "skipped",
                     "created_by", "created_at", "finished_at")
     list_filter = ("state", "action")
     list_select_related = ("created_by",)

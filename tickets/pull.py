@@ -6,7 +6,10 @@ batches of up to 50 ids). Remote status comes back through the account's inbound
 Conflicts are judged against `Ticket.synced_fields`, what both sides held at the last sync:
 - only the remote changed -> applied locally, without a revision bump (nothing is echoed back);
 - the console changed the status too (unsent) -> the ticket needs attention, with both values
-  in `last_error`; nothing is overwritten on either side.
+  in `last_error`; nothing is overwritten on either side;
+- the console's copy was changed in a way the provider cannot take (`local_only`, e.g. Keliweb
+  cannot update a ticket) -> the console's value stays and the remote status is recorded, so
+  the ticket page shows the difference ("Keliweb still has it Open") instead of reverting.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from providers.base import FETCH, RemoteState
 from providers.errors import ProviderAuthError, ProviderConfigurationError, ProviderError, ProviderRateLimited
 from providers.errors import ProviderTransientError as Transient
 from providers.models import ProviderAccount
-from tickets import limits
+from tickets import limits, problems
 from tickets.models import SyncAttempt, SyncState, Ticket
 from tickets.sync import AttemptLog
 
@@ -153,6 +156,9 @@ def fetch_batch(
         if isinstance(exc, UNHEALTHY):
             stop.set()
             limits.record_failure(account, exc.message)
+        if problems.is_account_level(exc):
+            stop.set()
+            problems.report(account, problems.account_message(exc, account=account))
         return batch, [], getattr(exc, "message", str(exc)), attempt_log
     finally:
         connection.close()
@@ -193,6 +199,13 @@ def apply_remote_status(*, ticket_id: int, remote_status: str, read_before: Tick
         # An unanswered update of ours may still be landing: what the provider shows now may
         # be that, not a change made there. Judged after the ticket's next push.
         return "skipped"
+    same = Ticket.objects.filter(pk=ticket.pk, revision=ticket.revision, sync_state=ticket.sync_state,
+                                 status=ticket.status)
+    if ticket.sync_state == SyncState.LOCAL_ONLY:
+        # Kept here on purpose: never overwritten by the provider's (older) value, only noted.
+        if raw != ticket.remote_status:
+            same.update(remote_status=raw)
+        return "unchanged"
     if read_before is not None and (ticket.synced_revision, ticket.last_synced_at) != (
         read_before.synced_revision, read_before.last_synced_at
     ):
@@ -203,9 +216,7 @@ def apply_remote_status(*, ticket_id: int, remote_status: str, read_before: Tick
         return "unchanged"
     remote_console = inbound_status_reader(ticket.account)(raw)
     synced_status = baseline.get("status") or (None if ticket.has_unsynced_changes else ticket.status)
-    # Guarded: a concurrent edit or claim makes this write nothing; the next pull judges again.
-    same = Ticket.objects.filter(pk=ticket.pk, revision=ticket.revision, sync_state=ticket.sync_state,
-                                 status=ticket.status)
+    # Guarded (`same`): a concurrent edit or claim makes a write do nothing; the next pull judges again.
     agreed = {"status": synced_status or ticket.status, "remote_status": raw}
     if remote_console is None or remote_console in (ticket.status, synced_status):
         # Unmapped, already what the console has, or no change in console terms: record it.

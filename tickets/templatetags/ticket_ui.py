@@ -27,3 +27,22 @@ def as_text(value) -> str:
     if isinstance(value, dict | list):
         return json.dumps(value, ensure_ascii=False)
     return "" if value is None else str(value)
+
+
+@register.simple_tag
+def account_problems_for(user) -> list:
+    """Accounts with a current problem, for the admin index's banner: every account for a
+    provider admin (they configure them all), else those whose tickets the user may see."""
+    from providers.models import ProviderAccount
+    from tickets.access import can_manage_accounts, dashboard_accounts
+    from tickets.problems import current_problems
+
+    accounts = ProviderAccount.objects.all() if can_manage_accounts(user) else dashboard_accounts(user)
+    return current_problems(accounts)
+
+
+@register.filter
+def manages_accounts(user) -> bool:
+    from tickets.access import can_manage_accounts
+
+    return can_manage_accounts(user)
