@@ -24,10 +24,22 @@ STATE_DIR = Path(env.str("CONSOLE_STATE_DIR", default=str(BASE_DIR / "var")))
 PRODUCTION = env.bool("CONSOLE_PRODUCTION", default=False)
 DEBUG = env.bool("DJANGO_DEBUG", default=not PRODUCTION)
 
+
+def required(name: str) -> str:
+    """A variable production mode cannot start without: one line saying so, not a traceback."""
+    value = env.str(name, default="").strip()
+    if not value:
+        raise SystemExit(f"CONSOLE_PRODUCTION=1 needs {name}: set it in the environment "
+                         "(README.md, 'Running scaled out').")
+    return value
+
+
 if PRODUCTION:
     # Production never invents keys: a lost key would make stored credentials unreadable.
-    SECRET_KEY = env.str("DJANGO_SECRET_KEY")
-    CONSOLE_ENCRYPTION_KEYS = env.list("CONSOLE_ENCRYPTION_KEYS")
+    SECRET_KEY = required("DJANGO_SECRET_KEY")
+    CONSOLE_ENCRYPTION_KEYS = [
+        key.strip() for key in required("CONSOLE_ENCRYPTION_KEYS").split(",") if key.strip()
+    ]
 else:
     SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="") or ensure_local_secret(STATE_DIR)
     CONSOLE_ENCRYPTION_KEYS = env.list("CONSOLE_ENCRYPTION_KEYS", default=[]) or (
@@ -269,7 +281,9 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"one_line_client_errors": {"()": "console.log_filters.OneLineClientErrors"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain",
+                             "filters": ["one_line_client_errors"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
