@@ -262,8 +262,9 @@ INBOUND_MAX_BYTES = env.int("INBOUND_MAX_BYTES", default=64 * 1024)
 PROVIDER_USER_AGENT = env.str("PROVIDER_USER_AGENT", default="TicketConsole/0.1 (+sync)")
 
 # Mail: provider admins are e-mailed when an account needs them (tickets/problems.py).
-# Printed to the console unless EMAIL_BACKEND names another backend (SMTP takes EMAIL_HOST...).
-EMAIL_BACKEND_PATH = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+# Embedded default: printed to the console; production: SMTP to EMAIL_HOST (EMAIL_* below).
+EMAIL_BACKEND_PATH = env.str("EMAIL_BACKEND", default="django.core.mail.backends.{}.EmailBackend".format(
+    "smtp" if PRODUCTION else "console"))
 MAILERS = {"default": {"BACKEND": EMAIL_BACKEND_PATH}}
 if EMAIL_BACKEND_PATH.endswith(".smtp.EmailBackend"):
     MAILERS["default"]["OPTIONS"] = {

@@ -182,3 +182,21 @@ def test_a_paused_account_tells_the_waiting_agent_why_and_remote_status_reads_as
     assert sentence.startswith("Waiting: Kapture EU is paused until a provider admin resumes it.")
     ticket.remote_status = "OP"
     assert ui.remote_status_label(ticket) == "Open (OP)"
+
+
+# --- 3. the admin ticket page reads as words -------------------------------------------------
+@pytest.mark.django_db
+def test_the_admin_ticket_page_shows_tags_as_text_the_remote_status_by_label_and_no_delete(
+    account_factory, client
+):
+    account = account_factory("kapture")
+    ticket = services.create_ticket(account=account, title="Printer", tags=["vpn", "outage"])
+    Ticket.objects.filter(pk=ticket.pk).update(remote_id="9", remote_status="OP", sync_state=SyncState.SYNCED)
+    client.force_login(User.objects.create_superuser("root", "root@example.com"))
+    page = client.get(reverse("admin:tickets_ticket_change", args=[ticket.pk])).content.decode()
+    assert 'value="vpn, outage"' in page
+    assert "Open (OP)" in page
+    assert reverse("admin:tickets_ticket_delete", args=[ticket.pk]) not in page
+    assert client.get(reverse("admin:tickets_ticket_delete", args=[ticket.pk])).status_code == 403
+    empty = client.get(reverse("admin:tickets_ticket_add") + f"?account={account.pk}").content.decode()
+    assert ">null</textarea>" not in empty and 'value="[]"' not in empty
