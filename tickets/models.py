@@ -79,6 +79,9 @@ class Ticket(models.Model):
     #: The last failure was the account's (credentials, configuration, a disabled account), not
     #: this ticket's: the agent is told a provider admin must act, not to change the ticket.
     account_problem = models.BooleanField(default=False, editable=False)
+    #: Fields changed in the console after the create that the provider cannot take (all of
+    #: them at Keliweb, all but the status at Kapture): the ticket shows "kept here only".
+    local_only_fields = models.JSONField(default=list, blank=True, editable=False)
     last_synced_at = models.DateTimeField(null=True, blank=True, editable=False)
     #: The values both sides agreed on at the last sync ({"status", "remote_status"}): the
     #: baseline pull compares against to tell a remote change from a console change.

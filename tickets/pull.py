@@ -27,7 +27,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from console.crypto import CredentialsUnreadable
-from providers.base import FETCH, RemoteState
+from providers.base import FETCH, UPDATE, RemoteState
 from providers.errors import ProviderAuthError, ProviderConfigurationError, ProviderError, ProviderRateLimited
 from providers.errors import ProviderTransientError as Transient
 from providers.models import ProviderAccount
@@ -201,7 +201,9 @@ def apply_remote_status(*, ticket_id: int, remote_status: str, read_before: Tick
         return "skipped"
     same = Ticket.objects.filter(pk=ticket.pk, revision=ticket.revision, sync_state=ticket.sync_state,
                                  status=ticket.status)
-    if ticket.sync_state == SyncState.LOCAL_ONLY:
+    status_kept_here = "status" in (ticket.local_only_fields or []) or not (
+        ticket.account.provider_class.supports(UPDATE))
+    if ticket.sync_state == SyncState.LOCAL_ONLY and status_kept_here:
         # Kept here on purpose: never overwritten by the provider's (older) value, only noted.
         if raw != ticket.remote_status:
             same.update(remote_status=raw)

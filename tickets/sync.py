@@ -319,7 +319,9 @@ def finish(
                 synced_fields={"status": ticket.status, "remote_status": remote_status},
                 attempts=0, next_attempt_at=None,
             )
-            applied = fenced.filter(revision=ticket.revision).update(sync_state=SyncState.SYNCED, **fields)
+            # Fields the provider cannot take (ticket.local_only_fields) keep it "kept here only".
+            in_step = SyncState.LOCAL_ONLY if ticket.local_only_fields else SyncState.SYNCED
+            applied = fenced.filter(revision=ticket.revision).update(sync_state=in_step, **fields)
             if not applied:  # edited while we were sending: send the newer revision next
                 applied = fenced.filter(revision__gt=ticket.revision).update(
                     sync_state=SyncState.PENDING, **fields

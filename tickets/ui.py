@@ -80,13 +80,15 @@ def remote_status_label(ticket: Ticket, raw: str | None = None) -> str:
 
 def local_only_sentence(ticket: Ticket) -> str:
     provider_class = ticket.account.provider_class
-    return f"Kept here only — {provider_class.reason_unsupported(UPDATE)}"
+    return f"Kept here only — {provider_class.reason_kept_here(ticket.local_only_fields or [])}"
 
 
 def remote_difference(ticket: Ticket) -> str:
     """For a change kept here only: what the provider still has, when it differs."""
     if ticket.sync_state != SyncState.LOCAL_ONLY or not ticket.remote_status:
         return ""
+    if ticket.account.provider_class.supports(UPDATE) and "status" not in (ticket.local_only_fields or []):
+        return ""  # the status itself is sent
     if inbound_status_reader(ticket.account)(ticket.remote_status) == ticket.status:
         return ""
     label = ticket.account.provider_class.label

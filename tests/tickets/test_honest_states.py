@@ -200,3 +200,25 @@ def test_the_admin_ticket_page_shows_tags_as_text_the_remote_status_by_label_and
     assert client.get(reverse("admin:tickets_ticket_delete", args=[ticket.pk])).status_code == 403
     empty = client.get(reverse("admin:tickets_ticket_add") + f"?account={account.pk}").content.decode()
     assert ">null</textarea>" not in empty and 'value="[]"' not in empty
+
+
+@pytest.mark.django_db
+def test_a_priority_kaptures_update_cannot_carry_is_kept_here_and_a_later_status_still_goes(account_factory):
+    from tickets import ui
+
+    account = account_factory("kapture")
+    ticket = services.create_ticket(account=account, title="Printer")
+    assert sync.push(ticket.pk) == SyncState.SYNCED  # created in the sandbox's Kapture
+
+    ticket = services.update_ticket(ticket=Ticket.objects.get(pk=ticket.pk), changes={"priority": "urgent"})
+    assert (ticket.sync_state, ticket.local_only_fields, ticket.revision) == (
+        SyncState.LOCAL_ONLY, ["priority"], 2)
+    assert ui.sync_summary(ticket)["sentence"] == (
+        "Kept here only — Kapture CX cannot change the priority of a ticket after it is created.")
+
+    # A status Kapture can take is sent; the ticket still says the priority stayed here.
+    ticket = services.update_ticket(ticket=ticket, changes={"status": Status.RESOLVED})
+    assert ticket.sync_state == SyncState.PENDING
+    assert sync.push(ticket.pk) == SyncState.SYNCED  # the call succeeded ...
+    ticket = refreshed(ticket)
+    assert (ticket.sync_state, ticket.synced_revision) == (SyncState.LOCAL_ONLY, 3)  # ... but not all of it
