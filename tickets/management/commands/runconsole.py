@@ -17,6 +17,8 @@ from django.core.management.base import BaseCommand, CommandError
 from providers.demo import ensure_demo_accounts
 
 ADMIN_USERNAME = "admin"
+#: A -W filter (action:message-start) for Celery's "running as superuser" SecurityWarning.
+ROOT_WARNING_FILTER = "ignore:You're running the worker with superuser privileges"
 
 
 class Command(BaseCommand):
@@ -111,9 +113,11 @@ class Command(BaseCommand):
 def process_env(name: str) -> dict[str, str]:
     env = dict(os.environ)
     if name == "worker" and os.geteuid() == 0:
-        # A local try-out as root (containers): Celery would warn about it on every start.
-        # Only this embedded worker; production runs workers as an ordinary user.
-        env["C_FORCE_ROOT"] = "1"
+        # A local try-out as root (containers): Celery warns about it on every start (its
+        # C_FORCE_ROOT only lifts the refusal that comes with pickle, not the warning). Only
+        # this embedded worker; production runs workers as an ordinary user.
+        filters = [f for f in (env.get("PYTHONWARNINGS", ""), ROOT_WARNING_FILTER) if f]
+        env["PYTHONWARNINGS"] = ",".join(filters)
     return env
 
 
