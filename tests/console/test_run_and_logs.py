@@ -1,6 +1,7 @@
 """./scripts/run as a newcomer meets it: one console at a time, demo credentials never changed
 behind anyone's back, and a log that is quiet about expected refusals."""
 
+import io
 import logging
 import os
 import sys
@@ -67,3 +68,19 @@ def test_a_refused_request_is_logged_in_one_line():
 
 class PermissionDenied(Exception):
     pass
+
+
+@pytest.mark.django_db
+def test_a_page_refused_to_a_signed_in_user_leaves_one_log_line(client):
+    [handler] = [h for h in logging.getLogger().handlers
+                 if any(isinstance(f, OneLineClientErrors) for f in h.filters)]  # settings.LOGGING's
+    written = io.StringIO()
+    previous = handler.setStream(written)
+    try:
+        client.force_login(User.objects.create_user("nobody"))  # signed in, no ticket permission
+        assert client.get("/").status_code == 403
+    finally:
+        handler.setStream(previous)
+    assert written.getvalue().count("Forbidden (Permission denied): /") == 1
+    assert "Traceback" not in written.getvalue()
+    assert not logging.getLogger("django").handlers  # nothing prints it a second time
