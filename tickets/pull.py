@@ -32,7 +32,7 @@ from providers.errors import ProviderAuthError, ProviderConfigurationError, Prov
 from providers.errors import ProviderTransientError as Transient
 from providers.models import ProviderAccount
 from tickets import limits, problems
-from tickets.models import SyncAttempt, SyncState, Ticket
+from tickets.models import Status, SyncAttempt, SyncState, Ticket
 from tickets.sync import AttemptLog
 
 log = logging.getLogger(__name__)
@@ -185,6 +185,16 @@ def inbound_status_reader(account: ProviderAccount) -> Callable[[str], str | Non
     return inbound.get
 
 
+def remote_status_words(account: ProviderAccount, raw: str) -> str:
+    """A remote status in the console's words by the account's map: "Resolved (RS)"; the raw
+    value alone when the map does not know it or says the same."""
+    console = inbound_status_reader(account)(raw)
+    label = Status(console).label if console in Status.values else ""
+    if not raw or not label or label.lower() == raw.lower():
+        return raw
+    return f"{label} ({raw})"
+
+
 def apply_remote_status(*, ticket_id: int, remote_status: str, read_before: Ticket | None = None) -> str:
     """Bring a remote status into the ticket; returns unchanged, applied, conflict or skipped.
 
@@ -229,11 +239,11 @@ def apply_remote_status(*, ticket_id: int, remote_status: str, read_before: Tick
     console_changed = ticket.has_unsynced_changes and ticket.status != synced_status
     label = ticket.account.provider_class.label
     if console_changed:
+        here, there = ticket.get_status_display(), remote_status_words(ticket.account, raw)
         message = (
-            f"Status changed on both sides since the last sync: the console has "
-            f"'{ticket.status}', {label} now has '{raw}' ('{remote_console}'). Nothing was "
-            f"overwritten. Retry to send the console's '{ticket.status}', or set the status to "
-            f"'{remote_console}' and retry."
+            f"Status changed on both sides since the last sync: the console has {here}, "
+            f"{label} now has {there}. Nothing was overwritten. Retry to send the console's "
+            f"{here}, or set the status to {Status(remote_console).label} and retry."
         )
         changed = same.update(sync_state=SyncState.NEEDS_ATTENTION, remote_status=raw,
                               last_error=message, next_attempt_at=None)

@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from providers.base import REPLY, UPDATE
 from tickets import problems
-from tickets.models import Status, SyncAttempt, SyncState, Ticket
-from tickets.pull import inbound_status_reader
+from tickets.models import SyncAttempt, SyncState, Ticket
+from tickets.pull import inbound_status_reader, remote_status_words
 
 BADGE_CLASSES = {
     SyncState.PENDING: "text-bg-secondary",
@@ -66,16 +66,8 @@ def safe_remote_url(url: str) -> str:
 
 
 def remote_status_label(ticket: Ticket, raw: str | None = None) -> str:
-    """The remote status in the console's words, by the account's status map: "Open (OP)";
-    the raw value alone when the map does not know it or says the same."""
-    raw = ticket.remote_status if raw is None else raw
-    if not raw:
-        return ""
-    console = inbound_status_reader(ticket.account)(raw)
-    label = Status(console).label if console in Status.values else ""
-    if not label or label.lower() == raw.lower():
-        return raw
-    return f"{label} ({raw})"
+    """The remote status in the console's words, by the account's status map: "Open (OP)"."""
+    return remote_status_words(ticket.account, ticket.remote_status if raw is None else raw)
 
 
 def local_only_sentence(ticket: Ticket) -> str:
