@@ -24,10 +24,22 @@ STATE_DIR = Path(env.str("CONSOLE_STATE_DIR", default=str(BASE_DIR / "var")))
 PRODUCTION = env.bool("CONSOLE_PRODUCTION", default=False)
 DEBUG = env.bool("DJANGO_DEBUG", default=not PRODUCTION)
 
+
+def required(name: str) -> str:
+    """A variable production mode cannot start without: one line saying so, not a traceback."""
+    value = env.str(name, default="").strip()
+    if not value:
+        raise SystemExit(f"CONSOLE_PRODUCTION=1 needs {name}: set it in the environment "
+                         "(README.md, 'Running scaled out').")
+    return value
+
+
 if PRODUCTION:
     # Production never invents keys: a lost key would make stored credentials unreadable.
-    SECRET_KEY = env.str("DJANGO_SECRET_KEY")
-    CONSOLE_ENCRYPTION_KEYS = env.list("CONSOLE_ENCRYPTION_KEYS")
+    SECRET_KEY = required("DJANGO_SECRET_KEY")
+    CONSOLE_ENCRYPTION_KEYS = [
+        key.strip() for key in required("CONSOLE_ENCRYPTION_KEYS").split(",") if key.strip()
+    ]
 else:
     SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="") or ensure_local_secret(STATE_DIR)
     CONSOLE_ENCRYPTION_KEYS = env.list("CONSOLE_ENCRYPTION_KEYS", default=[]) or (
@@ -255,11 +267,33 @@ PROVIDER_USER_AGENT = env.str("PROVIDER_USER_AGENT", default="TicketConsole/0.1 
 # on any port, "host:port" on that port) may be private: a provider on your own network.
 PROVIDER_PRIVATE_HOSTS = env.list("PROVIDER_PRIVATE_HOSTS", default=[])
 
+# Mail: provider admins are e-mailed when an account needs them (tickets/problems.py).
+# Embedded default: printed to the console; production: SMTP to EMAIL_HOST (EMAIL_* below).
+EMAIL_BACKEND_PATH = env.str("EMAIL_BACKEND", default="django.core.mail.backends.{}.EmailBackend".format(
+    "smtp" if PRODUCTION else "console"))
+MAILERS = {"default": {"BACKEND": EMAIL_BACKEND_PATH}}
+if EMAIL_BACKEND_PATH.endswith(".smtp.EmailBackend"):
+    MAILERS["default"]["OPTIONS"] = {
+        "host": env.str("EMAIL_HOST", default="localhost"),
+        "port": env.int("EMAIL_PORT", default=25),
+        "username": env.str("EMAIL_HOST_USER", default=""),
+        "password": env.str("EMAIL_HOST_PASSWORD", default=""),
+        "use_tls": env.bool("EMAIL_USE_TLS", default=False),
+    }
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="ticket-console@localhost")
+# Where the console is reached, for links in those e-mails.
+CONSOLE_PUBLIC_URL = env.str("CONSOLE_PUBLIC_URL", default="http://127.0.0.1:8000")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"one_line_client_errors": {"()": "console.log_filters.OneLineClientErrors"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain",
+                             "filters": ["one_line_client_errors"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # "django": without Django's own DEBUG-only handler, which would print every refused
+    # request's traceback before ours; everything goes through the one filtered handler.
+    "loggers": {"django": {"handlers": [], "level": "INFO", "propagate": True},
+                "django.db.backends": {"level": "WARNING"}},
 }

@@ -63,7 +63,7 @@ class ProviderAccountAdmin(admin.ModelAdmin):
     list_filter = ("kind", "enabled")
     search_fields = ("name", "base_url")
     readonly_fields = (
-        "credentials_updated_at", "last_ok_at", "last_error", "last_error_at",
+        "credentials_updated_at", "last_ok_at", "last_error", "last_error_at", "problem_since",
         "consecutive_failures", "test_connection_button", "pause_controls", "recent_changes",
         "callback_state",
     )
@@ -97,7 +97,7 @@ class ProviderAccountAdmin(admin.ModelAdmin):
             ("Limits", {"fields": ("rate_limit", "timeout", "paused_until")}),
             ("Health", {"fields": (
                 "test_connection_button", "pause_controls", "credentials_updated_at", "last_ok_at",
-                "last_error", "last_error_at", "consecutive_failures",
+                "last_error", "last_error_at", "problem_since", "consecutive_failures",
             )}),
         ]
         if obj is not None:

@@ -77,6 +77,9 @@ class Provider:
     capabilities: ClassVar[frozenset[str]] = frozenset()
     #: Why an operation is missing, in words a support agent understands.
     unsupported_reasons: ClassVar[dict[str, str]] = {}
+    #: The console fields an update carries (None: all of them). A change to any other field
+    #: of a created ticket stays in the console, shown as "kept here only".
+    updatable_fields: ClassVar[frozenset[str] | None] = None
     #: Credential form fields (all write-only); every value is treated as a secret.
     credential_fields: ClassVar[dict[str, forms.Field]] = {}
     #: The provider's own ticket fields (stored in Ticket.extra), validated before sending.
@@ -186,6 +189,26 @@ class Provider:
     @classmethod
     def supports(cls, operation: str) -> bool:
         return operation in cls.capabilities
+
+    @classmethod
+    def fields_kept_here(cls, changed) -> list[str]:
+        """Of the `changed` console fields of a created ticket, those no update can carry."""
+        if not cls.supports(UPDATE):
+            return sorted(changed)
+        if cls.updatable_fields is None:
+            return []
+        return sorted(name for name in changed if name not in cls.updatable_fields)
+
+    @classmethod
+    def reason_kept_here(cls, fields) -> str:
+        """Why changes to `fields` of a created ticket stay in the console."""
+        if not cls.supports(UPDATE) or not fields:
+            return cls.reason_unsupported(UPDATE)
+        from tickets.models import Ticket
+
+        names = [str(Ticket._meta.get_field(name).verbose_name) for name in fields]
+        listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+        return f"{cls.label} cannot change the {listed} of a ticket after it is created."
 
     @classmethod
     def validate_credentials(cls, values: dict[str, Any]) -> dict[str, str]:

@@ -64,6 +64,8 @@ class KaptureProvider(Provider):
     kind = "kapture"
     label = "Kapture CX"
     capabilities = frozenset({CREATE, UPDATE, FETCH, REPLY, TEST})
+    # Its update takes a sub-status, queue, disposition and callback time, nothing else.
+    updatable_fields = frozenset({"status", "extra"})
     test_probe_is_missing_ticket = True
     credential_fields = {
         "token": forms.CharField(

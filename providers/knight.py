@@ -133,6 +133,8 @@ class KnightProvider(Provider):
     kind = "knight"
     label = "ChatOps Knight"
     capabilities = frozenset({CREATE, UPDATE, TEST})
+    # Requester, tags and due date travel only in the create's additionalProperties.
+    updatable_fields = frozenset({"title", "description", "priority", "impact", "status", "extra"})
     unsupported_reasons = {
         "fetch": "Knight has no read-back endpoint; status only comes back via its callback.",
         "reply": "Knight takes no comments or replies.",

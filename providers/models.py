@@ -33,6 +33,12 @@ class ProviderAccount(models.Model):
     last_error_at = models.DateTimeField(null=True, blank=True, editable=False)
     consecutive_failures = models.PositiveIntegerField(default=0, editable=False)
     paused_until = models.DateTimeField(null=True, blank=True)
+    #: Start of the account's current problem (credentials refused, configuration, disabled):
+    #: set once per incident — whoever sets it e-mails the provider admins — and cleared by the
+    #: next successful call (tickets/problems.py).
+    problem_since = models.DateTimeField(
+        null=True, blank=True, editable=False, verbose_name="needs a provider admin since"
+    )
     #: The earliest moment the next request may start (rate limit shared by all workers).
     next_request_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)

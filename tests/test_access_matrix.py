@@ -143,14 +143,15 @@ MODEL_PAGES = {
     "providers_provideraccount": ModelPages(
         lambda w: w.eu_account.pk, *[f"{STAFF_ONLY} denied ok ok"] * 5),
     # Staff outside the group: the EU ticket does not exist for them ("index"); the provider
-    # admin may view tickets but not add, change or delete them.
+    # admin may view tickets but not add or change them. Nobody deletes a ticket: tickets are
+    # cancelled, never deleted (they may exist at the provider).
     "tickets_ticket": ModelPages(
         eu_ticket,
         changelist=f"{STAFF_ONLY} ok ok ok",
         add=f"{STAFF_ONLY} ok denied ok",
         change=f"{STAFF_ONLY} index index ok",
         history=f"{STAFF_ONLY} index index ok",
-        delete=f"{STAFF_ONLY} denied denied ok",
+        delete=f"{STAFF_ONLY} denied denied denied",
     ),
     "tickets_syncattempt": ModelPages(
         lambda w: w.eu_attempt.pk,

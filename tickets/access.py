@@ -125,6 +125,12 @@ def dashboard_accounts(user: Principal) -> QuerySet[ProviderAccount]:
     return visible_accounts(user) if can_see_dashboard(user) else ProviderAccount.objects.none()
 
 
+def watched_accounts(user: Principal) -> QuerySet[ProviderAccount]:
+    """Accounts whose problems (refused credentials, a disabled account, …) the user is shown:
+    every account for provider admins, who fix them; else the dashboard's."""
+    return ProviderAccount.objects.all() if can_manage_accounts(user) else dashboard_accounts(user)
+
+
 # --- bulk jobs ------------------------------------------------------------------------------
 def can_run_bulk_jobs(user: Principal) -> bool:
     return is_signed_in(user) and user.has_perm("tickets.change_ticket")

@@ -23,9 +23,10 @@ from console.crypto import CredentialsUnreadable
 from providers.base import CREATE, FETCH, REPLY, UPDATE
 from providers.errors import ProviderConfigurationError, ProviderValidationError
 from providers.models import ProviderAccount
-from tickets import access, bulk, services
+from tickets import access, bulk, services, ui
 from tickets.forms import TicketForm
 from tickets.models import BulkJob, Priority, Status, SyncAttempt, SyncState, Ticket
+from tickets.ui_forms import TagsField
 
 log = logging.getLogger(__name__)
 BADGE_COLOURS = {
@@ -35,6 +36,7 @@ BADGE_COLOURS = {
     SyncState.FAILED: "#c62828",
     SyncState.NEEDS_ATTENTION: "#ef6c00",
     SyncState.CANCELLED: "#555",
+    SyncState.LOCAL_ONLY: "#6a1b9a",
 }
 #: Sync attempts shown on a ticket's page; the full history is one link away.
 LATEST_ATTEMPTS = 20
@@ -55,6 +57,7 @@ class SyncAttemptInline(admin.TabularInline):
     model = SyncAttempt
     formset = LatestAttemptsFormSet
     verbose_name_plural = f"Sync history (latest {LATEST_ATTEMPTS})"
+    classes = ("collapse",)  # folded: twenty rows of calls make the page very long
     fields = ("started_at", "operation", "outcome", "http_status", "duration_ms", "error", "request_url")
     readonly_fields = fields
     extra = 0
@@ -114,6 +117,12 @@ class TicketAdminForm(TicketForm):
     """
 
     provider_field_names: tuple[str, ...] = ()
+    # Typed as text, not as raw JSON ("[]" and "null" on an empty ticket).
+    tags = TagsField(required=False, help_text="Comma-separated, e.g. vpn, outage.")
+    extra = forms.JSONField(
+        required=False, label="Provider fields (JSON)", widget=forms.Textarea(attrs={"rows": 3}),
+        help_text='The provider\'s own fields as a JSON object, e.g. {"queue": "L2"}; empty for none.',
+    )
 
     @classmethod
     def for_provider(cls, provider_class) -> type["TicketAdminForm"]:
@@ -134,6 +143,9 @@ class TicketAdminForm(TicketForm):
             for name in self.provider_field_names:
                 if name in stored:
                     self.initial.setdefault(f"{EXTRA_PREFIX}{name}", stored[name])
+
+    def clean_extra(self):
+        return self.cleaned_data.get("extra") or {}
 
     def clean(self):
         if not self.provider_field_names:
@@ -171,12 +183,12 @@ class TicketAdmin(admin.ModelAdmin):
     paginator = EstimatedCountPaginator
     readonly_fields = (
         "reference", "sync_badge", "last_error", "remote_id", "remote_number", "remote_link",
-        "remote_status", "revision", "synced_revision", "attempts", "next_attempt_at",
+        "remote_status_label", "revision", "synced_revision", "attempts", "next_attempt_at",
         "last_synced_at", "created_by", "created_at", "updated_at",
     )
     sync_fields = (
         "sync_badge", "last_error", "remote_id", "remote_number", "remote_link",
-        "remote_status", "revision", "synced_revision", "attempts", "next_attempt_at",
+        "remote_status_label", "revision", "synced_revision", "attempts", "next_attempt_at",
         "last_synced_at", "created_by", "created_at", "updated_at",
     )
     inlines = [SyncAttemptInline]
@@ -230,7 +242,7 @@ class TicketAdmin(admin.ModelAdmin):
             (provider_title, {"fields": provider_fields}),
         ]
         if obj is not None:
-            fieldsets.append(("Sync", {"fields": self.sync_fields}))
+            fieldsets.insert(1, ("Sync", {"fields": self.sync_fields}))
         return fieldsets
 
     def get_readonly_fields(self, request, obj=None):
@@ -287,6 +299,9 @@ class TicketAdmin(admin.ModelAdmin):
         obj.pk, obj.reference = ticket.pk, ticket.reference
 
     # --- the changelist ------------------------------------------------------------------
+    def has_delete_permission(self, request, obj=None):
+        return False  # tickets are cancelled (they may exist remotely), never deleted
+
     def get_actions(self, request, action_location=ActionLocation.CHANGE_LIST):
         actions = super().get_actions(request, action_location=action_location)
         actions.pop("delete_selected", None)  # tickets are cancelled, never bulk-deleted
@@ -303,6 +318,11 @@ class TicketAdmin(admin.ModelAdmin):
             '<span style="background:{};color:#fff;padding:1px 6px;border-radius:8px">{}</span>',
             colour, obj.get_sync_state_display(),
         )
+
+    @admin.display(description="Remote status")
+    def remote_status_label(self, obj):
+        """In the console's words by the account's status map: "Open (OP)", not "OP"."""
+        return ui.remote_status_label(obj) or "—"
 
     @admin.display(description="Remote", ordering="remote_number")
     def remote_link(self, obj):
@@ -447,7 +467,7 @@ class SyncAttemptAdmin(admin.ModelAdmin):
 class BulkJobAdmin(admin.ModelAdmin):
     """The list of bulk jobs; each opens its live page (for those who may change tickets)."""
 
-    list_display = ("job_link", "state", "total", "processed", "succeeded", "failed", "skipped",
+    list_display = ("job_link", "state", "total", "processed", "succeeded", "kept_here", "failed", "skipped",
                     "created_by", "created_at", "finished_at")
     list_filter = ("state", "action")
     list_select_related = ("created_by",)

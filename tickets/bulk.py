@@ -156,7 +156,8 @@ def merge_outcome(job: BulkJob, outcome: services.BulkOutcome) -> None:
     job.succeeded += outcome.count(services.SUCCEEDED)
     job.failed += outcome.count(services.FAILED)
     job.skipped += outcome.count(services.SKIPPED)
-    job.processed = job.succeeded + job.failed + job.skipped
+    job.kept_here += outcome.count(services.KEPT_HERE)
+    job.processed = job.succeeded + job.failed + job.skipped + job.kept_here
 
 
 # --- export -------------------------------------------------------------------------------
@@ -258,7 +259,8 @@ def run_chunk(job_id: int, selected=None) -> bool:
         outcome.add(services.SKIPPED, NOT_AVAILABLE, [pk for pk in ticket_ids if pk not in allowed])
         merge_outcome(job, outcome)
         job.cursor = ticket_ids[-1]
-        job.save(update_fields=["cursor", "processed", "succeeded", "failed", "skipped", "results"])
+        job.save(update_fields=["cursor", "processed", "succeeded", "failed", "skipped", "kept_here",
+                                "results"])
     return True
 
 
@@ -283,7 +285,7 @@ def progress(job: BulkJob) -> dict[str, Any]:
         "id": job.pk, "action": ACTIONS[job.action].label if job.action in ACTIONS else job.action,
         "state": job.state, "state_label": job.get_state_display(), "total": job.total,
         "processed": job.processed, "succeeded": job.succeeded, "failed": job.failed,
-        "skipped": job.skipped, "percent": min(percent, 100), "error": job.error,
+        "skipped": job.skipped, "kept_here": job.kept_here, "percent": min(percent, 100), "error": job.error,
         "finished": job.state in (BulkJob.State.DONE, BulkJob.State.FAILED, BulkJob.State.CANCELLED),
         "has_file": bool(job.results.get("file")),
     }
@@ -291,15 +293,19 @@ def progress(job: BulkJob) -> dict[str, Any]:
 
 #: Tickets named per reason on the job page (a failed group keeps every id for the retry).
 EXAMPLES_SHOWN = 10
+OUTCOME_LABELS = {
+    services.FAILED: "Failed", services.SKIPPED: "Skipped", services.KEPT_HERE: "Kept here only",
+    services.SUCCEEDED: "Succeeded",
+}
 
 
 def grouped_results(job: BulkJob) -> list[dict[str, Any]]:
     """Per-reason rows for the job page: outcome, reason, count, and the first few tickets
     as (id, reference) — one query for the whole page."""
     rows = []
-    for kind in (services.FAILED, services.SKIPPED, services.SUCCEEDED):
+    for kind, label in OUTCOME_LABELS.items():
         for reason, entry in sorted(job.results.get(kind, {}).items(), key=lambda item: -item[1]["count"]):
-            rows.append({"outcome": kind, "reason": reason, "count": entry["count"],
+            rows.append({"outcome": kind, "label": label, "reason": reason, "count": entry["count"],
                          "ids": entry["ids"][:EXAMPLES_SHOWN]})
     shown = {pk for row in rows for pk in row["ids"]}
     references = dict(Ticket.objects.filter(pk__in=shown).values_list("pk", "reference"))

@@ -43,8 +43,9 @@ from django.utils import timezone
 
 from providers.admin import pause_state
 from providers.models import ProviderAccount
-from tickets.access import can_manage_accounts, can_see_dashboard, dashboard_accounts
+from tickets.access import can_manage_accounts, can_see_dashboard, dashboard_accounts, watched_accounts
 from tickets.models import SyncAttempt, SyncState, Ticket
+from tickets.problems import current_problems
 
 WINDOW_HOURS = 24
 #: Upper edges, in seconds, of the latency histogram's buckets (the last one is open).
@@ -71,6 +72,8 @@ class AccountFigures:
     sending: int = 0
     needs_attention: int = 0
     failed: int = 0
+    #: Changed here in a way the provider cannot take: counted apart from the synced ones.
+    local_only: int = 0
     oldest_pending_since: datetime | None = None
     successes: int = 0
     failures: int = 0
@@ -149,12 +152,14 @@ def collect(*, accounts: QuerySet[ProviderAccount] | None = None,
         sending=Count("id", filter=Q(sync_state=SyncState.SENDING)),
         needs_attention=Count("id", filter=Q(sync_state=SyncState.NEEDS_ATTENTION)),
         failed=Count("id", filter=Q(sync_state=SyncState.FAILED)),
+        local_only=Count("id", filter=Q(sync_state=SyncState.LOCAL_ONLY)),
         oldest=Min("updated_at", filter=waiting),
     ).order_by():
         item = figures.get(row["account_id"])
         if item:
             item.pending, item.sending = row["pending"], row["sending"]
             item.needs_attention, item.failed = row["needs_attention"], row["failed"]
+            item.local_only = row["local_only"]
             item.oldest_pending_since = row["oldest"]
 
     for item in figures.values():
@@ -218,6 +223,7 @@ def finish(item: AccountFigures) -> None:
         "needs_attention": changelist("ticket", account__id__exact=account_id,
                                       sync_state__exact="needs_attention"),
         "failed": changelist("ticket", account__id__exact=account_id, sync_state__exact="failed"),
+        "local_only": changelist("ticket", account__id__exact=account_id, sync_state__exact="local_only"),
         "successes": changelist("syncattempt", account__id__exact=account_id, outcome__exact="success",
                                 started_at__gte=since),
         "failures": changelist("syncattempt", account__id__exact=account_id, outcome__in=failed_outcomes,
@@ -231,10 +237,12 @@ def sync_dashboard_view(request):
     """Support staff and provider admins; only provider admins get links to account settings."""
     if not can_see_dashboard(request.user):
         raise PermissionDenied
+    accounts = dashboard_accounts(request.user)
     context = {
         **admin.site.each_context(request),
         "title": "Sync dashboard",
-        "accounts": collect(accounts=dashboard_accounts(request.user)),
+        "accounts": collect(accounts=accounts),
+        "account_problems": current_problems(watched_accounts(request.user)),
         "window_hours": WINDOW_HOURS,
         "can_manage_accounts": can_manage_accounts(request.user),
     }

@@ -88,15 +88,16 @@ def record_success(account: ProviderAccount, *, just_read: bool = False) -> bool
     threshold = breaker_threshold(account)
     if not just_read or account.consecutive_failures >= threshold:
         closed = accounts.filter(consecutive_failures__gte=threshold).update(
-            consecutive_failures=0, paused_until=None, last_ok_at=now
+            consecutive_failures=0, paused_until=None, last_ok_at=now, problem_since=None
         )
         if closed:
             release_waiting(account)
             return True
     # Skip the write when nothing changes (most calls), to spare the row on busy accounts.
+    # A success also ends the account's problem incident (tickets/problems.py), if one is open.
     accounts.filter(consecutive_failures__lt=threshold).exclude(
-        consecutive_failures=0, last_ok_at__gt=now - timedelta(seconds=10)
-    ).update(last_ok_at=now, consecutive_failures=0)
+        consecutive_failures=0, last_ok_at__gt=now - timedelta(seconds=10), problem_since__isnull=True
+    ).update(last_ok_at=now, consecutive_failures=0, problem_since=None)
     return False
 
 

@@ -35,6 +35,9 @@ class SyncState(models.TextChoices):
     FAILED = "failed", "Failed"  # the provider refused it; a person must change something
     NEEDS_ATTENTION = "needs_attention", "Needs attention"  # outcome unknown: a person decides
     CANCELLED = "cancelled", "Sync cancelled"
+    #: Changed in the console after the create, in a way the provider has no call for (Keliweb
+    #: cannot update a ticket): the console's copy differs from the provider's, on purpose.
+    LOCAL_ONLY = "local_only", "Kept here only"
 
 
 REFERENCE_PREFIX = "TC-"
@@ -73,6 +76,12 @@ class Ticket(models.Model):
     #: late request cannot land after a newer one (tickets/sync.py, SYNC_UPDATE_SETTLE).
     settle_until = models.DateTimeField(null=True, blank=True, editable=False)
     last_error = models.TextField(blank=True, editable=False)
+    #: The last failure was the account's (credentials, configuration, a disabled account), not
+    #: this ticket's: the agent is told a provider admin must act, not to change the ticket.
+    account_problem = models.BooleanField(default=False, editable=False)
+    #: Fields changed in the console after the create that the provider cannot take (all of
+    #: them at Keliweb, all but the status at Kapture): the ticket shows "kept here only".
+    local_only_fields = models.JSONField(default=list, blank=True, editable=False)
     last_synced_at = models.DateTimeField(null=True, blank=True, editable=False)
     #: The values both sides agreed on at the last sync ({"status", "remote_status"}): the
     #: baseline pull compares against to tell a remote change from a console change.
@@ -263,6 +272,8 @@ class BulkJob(models.Model):
     succeeded = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
     skipped = models.PositiveIntegerField(default=0)
+    #: Changed in the console only: the provider has no way to take the change (not "succeeded").
+    kept_here = models.PositiveIntegerField(default=0)
     #: Per-reason counts and example ticket ids, e.g. {"failed": {"<reason>": {"count": n, "ids": [...]}}}
     results = models.JSONField(default=dict, blank=True)
     #: Highest ticket id handled so far: a restarted job resumes after it.

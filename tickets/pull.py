@@ -6,7 +6,10 @@ batches of up to 50 ids). Remote status comes back through the account's inbound
 Conflicts are judged against `Ticket.synced_fields`, what both sides held at the last sync:
 - only the remote changed -> applied locally, without a revision bump (nothing is echoed back);
 - the console changed the status too (unsent) -> the ticket needs attention, with both values
-  in `last_error`; nothing is overwritten on either side.
+  in `last_error`; nothing is overwritten on either side;
+- the console's copy was changed in a way the provider cannot take (`local_only`, e.g. Keliweb
+  cannot update a ticket) -> the console's value stays and the remote status is recorded, so
+  the ticket page shows the difference ("Keliweb still has it Open") instead of reverting.
 
 Where the read answer carries the ticket's conversation (Keliweb), replies written on the
 provider's side are stored too (tickets/conversation.py).
@@ -27,12 +30,12 @@ from django.db.models import F
 from django.utils import timezone
 
 from console.crypto import CredentialsUnreadable
-from providers.base import FETCH, RemoteState
+from providers.base import FETCH, UPDATE, RemoteState
 from providers.errors import ProviderAuthError, ProviderConfigurationError, ProviderError, ProviderRateLimited
 from providers.errors import ProviderTransientError as Transient
 from providers.models import ProviderAccount
-from tickets import conversation, limits
-from tickets.models import SyncAttempt, SyncState, Ticket
+from tickets import conversation, limits, problems
+from tickets.models import Status, SyncAttempt, SyncState, Ticket
 from tickets.sync import AttemptLog
 
 log = logging.getLogger(__name__)
@@ -162,6 +165,9 @@ def fetch_batch(
         if isinstance(exc, UNHEALTHY):
             stop.set()
             limits.record_failure(account, exc.message)
+        if problems.is_account_level(exc):
+            stop.set()
+            problems.report(account, problems.account_message(exc, account=account))
         return batch, [], getattr(exc, "message", str(exc)), attempt_log
     finally:
         connection.close()
@@ -188,6 +194,16 @@ def inbound_status_reader(account: ProviderAccount) -> Callable[[str], str | Non
     return inbound.get
 
 
+def remote_status_words(account: ProviderAccount, raw: str) -> str:
+    """A remote status in the console's words by the account's map: "Resolved (RS)"; the raw
+    value alone when the map does not know it or says the same."""
+    console = inbound_status_reader(account)(raw)
+    label = Status(console).label if console in Status.values else ""
+    if not raw or not label or label.lower() == raw.lower():
+        return raw
+    return f"{label} ({raw})"
+
+
 def apply_remote_status(*, ticket_id: int, remote_status: str, read_before: Ticket | None = None) -> str:
     """Bring a remote status into the ticket; returns unchanged, applied, conflict or skipped.
 
@@ -202,6 +218,15 @@ def apply_remote_status(*, ticket_id: int, remote_status: str, read_before: Tick
         # An unanswered update of ours may still be landing: what the provider shows now may
         # be that, not a change made there. Judged after the ticket's next push.
         return "skipped"
+    same = Ticket.objects.filter(pk=ticket.pk, revision=ticket.revision, sync_state=ticket.sync_state,
+                                 status=ticket.status)
+    status_kept_here = "status" in (ticket.local_only_fields or []) or not (
+        ticket.account.provider_class.supports(UPDATE))
+    if ticket.sync_state == SyncState.LOCAL_ONLY and status_kept_here:
+        # Kept here on purpose: never overwritten by the provider's (older) value, only noted.
+        if raw != ticket.remote_status:
+            same.update(remote_status=raw)
+        return "unchanged"
     if read_before is not None and (ticket.synced_revision, ticket.last_synced_at) != (
         read_before.synced_revision, read_before.last_synced_at
     ):
@@ -212,9 +237,7 @@ def apply_remote_status(*, ticket_id: int, remote_status: str, read_before: Tick
         return "unchanged"
     remote_console = inbound_status_reader(ticket.account)(raw)
     synced_status = baseline.get("status") or (None if ticket.has_unsynced_changes else ticket.status)
-    # Guarded: a concurrent edit or claim makes this write nothing; the next pull judges again.
-    same = Ticket.objects.filter(pk=ticket.pk, revision=ticket.revision, sync_state=ticket.sync_state,
-                                 status=ticket.status)
+    # Guarded (`same`): a concurrent edit or claim makes a write do nothing; the next pull judges again.
     agreed = {"status": synced_status or ticket.status, "remote_status": raw}
     if remote_console is None or remote_console in (ticket.status, synced_status):
         # Unmapped, already what the console has, or no change in console terms: record it.
@@ -225,11 +248,11 @@ def apply_remote_status(*, ticket_id: int, remote_status: str, read_before: Tick
     console_changed = ticket.has_unsynced_changes and ticket.status != synced_status
     label = ticket.account.provider_class.label
     if console_changed:
+        here, there = ticket.get_status_display(), remote_status_words(ticket.account, raw)
         message = (
-            f"Status changed on both sides since the last sync: the console has "
-            f"'{ticket.status}', {label} now has '{raw}' ('{remote_console}'). Nothing was "
-            f"overwritten. Retry to send the console's '{ticket.status}', or set the status to "
-            f"'{remote_console}' and retry."
+            f"Status changed on both sides since the last sync: the console has {here}, "
+            f"{label} now has {there}. Nothing was overwritten. Retry to send the console's "
+            f"{here}, or set the status to {Status(remote_console).label} and retry."
         )
         changed = same.update(sync_state=SyncState.NEEDS_ATTENTION, remote_status=raw,
                               last_error=message, next_attempt_at=None)

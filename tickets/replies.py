@@ -15,7 +15,6 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from console.crypto import CredentialsUnreadable
 from providers.base import REPLY
 from providers.errors import (
     ProviderAuthError,
@@ -24,7 +23,7 @@ from providers.errors import (
     ProviderRateLimited,
     ProviderTransientError,
 )
-from tickets import limits
+from tickets import limits, problems
 from tickets.models import Reply, SyncAttempt, SyncState
 from tickets.sync import MAX_COUNTDOWN, AttemptLog, Decision, backoff
 
@@ -107,8 +106,10 @@ def put_back(reply: Reply, *, until) -> None:
 
 
 def decide(exc: Exception, *, reply: Reply, label: str) -> Decision:
-    if isinstance(exc, (ProviderConfigurationError, CredentialsUnreadable)):
-        return Decision(SyncState.FAILED, SyncAttempt.Outcome.FAILED, str(exc))
+    if problems.is_account_level(exc):  # the account's problem: a provider admin is told
+        return Decision(SyncState.FAILED, SyncAttempt.Outcome.FAILED,
+                        problems.account_message(exc, account=reply.ticket.account),
+                        counts_against_account=isinstance(exc, ProviderAuthError), account_problem=True)
     if isinstance(exc, ProviderTransientError) and exc.may_have_applied:
         return Decision(
             SyncState.NEEDS_ATTENTION, SyncAttempt.Outcome.UNKNOWN,

@@ -88,8 +88,14 @@ def update_ticket(*, ticket: Ticket, changes: dict[str, Any]) -> Ticket:
         for name in changed:
             setattr(locked, name, changes[name])
         locked.save(update_fields=[*changed, "updated_at"])
-        if locked.remote_id and not locked.account.provider_class.supports(UPDATE):
-            # Kept locally; the provider has no way to receive it (see the provider's reason).
+        kept = locked.account.provider_class.fields_kept_here(changed) if locked.remote_id else []
+        if kept:
+            # The provider has no way to receive these (see its reason): kept here, and shown
+            # as such, never as "synced".
+            remember_kept_here(Ticket.objects.filter(pk=locked.pk), [locked], kept)
+        if kept == sorted(changed):
+            keep_here_only(Ticket.objects.filter(pk=locked.pk))
+            locked.refresh_from_db()
             return locked
         mark_changed(locked.pk)
         locked.refresh_from_db()
@@ -119,11 +125,33 @@ def bump_revision(tickets) -> int:
     )
 
 
+def keep_here_only(tickets) -> int:
+    """A change the provider has no call for (e.g. Keliweb cannot update a ticket): a new
+    revision that stays in the console. Nothing is sent for it; a synced row now shows "kept
+    here only", any other keeps its state (an update already waiting still goes, and ends
+    "kept here only" too: see sync.finish). Inside the caller's transaction."""
+    changed = tickets.update(revision=F("revision") + 1)
+    tickets.filter(sync_state=SyncState.SYNCED).update(sync_state=SyncState.LOCAL_ONLY, last_error="")
+    return changed
+
+
+def remember_kept_here(tickets, rows: list[Ticket], fields: list[str]) -> None:
+    """Add `fields` to the tickets' local_only_fields: one UPDATE per resulting list (`rows`
+    are the tickets as read, so the lists are few whatever the number of tickets)."""
+    by_result: dict[tuple[str, ...], list[int]] = {}
+    for ticket in rows:
+        result = tuple(sorted(set(ticket.local_only_fields or []) | set(fields)))
+        if list(result) != list(ticket.local_only_fields or []):
+            by_result.setdefault(result, []).append(ticket.pk)
+    for result, ids in by_result.items():
+        tickets.filter(pk__in=ids).update(local_only_fields=list(result))
+
+
 def fresh_attempts() -> dict[str, Any]:
     """The columns that make a row due again with its attempts reset (a person's retry, one
     row or many); a settle window still in force is kept (sync.due_after_settle)."""
     return {"sync_state": SyncState.PENDING, "attempts": 0, "next_attempt_at": sync.due_after_settle(),
-            "last_error": ""}
+            "last_error": "", "account_problem": False}
 
 
 def retry_sync(*, ticket: Ticket) -> Ticket:
@@ -231,10 +259,14 @@ def link_remote_id(
             .order_by("-started_at", "-id").values_list("revision", flat=True).first()
         )
         can_update = locked.account.provider_class.supports(UPDATE)
-        if sent_revision == locked.revision or not can_update:
+        if sent_revision == locked.revision:
             locked.sync_state, locked.synced_revision = SyncState.SYNCED, locked.revision
             locked.last_synced_at = timezone.now()
             locked.synced_fields = {"status": locked.status, "remote_status": locked.remote_status}
+        elif not can_update:
+            # Changed since the create was sent, and the provider cannot take the change.
+            locked.sync_state, locked.synced_revision = SyncState.LOCAL_ONLY, sent_revision or 0
+            locked.last_synced_at = timezone.now()
         else:
             locked.sync_state = SyncState.PENDING
             sync.enqueue_push_on_commit(locked.pk)
@@ -366,7 +398,9 @@ def test_connection(*, account: ProviderAccount) -> ConnectionResult:
         )
     )
     if ok:
-        ProviderAccount.objects.filter(pk=account.pk).update(last_ok_at=now, consecutive_failures=0)
+        ProviderAccount.objects.filter(pk=account.pk).update(
+            last_ok_at=now, consecutive_failures=0, problem_since=None  # the account works again
+        )
     else:
         ProviderAccount.objects.filter(pk=account.pk).update(last_error=message, last_error_at=now)
     return ConnectionResult(ok, message, latency_ms)
@@ -390,6 +424,8 @@ def resume_account(*, account: ProviderAccount) -> int:
 # Each takes one chunk of ids, locks those rows, does one UPDATE per kind of change and
 # enqueues each changed ticket once after the commit; the sync semantics are mark_changed's.
 SUCCEEDED, FAILED, SKIPPED = "succeeded", "failed", "skipped"
+#: Changed in the console, but the provider has no call for the change: not "succeeded".
+KEPT_HERE = "kept_here"
 
 
 class BulkOutcome:
@@ -442,13 +478,19 @@ def _apply_changes(tickets: list[Ticket], changes: dict[str, Any], outcome: Bulk
     if not differing:
         return
     Ticket.objects.filter(pk__in=[t.pk for t in differing]).update(**changes, updated_at=timezone.now())
-    sendable, held_for_a_person, cancelled = [], [], []
+    sendable, held_for_a_person, cancelled, kept_here = [], [], [], []
+    partly_kept: dict[tuple[str, ...], list[Ticket]] = {}  # the fields kept -> their tickets
+    changed_names = sorted(changes)
     for ticket in differing:
         provider_class = ticket.account.provider_class
-        if ticket.remote_id and not provider_class.supports(UPDATE):
-            # Kept locally, like update_ticket: the provider has no way to receive it.
-            outcome.add(SUCCEEDED, f"Changed here only: {provider_class.reason_unsupported(UPDATE)}",
+        kept = provider_class.fields_kept_here(changed_names) if ticket.remote_id else []
+        if kept:
+            partly_kept.setdefault(tuple(kept), []).append(ticket)
+        if kept == changed_names:
+            # Kept here, like update_ticket: the provider has no way to receive it.
+            outcome.add(KEPT_HERE, f"Changed here only: {provider_class.reason_kept_here(kept)}",
                         [ticket.pk])
+            kept_here.append(ticket.pk)
         elif ticket.sync_state == SyncState.CANCELLED:
             cancelled.append(ticket.pk)
         elif ticket.sync_state == SyncState.NEEDS_ATTENTION and not ticket.remote_id:
@@ -458,6 +500,9 @@ def _apply_changes(tickets: list[Ticket], changes: dict[str, Any], outcome: Bulk
     # Held rows get the new revision too (bump_revision keeps their state), so whatever a
     # person decides later sends the changed ticket; nothing is published for them now.
     bump_revision(Ticket.objects.filter(pk__in=held_for_a_person + cancelled))
+    for fields, rows in partly_kept.items():
+        remember_kept_here(Ticket.objects.all(), rows, list(fields))
+    keep_here_only(Ticket.objects.filter(pk__in=kept_here))
     mark_changed_many(sendable)
     outcome.add(SUCCEEDED, "Changed and queued for sync", sendable)
     outcome.add(SUCCEEDED, "Changed here; not sent until a person settles its unknown create",
@@ -486,7 +531,9 @@ def bulk_sync_now(*, ticket_ids: list[int]) -> BulkOutcome:
             provider_class = ticket.account.provider_class
             if ticket.sync_state in (SyncState.PENDING, SyncState.FAILED):
                 due.append(ticket.pk)
-            elif ticket.sync_state == SyncState.SYNCED:
+            elif ticket.sync_state == SyncState.LOCAL_ONLY and not provider_class.supports(UPDATE):
+                outcome.add(SKIPPED, provider_class.reason_unsupported(UPDATE), [ticket.pk])
+            elif ticket.sync_state in (SyncState.SYNCED, SyncState.LOCAL_ONLY):
                 if ticket.remote_id and not provider_class.supports(UPDATE):
                     outcome.add(FAILED, provider_class.reason_unsupported(UPDATE), [ticket.pk])
                 else:

@@ -26,10 +26,11 @@ from providers.errors import (
     ProviderError,
     ProviderRateLimited,
     ProviderTransientError,
+    ProviderValidationError,
 )
 from providers.http import Exchange
 from providers.models import ProviderAccount
-from tickets import limits
+from tickets import limits, problems
 from tickets.models import SyncAttempt, SyncState, Ticket
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,8 @@ class Decision:
     counts_against_account: bool = False
     #: An update went unanswered: hold the ticket for `retry_in` whatever else asks.
     settle: bool = False
+    #: The account is at fault (credentials, configuration, disabled): a provider admin must act.
+    account_problem: bool = False
 
 
 @dataclass
@@ -153,6 +156,12 @@ def push(ticket_id: int) -> str:
         return "paused"
     operation = UPDATE if ticket.remote_id else CREATE
     attempt_log = AttemptLog()
+    if operation == UPDATE and not ticket.account.provider_class.supports(UPDATE):
+        # Changed while its create was in flight, at a provider that cannot update: nothing
+        # can carry the change, so it is kept here, visibly, rather than "failed" or "synced".
+        finish(ticket, operation=operation, ref=None, attempt_log=attempt_log,
+               decision=Decision(SyncState.LOCAL_ONLY, SyncAttempt.Outcome.SUCCESS))
+        return SyncState.LOCAL_ONLY
     ref: RemoteRef | None = None
     sent_status = ""
     try:
@@ -160,9 +169,7 @@ def push(ticket_id: int) -> str:
         provider.http.on_exchange = attempt_log.add
         limits.govern(provider)
         if not ticket.account.enabled:
-            raise ProviderConfigurationError(
-                f"The account '{ticket.account.name}' is disabled; enable it, then retry."
-            )
+            raise ProviderConfigurationError(problems.disabled_message(ticket.account))
         ref = provider.create(ticket) if operation == CREATE else provider.update(ticket)
         sent_status = remote_status_sent(provider, ticket)
         decision = Decision(SyncState.SYNCED, SyncAttempt.Outcome.SUCCESS)
@@ -204,7 +211,8 @@ def decide(exc: Exception, *, ticket: Ticket, operation: str, sent: bool) -> Dec
     account = ticket.account
     provider_class = account.provider_class
     if isinstance(exc, (ProviderConfigurationError, CredentialsUnreadable)):
-        return Decision(SyncState.FAILED, SyncAttempt.Outcome.FAILED, str(exc))
+        message = str(exc) if not account.enabled else problems.account_message(exc, account=account)
+        return Decision(SyncState.FAILED, SyncAttempt.Outcome.FAILED, message, account_problem=True)
     if isinstance(exc, ProviderTransientError) and exc.may_have_applied and operation == CREATE:
         resend_safe = provider_class.create_is_idempotent or (account.settings or {}).get(
             "retry_unknown_creates", False
@@ -236,12 +244,14 @@ def decide(exc: Exception, *, ticket: Ticket, operation: str, sent: bool) -> Dec
     if isinstance(exc, ProviderError):
         # Only auth says the account is unhealthy; a refused field or an unknown id is this
         # ticket's problem and must not pause the account for everyone.
-        return Decision(
-            SyncState.FAILED,
-            SyncAttempt.Outcome.FAILED,
-            exc.message,
-            counts_against_account=isinstance(exc, ProviderAuthError),
-        )
+        if isinstance(exc, ProviderAuthError):
+            return Decision(SyncState.FAILED, SyncAttempt.Outcome.FAILED,
+                            problems.account_message(exc, account=account),
+                            counts_against_account=True, account_problem=True)
+        if isinstance(exc, ProviderValidationError):
+            return Decision(SyncState.FAILED, SyncAttempt.Outcome.FAILED,
+                            problems.field_message(exc, account=account))
+        return Decision(SyncState.FAILED, SyncAttempt.Outcome.FAILED, exc.message)
     log.exception("Unexpected error while pushing ticket %s", ticket.pk)
     if sent and operation == CREATE:
         return Decision(
@@ -284,6 +294,7 @@ def finish(
     now = timezone.now()
     fields = {
         "sending_since": None, "last_error": decision.message, "updated_at": now,
+        "account_problem": decision.account_problem,
         "settle_until": now + timedelta(seconds=decision.retry_in or 0) if decision.settle else None,
     }
     if ref is not None:
@@ -302,7 +313,9 @@ def finish(
                 synced_fields={"status": ticket.status, "remote_status": remote_status},
                 attempts=0, next_attempt_at=None,
             )
-            applied = fenced.filter(revision=ticket.revision).update(sync_state=SyncState.SYNCED, **fields)
+            # Fields the provider cannot take (ticket.local_only_fields) keep it "kept here only".
+            in_step = SyncState.LOCAL_ONLY if ticket.local_only_fields else SyncState.SYNCED
+            applied = fenced.filter(revision=ticket.revision).update(sync_state=in_step, **fields)
             if not applied:  # edited while we were sending: send the newer revision next
                 applied = fenced.filter(revision__gt=ticket.revision).update(
                     sync_state=SyncState.PENDING, **fields
@@ -315,9 +328,12 @@ def finish(
             )
             if retry_in <= MAX_COUNTDOWN:
                 requeue_in = retry_in
+        elif decision.state == SyncState.LOCAL_ONLY:
+            applied = fenced.update(sync_state=decision.state, next_attempt_at=None, attempts=0, **fields)
         else:
             applied = fenced.update(sync_state=decision.state, next_attempt_at=None, **fields)
-        attempt_log.save_for(ticket, operation, decision)
+        if decision.state != SyncState.LOCAL_ONLY:  # no call was made for a change kept here
+            attempt_log.save_for(ticket, operation, decision)
         if not applied:
             log.warning("Ticket %s was taken over while this worker sent it; "
                         "its outcome is recorded but not applied.", ticket.pk)
@@ -333,11 +349,14 @@ def finish(
 
 
 def record_account_health(account: ProviderAccount, decision: Decision) -> None:
-    """Feed the account's breaker: success closes it, unhealthy failures count towards a trip."""
+    """Feed the account's breaker: success closes it, unhealthy failures count towards a trip;
+    a problem only a provider admin can fix is reported to them (once per incident)."""
     if decision.state == SyncState.SYNCED:
         limits.record_success(account, just_read=True)
     elif decision.counts_against_account:
         limits.record_failure(account, decision.message)
+    if decision.account_problem:
+        problems.report(account, decision.message)
 
 
 # --- the sweeper --------------------------------------------------------------------------

@@ -6,8 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.utils import timezone
+
 from providers.base import REPLY, UPDATE
+from tickets import problems
 from tickets.models import SyncAttempt, SyncState, Ticket
+from tickets.pull import inbound_status_reader, remote_status_words
 
 BADGE_CLASSES = {
     SyncState.PENDING: "text-bg-secondary",
@@ -16,6 +20,7 @@ BADGE_CLASSES = {
     SyncState.FAILED: "text-bg-danger",
     SyncState.NEEDS_ATTENTION: "text-bg-warning",
     SyncState.CANCELLED: "text-bg-dark",
+    SyncState.LOCAL_ONLY: "text-bg-light border border-warning",
 }
 #: States in which a worker is about to act: the pages poll while a ticket is in one.
 BUSY_STATES = (SyncState.PENDING, SyncState.SENDING)
@@ -28,7 +33,10 @@ STATE_SENTENCES = {
     SyncState.NEEDS_ATTENTION: "The create may or may not have reached the provider. Look for it there: "
     "link its id if it exists, or retry if it does not.",
     SyncState.CANCELLED: "Sync was cancelled; nothing more is sent.",
+    # LOCAL_ONLY's sentence names the provider's reason (local_only_sentence).
 }
+ACCOUNT_PROBLEM_SENTENCE = ("Not sent: the account {account} has a problem that only a provider admin "
+                            "can fix. Ask one; the change is kept here.")
 
 OPERATION_DONE = {
     SyncAttempt.Operation.CREATE: "Created in {label}",
@@ -57,6 +65,42 @@ def safe_remote_url(url: str) -> str:
     return url if url.lower().startswith(("https://", "http://")) else ""
 
 
+def remote_status_label(ticket: Ticket, raw: str | None = None) -> str:
+    """The remote status in the console's words, by the account's status map: "Open (OP)"."""
+    return remote_status_words(ticket.account, ticket.remote_status if raw is None else raw)
+
+
+def local_only_sentence(ticket: Ticket) -> str:
+    provider_class = ticket.account.provider_class
+    return f"Kept here only — {provider_class.reason_kept_here(ticket.local_only_fields or [])}"
+
+
+def remote_difference(ticket: Ticket) -> str:
+    """For a change kept here only: what the provider still has, when it differs."""
+    if ticket.sync_state != SyncState.LOCAL_ONLY or not ticket.remote_status:
+        return ""
+    if ticket.account.provider_class.supports(UPDATE) and "status" not in (ticket.local_only_fields or []):
+        return ""  # the status itself is sent
+    if inbound_status_reader(ticket.account)(ticket.remote_status) == ticket.status:
+        return ""
+    label = ticket.account.provider_class.label
+    return (f"{label} still has it {remote_status_label(ticket)}; "
+            f"the console has {ticket.get_status_display()}.")
+
+
+def state_sentence(ticket: Ticket) -> str:
+    """The sync state in plain words, addressed to whoever can act on it."""
+    if ticket.sync_state == SyncState.LOCAL_ONLY:
+        return local_only_sentence(ticket)
+    if ticket.sync_state == SyncState.FAILED and ticket.account_problem:
+        return ACCOUNT_PROBLEM_SENTENCE.format(account=ticket.account.name)
+    account = ticket.account
+    paused = account.paused_until is not None and account.paused_until > timezone.now()
+    if ticket.sync_state == SyncState.PENDING and paused:
+        return f"Waiting: {problems.paused_sentence(account)}"
+    return STATE_SENTENCES.get(ticket.sync_state, "")
+
+
 def sync_summary(ticket: Ticket, *, replies_busy: bool = False) -> dict[str, Any]:
     """The sync fields the pages poll for (no secrets: states, the remote reference, an error)."""
     return {
@@ -67,7 +111,10 @@ def sync_summary(ticket: Ticket, *, replies_busy: bool = False) -> dict[str, Any
         "label": ticket.get_sync_state_display(),
         "badge_class": badge_class(ticket.sync_state),
         "busy": ticket.sync_state in BUSY_STATES,
-        "sentence": STATE_SENTENCES.get(ticket.sync_state, ""),
+        "sentence": state_sentence(ticket),
+        "remote_difference": remote_difference(ticket),
+        "remote_status": remote_status_label(ticket),
+        "account_problem": ticket.account_problem,
         "remote_number": ticket.remote_number or ticket.remote_id,
         "remote_url": safe_remote_url(ticket.remote_url),
         "last_error": ticket.last_error,

@@ -36,6 +36,7 @@ def test_production_mode_refuses_to_start_without_keys(tmp_path):
     result = manage("check", env={"CONSOLE_PRODUCTION": "1", "CONSOLE_STATE_DIR": str(tmp_path)})
     assert result.returncode != 0
     assert "DJANGO_SECRET_KEY" in result.stderr
+    assert "Traceback" not in result.stderr  # one line that says what to set
     assert not (tmp_path / "encryption.keys").exists()  # production never invents a key
 
 

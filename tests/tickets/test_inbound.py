@@ -153,4 +153,4 @@ def test_a_callback_that_contradicts_an_unsent_console_change_needs_attention(kn
     assert response.status_code == 200 and response.json()["applied"] is False
     ticket = refreshed(ticket)
     assert ticket.sync_state == SyncState.NEEDS_ATTENTION and ticket.status == "on_hold"
-    assert "'on_hold'" in ticket.last_error and "'RESOLVE'" in ticket.last_error
+    assert "the console has On hold, ChatOps Knight now has Resolved (RESOLVE)." in ticket.last_error

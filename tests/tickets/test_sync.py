@@ -55,16 +55,20 @@ def test_a_saved_ticket_is_pushed_by_the_worker_and_recorded_without_the_token(
 def test_a_wrong_token_fails_with_kaptures_message_and_is_not_retried(worker, sandbox, account_factory):
     account = account_factory("kapture", credentials={"token": "wrong-token-value"})
     ticket = settled(create(account), SyncState.FAILED)
-    assert ticket.last_error == "Invalid Auth Key"
+    # The account's problem, not the ticket's: said so, with Kapture's own words.
+    assert ticket.account_problem and ticket.last_error.startswith(
+        "Sandbox kapture's credentials were refused by Kapture CX (Kapture CX said: Invalid Auth Key).")
     assert ticket.attempts == 1
     assert SyncAttempt.objects.filter(ticket=ticket).count() == 1
     account.refresh_from_db()
-    assert account.consecutive_failures == 1 and account.last_error == "Invalid Auth Key"
+    assert account.consecutive_failures == 1 and "Invalid Auth Key" in account.last_error
+    assert account.problem_since is not None
 
 
 def test_an_http_200_failure_body_is_a_failure_never_a_success(worker, sandbox, account_factory):
     ticket = settled(create(account_factory("kapture"), title="   "), SyncState.FAILED)
-    assert ticket.last_error == "title is missing"
+    assert ticket.last_error == "Title: title is missing"  # the field it names, in the form's words
+    assert not ticket.account_problem
     assert ticket.remote_id == ""
     [attempt] = SyncAttempt.objects.filter(ticket=ticket)
     assert attempt.http_status == 200 and attempt.outcome == "failed"

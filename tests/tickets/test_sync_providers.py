@@ -44,7 +44,7 @@ def test_a_ticket_is_created_and_updated_in_each_provider(kind, worker, sandbox,
             "operation", flat=True
         )
         assert "update" in set(operations)
-    else:  # Keliweb: kept locally, never sent, and the reason is the provider's own
-        assert ticket.sync_state == SyncState.SYNCED and ticket.revision == 1
+    else:  # Keliweb: kept here, visibly (never "synced"), and the reason is the provider's own
+        assert ticket.sync_state == SyncState.LOCAL_ONLY and ticket.revision == 2
         assert "add a reply" in account.provider_class.reason_unsupported("update")
     assert remote_count(sandbox, kind) == 1  # never a second remote ticket

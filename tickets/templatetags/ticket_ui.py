@@ -27,3 +27,20 @@ def as_text(value) -> str:
     if isinstance(value, dict | list):
         return json.dumps(value, ensure_ascii=False)
     return "" if value is None else str(value)
+
+
+@register.simple_tag
+def account_problems_for(user) -> list:
+    """Accounts with a current problem, for the admin index's banner (tickets/access.py)."""
+    from tickets.access import watched_accounts
+    from tickets.problems import current_problems
+
+    accounts = watched_accounts(user)
+    return current_problems(accounts)
+
+
+@register.filter
+def manages_accounts(user) -> bool:
+    from tickets.access import can_manage_accounts
+
+    return can_manage_accounts(user)

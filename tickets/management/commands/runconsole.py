@@ -1,5 +1,6 @@
 """One command for a newcomer: migrate, a first admin, then web + worker/beat (+ sandbox)."""
 
+import fcntl
 import os
 import secrets
 import signal
@@ -11,12 +12,14 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from providers.demo import ensure_demo_accounts
 from providers.egress import allow_in_this_run
 
 ADMIN_USERNAME = "admin"
+#: A -W filter (action:message-start) for Celery's "running as superuser" SecurityWarning.
+ROOT_WARNING_FILTER = "ignore:You're running the worker with superuser privileges"
 
 
 class Command(BaseCommand):
@@ -31,6 +34,7 @@ class Command(BaseCommand):
                             help="Do not start the sandbox nor create demo accounts.")
 
     def handle(self, *args, **options):
+        self.lock = hold_run_lock(Path(settings.STATE_DIR) / "run.lock")
         call_command("migrate", interactive=False, verbosity=0)
         password_note = self.ensure_admin()
         demo = not options["no_demo"]
@@ -39,21 +43,27 @@ class Command(BaseCommand):
             # The sandbox is on loopback, which provider calls may not reach unless allow-listed:
             # allow exactly its host:port, here and in the web and worker processes started below.
             allow_in_this_run(f"127.0.0.1:{options['sandbox_port']}")
-            names = ensure_demo_accounts(sandbox_url)
+            admin = get_user_model().objects.filter(username=ADMIN_USERNAME).first()
+            names = ensure_demo_accounts(sandbox_url, acting_user=admin)
             self.stdout.write(f"Demo accounts pointing at the sandbox: {', '.join(names)}")
         manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
         commands = {
             "web": [*manage, "runserver", f"{options['host']}:{options['port']}", "--noreload"],
+            # WARNING: at INFO the worker and beat write a line for every sweep and pull
+            # (about a dozen a minute while idle); problems are warnings and still show.
             "worker": [
                 sys.executable, "-m", "celery", "-A", "console", "worker", "--beat",
-                "--loglevel", "INFO", "--concurrency", str(options["concurrency"]),
+                "--loglevel", "WARNING", "--concurrency", str(options["concurrency"]),
                 "--schedule", str(Path(settings.STATE_DIR) / "celerybeat-schedule"),
             ],
         }
         if demo:
             commands["sandbox"] = [*manage, "runsandbox", "--port", str(options["sandbox_port"])]
+        base = f"http://{options['host']}:{options['port']}"
         self.stdout.write(self.style.SUCCESS(
-            f"\nTicket Console: http://{options['host']}:{options['port']}/admin/\n"
+            "\nTicket Console is running:\n"
+            f"  support agents (tickets):                   {base}/\n"
+            f"  admin (provider accounts, bulk jobs, sync): {base}/admin/\n"
             f"  login: {ADMIN_USERNAME} / {password_note}\n"
             "  stop with Ctrl-C\n"
         ))
@@ -75,7 +85,7 @@ class Command(BaseCommand):
 
     def supervise(self, commands: dict[str, list[str]]) -> None:
         """Run the processes together; when one stops, or on Ctrl-C, stop them all."""
-        processes = {name: subprocess.Popen(cmd) for name, cmd in commands.items()}
+        processes = {name: subprocess.Popen(cmd, env=process_env(name)) for name, cmd in commands.items()}
         stopping = False
 
         def stop(*_):
@@ -102,3 +112,36 @@ class Command(BaseCommand):
             except subprocess.TimeoutExpired:
                 process.kill()
         sys.exit(exit_code)
+
+
+def process_env(name: str) -> dict[str, str]:
+    env = dict(os.environ)
+    if name == "worker" and os.geteuid() == 0:
+        # A local try-out as root (containers): Celery warns about it on every start (its
+        # C_FORCE_ROOT only lifts the refusal that comes with pickle, not the warning). Only
+        # this embedded worker; production runs workers as an ordinary user.
+        filters = [f for f in (env.get("PYTHONWARNINGS", ""), ROOT_WARNING_FILTER) if f]
+        env["PYTHONWARNINGS"] = ",".join(filters)
+    return env
+
+
+def hold_run_lock(path: Path):
+    """Refuse a second console on the same state directory (it would re-run migrations and
+    fail on the busy port). The lock goes with the process, however it ends."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+")  # noqa: SIM115 - held open for the life of the process
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        pid = handle.read().strip() or "unknown"
+        handle.close()
+        raise CommandError(
+            f"The console is already running (pid {pid}); stop it with Ctrl-C in its terminal "
+            "first, or open the URLs it printed."
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
