@@ -9,11 +9,12 @@ production mode (see docs/operations.md).
 
 import os
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 import environ
 
-from console.local_state import ensure_local_encryption_keys, ensure_local_secret
+from console.local_state import ensure_local_encryption_keys, ensure_local_secret, restrict_local_state
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
@@ -24,22 +25,22 @@ STATE_DIR = Path(env.str("CONSOLE_STATE_DIR", default=str(BASE_DIR / "var")))
 PRODUCTION = env.bool("CONSOLE_PRODUCTION", default=False)
 DEBUG = env.bool("DJANGO_DEBUG", default=not PRODUCTION)
 
-
-def required(name: str) -> str:
-    """A variable production mode cannot start without: one line saying so, not a traceback."""
-    value = env.str(name, default="").strip()
-    if not value:
-        raise SystemExit(f"CONSOLE_PRODUCTION=1 needs {name}: set it in the environment "
-                         "(README.md, 'Running scaled out').")
-    return value
-
+if not PRODUCTION:
+    # The embedded default keeps its database, broker and keys here: owner-only.
+    restrict_local_state(STATE_DIR)
 
 if PRODUCTION:
     # Production never invents keys: a lost key would make stored credentials unreadable.
-    SECRET_KEY = required("DJANGO_SECRET_KEY")
-    CONSOLE_ENCRYPTION_KEYS = [
-        key.strip() for key in required("CONSOLE_ENCRYPTION_KEYS").split(",") if key.strip()
-    ]
+    missing = [name for name in ("DJANGO_SECRET_KEY", "CONSOLE_ENCRYPTION_KEYS")
+               if not env.str(name, default="").strip()]
+    if missing:
+        # One line naming what to set, not a traceback, from manage.py, gunicorn and celery alike.
+        raise SystemExit(
+            f"Configuration error: Production mode (CONSOLE_PRODUCTION=1) needs {' and '.join(missing)} "
+            "set in the environment; see 'Credentials and keys' in README.md."
+        )
+    SECRET_KEY = env.str("DJANGO_SECRET_KEY").strip()
+    CONSOLE_ENCRYPTION_KEYS = [key.strip() for key in env.list("CONSOLE_ENCRYPTION_KEYS") if key.strip()]
 else:
     SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="") or ensure_local_secret(STATE_DIR)
     CONSOLE_ENCRYPTION_KEYS = env.list("CONSOLE_ENCRYPTION_KEYS", default=[]) or (
@@ -61,6 +62,7 @@ INSTALLED_APPS = [
     "crispy_forms",
     "crispy_bootstrap5",
     "django_celery_beat",
+    "axes",
     "providers",
     "tickets",
 ]
@@ -73,6 +75,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 if PRODUCTION:
@@ -147,8 +151,29 @@ STORAGES = {
 }
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(STATE_DIR / "media")))
 MEDIA_URL = "media/"
+# Attachments and exports are served through the console's views, never by a web server:
+# owner-only (octal modes, e.g. 640 / 750 when another user must read them).
+FILE_UPLOAD_PERMISSIONS = int(env.str("FILE_UPLOAD_PERMISSIONS", default="600"), 8)
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = int(env.str("FILE_UPLOAD_DIRECTORY_PERMISSIONS", default="700"), 8)
 #: Largest file a ticket may carry (bytes); providers may refuse smaller ones.
 ATTACHMENT_MAX_BYTES = env.int("ATTACHMENT_MAX_BYTES", default=10 * 1024 * 1024)
+
+# --- sign-in throttling (django-axes): the staff UI's and the admin's sign-in alike ---------
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # refuses a locked-out username + address first
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
+# Failed attempts, per username from one address, before that pair is locked out.
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("AXES_COOLOFF_MINUTES", default=15.0))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "console.lockout.lockout_response"
+# Its start-up banner and per-attempt INFO lines would be logged by every command and process.
+AXES_VERBOSE = False
+# The address is REMOTE_ADDR (django-ipware is not installed): behind a proxy every sign-in
+# shares the proxy's address, so the lock-out then falls on the username alone.
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "tickets:list"
@@ -167,6 +192,8 @@ if PRODUCTION:
     if env.bool("SECURE_PROXY_SSL_HEADER", default=False):
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_HTTPONLY = True
+# Error pages (DEBUG too) and error mails never show typed credentials or passwords.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "console.error_reports.CredentialHidingFilter"
 X_FRAME_OPTIONS = "DENY"
 
 # --- Celery ------------------------------------------------------------------------------

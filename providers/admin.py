@@ -14,8 +14,10 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.utils import formats, timezone
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
 from providers import callback_secret
@@ -103,6 +105,12 @@ class ProviderAccountAdmin(admin.ModelAdmin):
         if obj is not None:
             fieldsets.append(("Recent changes", {"fields": ("recent_changes",)}))
         return fieldsets
+
+    # Every POST to these views carries the whole change form: typed credentials, and the
+    # callback secret among the settings. None of it may reach a DEBUG page or an error report.
+    @method_decorator(sensitive_post_parameters())
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        return super().changeform_view(request, object_id, form_url, extra_context)
 
     def has_module_permission(self, request):
         return can_manage_accounts(request.user)
@@ -216,14 +224,17 @@ class ProviderAccountAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
+    @method_decorator(sensitive_post_parameters())
     def test_view(self, request, pk):
         account = get_object_or_404(ProviderAccount, pk=pk)
         self.report(request, account)
         return redirect("admin:providers_provideraccount_change", pk)
 
+    @method_decorator(sensitive_post_parameters())
     def pause_view(self, request, pk):
         return self.switch(request, pk, pause=True)
 
+    @method_decorator(sensitive_post_parameters())
     def resume_view(self, request, pk):
         return self.switch(request, pk, pause=False)
 

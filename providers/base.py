@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from django import forms
 
 from providers import callback_secret
+from providers.bounds import rate_limit_problem, timeout_problem
 from providers.errors import (
     ProviderConfigurationError,
     ProviderError,
@@ -107,6 +108,14 @@ class Provider:
         self, account: ProviderAccount, *, on_exchange: Callable[[Exchange], None] | None = None
     ) -> None:
         self.account = account
+        # A stored value outside the bounds (written around the form and the import) is a
+        # configuration error before anything is sent: 1/rate would overflow, and requests
+        # refuses a zero timeout only once the call is already being recorded as sent.
+        for problem in (rate_limit_problem(account.rate_limit), timeout_problem(account.timeout)):
+            if problem:
+                raise ProviderConfigurationError(
+                    f"The account '{account.name}' cannot be used: {problem} Fix it under Limits."
+                )
         self.credentials = account.get_credentials()
         self.redactor = Redactor({str(v) for v in self.credentials.values() if v})
         if self.calls_back and account.callback_secret_set_at:

@@ -35,10 +35,14 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.db import transaction
+from django.views.decorators.debug import sensitive_variables
 
 from console.crypto import CredentialsUnreadable
+from console.jsonguard import MAX_DEPTH, JSONRefused, nesting_depth, value_problem
+from console.jsonguard import loads as guarded_loads
+from providers.bounds import rate_limit_problem, timeout_problem
 from providers.egress import base_url_problem
-from providers.forms import CREDENTIALS_LABEL, SECRET_SETTINGS, mapping_errors
+from providers.forms import CREDENTIALS_LABEL, SECRET_SETTINGS, mapping_errors, shown
 from providers.models import ProviderAccount
 from providers.registry import PROVIDERS, get_provider_class
 
@@ -95,20 +99,48 @@ def dump(document: dict[str, Any], fmt: str) -> str:
 
 
 # --- import ------------------------------------------------------------------------------------
-def parse(text: str, *, filename: str = "") -> Any:
-    """JSON or YAML, by the file's extension, else by its content."""
+#: Bounds of an accounts document: far above any real one, far below what hurts.
+DOCUMENT_MAX_CHARS = 5 * 1024 * 1024
+
+
+def parse(text: str | bytes, *, filename: str = "") -> Any:
+    """JSON or YAML, by the file's extension, else by its content; bounded like every JSON
+    input (console/jsonguard.py): size, nesting, NaN/Infinity."""
     lowered = filename.lower()
+    label = filename or "The document"
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError([f"{label} is not UTF-8 text (byte {exc.start} cannot be read); "
+                               "save it as UTF-8."]) from None
+    if len(text) > DOCUMENT_MAX_CHARS:
+        raise ConfigError([f"{label} is too large ({len(text):,} characters; at most "
+                           f"{DOCUMENT_MAX_CHARS:,})."])
+    if nesting_depth(text) > MAX_DEPTH:  # flow-style YAML nests with the same brackets
+        raise ConfigError([f"{label} nests deeper than {MAX_DEPTH} levels."])
     try:
         if lowered.endswith(".json"):
-            return json.loads(text)
-        if lowered.endswith((".yaml", ".yml")):
-            return yaml.safe_load(text)
-        try:
-            return json.loads(text)
-        except ValueError:
-            return yaml.safe_load(text)
+            document = guarded_loads(text, max_chars=DOCUMENT_MAX_CHARS)
+        elif lowered.endswith((".yaml", ".yml")):
+            document = yaml.safe_load(text)
+        else:
+            try:
+                document = guarded_loads(text, max_chars=DOCUMENT_MAX_CHARS)
+            except JSONRefused as exc:
+                if not exc.syntax:
+                    raise
+                document = yaml.safe_load(text)
+    except JSONRefused as exc:
+        raise ConfigError([f"{label} cannot be used: {exc}"]) from None
     except (ValueError, yaml.YAMLError) as exc:
-        raise ConfigError([f"{filename or 'The document'} is not valid JSON or YAML: {exc}"]) from None
+        raise ConfigError([f"{label} is not valid JSON or YAML: {exc}"]) from None
+    except RecursionError:  # block-style YAML nested by indentation alone
+        raise ConfigError([f"{label} nests too deep."]) from None
+    problem = value_problem(document)
+    if problem:  # YAML's .nan and .inf, or indentation nesting past the bound
+        raise ConfigError([f"{label} cannot be used: {problem}"])
+    return document
 
 
 @dataclass
@@ -154,14 +186,13 @@ def check_entry(entry: Any, position: int, environ: Mapping[str, str]) -> tuple[
                 problems.append(f"{where}: base_url: {problem}")
     if "enabled" in values and not isinstance(values["enabled"], bool):
         problems.append(f"{where}: enabled must be true or false.")
-    for number in ("rate_limit", "timeout"):
-        value = values.get(number, 1)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            problems.append(f"{where}: {number} must be a number ≥ 0.")
+    for number, problem_of in (("rate_limit", rate_limit_problem), ("timeout", timeout_problem)):
+        if number in values and problem_of(values[number]):
+            problems.append(f"{where}: {number}: {problem_of(values[number])} (got {shown(values[number])})")
     provider_class = get_provider_class(kind)
     for name_, messages in mapping_errors(
         settings=values.get("settings", {}), status_map=values.get("status_map", {}),
-        priority_map=values.get("priority_map", {}),
+        priority_map=values.get("priority_map", {}), kind=kind,
     ).items():
         problems += [f"{where}: {name_}: {message}" for message in messages]
     credentials = None
@@ -171,6 +202,7 @@ def check_entry(entry: Any, position: int, environ: Mapping[str, str]) -> tuple[
     return Planned(name.strip(), values, credentials), problems
 
 
+@sensitive_variables("values", "environ")
 def resolve_credentials(
     given: Any, provider_class, environ: Mapping[str, str]
 ) -> tuple[dict[str, str], list[str]]:

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from django import forms
-from django.core.exceptions import ValidationError
-from django.core.validators import URLValidator
 from django.template.loader import render_to_string
 from django.utils import formats
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_variables
 
+from console.jsonguard import GuardedJSONField, JSONRefused, value_problem
+from console.jsonguard import loads as guarded_loads
+from providers.bounds import ENGINE_SETTINGS
 from providers.egress import base_url_problem
 from providers.models import ProviderAccount
 from providers.registry import PROVIDERS, get_provider_class
@@ -113,19 +115,23 @@ def show_value(value: Any, *, json_values: bool) -> str:
         if not json_values:
             return value
         try:
-            json.loads(value)
-        except ValueError:
-            return value  # plain text that cannot be mistaken for JSON
+            guarded_loads(value)
+        except JSONRefused as exc:
+            if exc.syntax:
+                return value  # plain text that cannot be mistaken for JSON
         return json.dumps(value)
     return json.dumps(value)
 
 
 def read_value(text: str, *, json_values: bool, samples: list) -> Any:
+    """Raises JSONRefused for JSON beyond the guard's bounds (too deep, NaN, 1e999)."""
     text = text.strip()
     if json_values:
         try:
-            return json.loads(text)
-        except ValueError:
+            return guarded_loads(text)
+        except JSONRefused as exc:
+            if not exc.syntax:
+                raise
             return text
     # A provider that speaks numbers (Knight's priorities 1-4) gets numbers back.
     if samples and all(isinstance(s, int) for s in samples) and text.lstrip("-").isdigit():
@@ -139,10 +145,15 @@ class MappingTableWidget(forms.Widget):
     Posts without the table inputs (scripts, older tests) fall back to the raw JSON value.
     """
 
+    #: Most rows one table takes from a post (a forged row count must not loop for ever).
+    MAX_ROWS = 500
+
     def __init__(self, tables: tuple[Table, ...], attrs=None) -> None:
         super().__init__(attrs)
         self.tables = tables
         self.kind = ""
+        #: Cells the last post could not take ("key: reason"); the form shows them on the field.
+        self.refused: list[str] = []
 
     def rows_of(self, table: Table, mapping: dict) -> list[dict]:
         rows = [{"key": key, "fixed": True, "value": mapping.get(key)} for key in table.fixed_keys]
@@ -157,8 +168,8 @@ class MappingTableWidget(forms.Widget):
 
     def render(self, name, value, attrs=None, renderer=None):
         try:
-            data = json.loads(value) if isinstance(value, str) else (value or {})
-        except ValueError:
+            data = guarded_loads(value) if isinstance(value, str) else (value or {})
+        except JSONRefused:
             data = {}
         data = data if isinstance(data, dict) else {}
         vocabularies = {kind: vocabulary(kind) for kind in PROVIDERS}
@@ -183,21 +194,27 @@ class MappingTableWidget(forms.Widget):
             return data.get(name)
         samples = vocabulary(data["kind"]) if data.get("kind") in PROVIDERS else {}
         result: dict[str, Any] = {}
+        self.refused = []
         for table in self.tables:
             prefix = f"{name}__{table.section or 'all'}"
             mapping: dict[str, Any] = {}
             try:
-                count = int(data.get(f"{prefix}__rows", 0))
+                count = min(max(0, int(data.get(f"{prefix}__rows", 0))), self.MAX_ROWS)
             except ValueError:
                 count = 0
             for index in range(count):
                 key = str(data.get(f"{prefix}__key__{index}", "")).strip()
                 text = str(data.get(f"{prefix}__value__{index}", "")).strip()
                 if key and text:
-                    mapping[key] = read_value(
-                        text, json_values=table.json_values,
-                        samples=samples.get(table.value_vocabulary, []),
-                    )
+                    try:
+                        mapping[key] = read_value(
+                            text, json_values=table.json_values,
+                            samples=samples.get(table.value_vocabulary, []),
+                        )
+                    except JSONRefused as exc:
+                        # Kept as typed, so the re-rendered table shows it with the reason.
+                        mapping[key] = text
+                        self.refused.append(f"'{key[:60]}': {exc}")
             if table.section:
                 if mapping:
                     result[table.section] = mapping
@@ -209,47 +226,13 @@ class MappingTableWidget(forms.Widget):
         return f"{name}__tables" not in data and name not in data
 
 
-def _is_number(value: Any, *, low: float, high: float) -> bool:
-    """A real number within [low, high] (JSON lets through Infinity and 1e999)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
+NUMBER_FIELDS = (forms.IntegerField, forms.FloatField, forms.DecimalField)
 
 
-def _group_names(value: Any) -> bool:
-    # A single name is read as a list of one (tickets/access.py).
-    names = [value] if isinstance(value, str) else value
-    return isinstance(names, list) and bool(names) and all(isinstance(n, str) and n.strip() for n in names)
-
-
-def _web_url(value: Any) -> bool:
-    try:
-        URLValidator(schemes=["http", "https"])(value)
-    except (ValidationError, TypeError):
-        return False
-    return True
-
-
-def _search_url(value: Any) -> bool:
-    # Exactly one {query} and no other braces: the page puts the text to look for there.
-    return (isinstance(value, str) and value.count("{query}") == 1
-            and "{" not in value.replace("{query}", "") and "}" not in value.replace("{query}", "")
-            and _web_url(value.replace("{query}", "x")))
-
-
-#: Account settings the console reads (tickets/sync.py, tickets/limits.py, tickets/access.py,
-#: tickets/lookup.py), each with what a valid value is. A wrong type would otherwise fail every
-#: push of the account.
-ENGINE_SETTINGS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "retry_unknown_creates": (lambda v: isinstance(v, bool), "true or false"),
-    "breaker_threshold": (lambda v: _is_number(v, low=1, high=1000) and int(v) == v,
-                          "a whole number from 1 to 1000"),
-    "breaker_cooldown": (lambda v: _is_number(v, low=0.1, high=86400),
-                         "a number of seconds from 0.1 to 86400 (a day; pause the account for longer)"),
-    "allowed_groups": (_group_names, 'a group name or a list of them, e.g. ["Support EU"]'),
-    # The provider's own UI, linked from a ticket whose create's outcome is unknown.
-    "web_url": (_web_url, "an http(s) address of the provider's own UI"),
-    "web_search_url": (_search_url, "an http(s) address with {query} where the text to search "
-                                    "for goes, e.g. https://acme.example.com/search?q={query}"),
-}
+def shown(value: Any) -> str:
+    """A value quoted in a message: short, whatever was typed."""
+    text = json.dumps(value, ensure_ascii=False) if value_problem(value) is None else repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
 
 
 #: Keys that must never be a plain setting: the callback secret is kept encrypted
@@ -257,9 +240,34 @@ ENGINE_SETTINGS: dict[str, tuple[Callable[[Any], bool], str]] = {
 SECRET_SETTINGS = ("callback_secret",)
 
 
-def mapping_errors(*, settings: Any, status_map: Any, priority_map: Any) -> dict[str, list[str]]:
+def numeric_default_errors(kind: Any, settings: dict) -> list[str]:
+    """Defaults of the provider's numeric ticket fields, checked as that field checks what an
+    agent types (a default the create form would refuse must not be stored)."""
+    if kind not in PROVIDERS or get_provider_class(kind).extra_form is None:
+        return []
+    form_class = get_provider_class(kind).extra_form
+    numeric = {key: value for key, value in settings.items()
+               if isinstance(form_class.base_fields.get(key), NUMBER_FIELDS)}
+    if not numeric:
+        return []
+    form = form_class(data={key: value if isinstance(value, str) else json.dumps(value)
+                            for key, value in numeric.items()})
+    form.is_valid()
+    return [f"'{key}' (default of the ticket field \"{form.fields[key].label or key}\"): {message}"
+            for key in numeric for message in form.errors.get(key, [])]
+
+
+def mapping_errors(
+    *, settings: Any, status_map: Any, priority_map: Any, kind: Any = None
+) -> dict[str, list[str]]:
     """What is wrong with an account's defaults and maps, by field (shared with import_accounts)."""
     errors: dict[str, list[str]] = {}
+    for name, value in (("settings", settings), ("status_map", status_map), ("priority_map", priority_map)):
+        problem = value_problem(value)
+        if problem:  # too deep, NaN, 1e999: nothing more can be said of it
+            errors[name] = [problem]
+    if errors:
+        return errors
 
     def scalar(value: Any) -> bool:
         return isinstance(value, (str, int)) and not isinstance(value, bool) and value != ""
@@ -267,13 +275,14 @@ def mapping_errors(*, settings: Any, status_map: Any, priority_map: Any) -> dict
     if not isinstance(settings, dict):
         errors["settings"] = ["Defaults must be an object of setting → value."]
     else:
-        problems = [f"'{key}' must be {expected} (got {json.dumps(settings[key])})."
+        problems = [f"'{key}' must be {expected} (got {shown(settings[key])})."
                     for key, (valid, expected) in ENGINE_SETTINGS.items()
                     if key in settings and not valid(settings[key])]
         # The value is not repeated: it is the secret.
         problems += [f"'{key}' is not a setting: the callback secret is kept encrypted and "
                      "changed with the \"Rotate callback secret\" action." for key in SECRET_SETTINGS
                      if key in settings]
+        problems += numeric_default_errors(kind, settings)
         if problems:
             errors["settings"] = problems
     if not isinstance(status_map, dict):
@@ -322,6 +331,10 @@ class BaseProviderAccountForm(forms.ModelForm):
             "status_map": MappingTableWidget(STATUS_TABLES),
             "priority_map": MappingTableWidget(PRIORITY_TABLES),
         }
+        # Bounded parsing (depth, size, NaN/Infinity): a refusal is a message on the field.
+        field_classes = {
+            "settings": GuardedJSONField, "status_map": GuardedJSONField, "priority_map": GuardedJSONField,
+        }
 
     credentials_changed = False
     new_credentials: dict = {}
@@ -345,6 +358,7 @@ class BaseProviderAccountForm(forms.ModelForm):
                     "Leave blank to keep it. " + str(field.help_text or "")
                 )
 
+    @method_decorator(sensitive_variables("stored", "values", "entered"))
     def credentials_after_save(self, kind: str) -> tuple[dict, bool]:
         """The credential set this form would store, and whether it differs from the stored one."""
         provider_class = get_provider_class(kind)
@@ -366,6 +380,7 @@ class BaseProviderAccountForm(forms.ModelForm):
             raise forms.ValidationError(problem, code="unreachable_host")
         return url
 
+    @method_decorator(sensitive_variables("cleaned", "values"))
     def clean(self):
         cleaned = super().clean()
         kind = cleaned.get("kind")
@@ -374,9 +389,13 @@ class BaseProviderAccountForm(forms.ModelForm):
         for key in get_provider_class(kind).credential_fields:
             if cleaned.get(credential_field_name(kind, key)) and cleaned.get(clear_field_name(kind, key)):
                 self.add_error(clear_field_name(kind, key), "Enter a new value or clear it, not both.")
+        for name in ("settings", "status_map", "priority_map"):
+            refused = self.fields[name].widget.refused
+            if refused and name in cleaned:
+                self.add_error(name, [f"{cell} Enter it again." for cell in refused])
         for name, problems in mapping_errors(
             settings=cleaned.get("settings", {}), status_map=cleaned.get("status_map", {}),
-            priority_map=cleaned.get("priority_map", {}),
+            priority_map=cleaned.get("priority_map", {}), kind=kind,
         ).items():
             if name in cleaned:
                 self.add_error(name, problems)

@@ -66,7 +66,7 @@ class ApiResponse:
         """The body as JSON, or None when it is not JSON."""
         try:
             return json.loads(self.text)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than Python recurses
             return None
 
 
@@ -105,11 +105,9 @@ class Redactor:
         secret-looking JSON keys masked too, since a token answer is recorded before the
         provider has read (and registered) the token it carries."""
         try:
-            data = json.loads(text)
-        except ValueError:
+            masked = json.dumps(self.fields(json.loads(text)), ensure_ascii=False)
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than Python recurses
             masked = SECRET_IN_JSON_TEXT.sub(rf"\g<1>{REDACTED}\g<2>", self.text(text))
-        else:
-            masked = json.dumps(self.fields(data), ensure_ascii=False)
         return masked[:limit]
 
     def headers(self, headers: dict[str, str]) -> dict[str, str]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from django import forms
 
+from console.jsonguard import GuardedJSONField
 from providers.base import CREATE, FETCH, REPLY, TEST, UPDATE, Provider, RemoteRef, RemoteState, lenient_get
 from providers.errors import (
     ProviderAuthError,
@@ -31,7 +32,7 @@ CALLBACK_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 class KaptureTicketForm(forms.Form):
     """Kapture's own ticket fields, kept in Ticket.extra."""
 
-    extra_keys = forms.JSONField(
+    extra_keys = GuardedJSONField(
         required=False,
         label="Extra keys",
         help_text='Extra body keys your Kapture account maps, e.g. {"order_id": "A-17"}.',

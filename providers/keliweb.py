@@ -30,6 +30,7 @@ from urllib.parse import urlencode
 
 from django import forms
 
+from console.jsonguard import GuardedJSONField
 from providers.base import CREATE, FETCH, REPLY, TEST, RemoteRef, RemoteReply, RemoteState
 from providers.errors import (
     ProviderAuthError,
@@ -117,10 +118,10 @@ class KeliwebTicketForm(forms.Form):
     serviceid = forms.IntegerField(required=False, min_value=1, label="Service ID")
     domainid = forms.IntegerField(required=False, min_value=1, label="Domain ID")
     markdown = forms.BooleanField(required=False, help_text="Render the message as Markdown.")
-    customfields = forms.JSONField(
+    customfields = GuardedJSONField(
         required=False, label="Custom fields", help_text='Custom field ID: value, e.g. {"12": "Google"}.'
     )
-    attachments = forms.JSONField(
+    attachments = GuardedJSONField(
         required=False, help_text='Files as [{"name": "log.txt", "data_base64": "..."}].'
     )
 

@@ -31,6 +31,7 @@ from typing import Any
 import jwt
 from django import forms
 
+from console.jsonguard import GuardedJSONField
 from providers import callback_secret
 from providers.base import CREATE, TEST, UPDATE, Provider, RemoteRef
 from providers.errors import (
@@ -93,7 +94,7 @@ class StringListField(forms.Field):
 class KnightTicketForm(forms.Form):
     """Knight's own ticket fields, kept in Ticket.extra; blanks come from the account settings."""
 
-    account_code_locators = forms.JSONField(
+    account_code_locators = GuardedJSONField(
         required=False,
         label="Account code locators",
         help_text='How Knight finds the account, e.g. [{"SearchKey": "accountCode", "SearchValue": "acme"}].',

@@ -2,6 +2,14 @@ from django.db import models
 from django.utils import timezone
 
 from providers import callback_secret
+from providers.bounds import (
+    RATE_LIMIT_MAX,
+    RATE_LIMIT_MIN,
+    TIMEOUT_MAX,
+    TIMEOUT_MIN,
+    validate_rate_limit,
+    validate_timeout,
+)
 from providers.fields import EncryptedJSONField, SealedJSON
 from providers.registry import kind_choices
 
@@ -25,8 +33,15 @@ class ProviderAccount(models.Model):
     status_map = models.JSONField(default=dict, blank=True)
     priority_map = models.JSONField(default=dict, blank=True)
     enabled = models.BooleanField(default=True)
-    rate_limit = models.FloatField(default=5.0, help_text="Requests per second, shared by all workers.")
-    timeout = models.FloatField(default=15.0, help_text="Seconds to wait for each answer.")
+    rate_limit = models.FloatField(
+        default=5.0, validators=[validate_rate_limit],
+        help_text=f"Requests per second, shared by all workers: 0 (no limit) or "
+        f"{RATE_LIMIT_MIN:g} to {RATE_LIMIT_MAX:,.0f}.",
+    )
+    timeout = models.FloatField(
+        default=15.0, validators=[validate_timeout],
+        help_text=f"Seconds to wait for each answer ({TIMEOUT_MIN:g} to {TIMEOUT_MAX:g}).",
+    )
     # health
     last_ok_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_error = models.TextField(blank=True, editable=False)
@@ -47,6 +62,19 @@ class ProviderAccount(models.Model):
     class Meta:
         ordering = ["name"]
         permissions = [("manage_provider_accounts", "Can configure provider accounts")]
+        # The same bounds as the validators, for rows written around the form and the import
+        # (NaN fails both: it is stored as NULL by SQLite and sorts above all in PostgreSQL).
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(rate_limit=0)
+                | models.Q(rate_limit__gte=RATE_LIMIT_MIN, rate_limit__lte=RATE_LIMIT_MAX),
+                name="provideraccount_rate_limit_range",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(timeout__gte=TIMEOUT_MIN, timeout__lte=TIMEOUT_MAX),
+                name="provideraccount_timeout_range",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -34,6 +34,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
+from console.jsonguard import GuardedJSONField
 from providers.base import CREATE, FETCH, TEST, UPDATE, RemoteRef, RemoteState, lenient_get
 from providers.errors import (
     ProviderAuthError,
@@ -192,7 +193,7 @@ class MotadataTicketForm(forms.Form):
     location_name = forms.CharField(
         required=False, max_length=200, help_text="Must exist in Motadata with exactly this name."
     )
-    custom_fields = forms.JSONField(
+    custom_fields = GuardedJSONField(
         required=False,
         help_text='customFieldValueDetails, e.g. {"35": {"type": 1, "stringValue": "Open"}}; '
         "field ids come from the account's custom-field list.",

@@ -67,3 +67,10 @@ def wait_for(predicate, *, timeout: float = 30.0, interval: float = 0.2, message
         if time.monotonic() > deadline:
             raise AssertionError(message or f"condition not met within {timeout} s")
         time.sleep(interval)
+
+
+def callback_path(account, secret: str) -> str:
+    """Where Knight (the provider that calls back) posts for `account`; the secret is in the path."""
+    from django.urls import reverse
+
+    return reverse("inbound-knight", kwargs={"account_id": account.pk, "secret": secret})

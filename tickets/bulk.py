@@ -165,6 +165,17 @@ def export_dir(job: BulkJob) -> str:
     return f"exports/job-{job.pk}"
 
 
+# A cell starting with one of these is read as a formula by spreadsheet programs (OWASP
+# "CSV injection"): =HYPERLINK(...) in a title would run when the export is opened.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: object) -> str:
+    """The cell as text, with a leading ' when a spreadsheet would take it as a formula."""
+    text = "" if value is None else str(value)
+    return f"'{text}" if text.startswith(FORMULA_STARTS) else text
+
+
 def export_chunk(job: BulkJob, ticket_ids: list[int]) -> services.BulkOutcome:
     """Write one chunk's rows as a part file in storage (parts survive a restarted task)."""
     outcome = services.BulkOutcome()
@@ -172,11 +183,11 @@ def export_chunk(job: BulkJob, ticket_ids: list[int]) -> services.BulkOutcome:
     writer = csv.writer(buffer)
     written = []
     for ticket in Ticket.objects.select_related("account").filter(pk__in=ticket_ids).order_by("pk"):
-        writer.writerow([
+        writer.writerow([spreadsheet_safe(value) for value in (
             ticket.reference, ticket.title, ticket.account.name, ticket.account.kind, ticket.status,
             ticket.priority, ticket.sync_state, ticket.remote_id, ticket.remote_number, ticket.remote_url,
             ticket.requester_email, ticket.requester_name, ticket.created_at.isoformat(),
-        ])
+        )])
         written.append(ticket.pk)
     part = f"{export_dir(job)}/part-{ticket_ids[0]:012d}.csv"
     if default_storage.exists(part):  # written by a try whose transaction did not commit

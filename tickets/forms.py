@@ -1,5 +1,6 @@
 from django import forms
 
+from console.jsonguard import GuardedJSONField
 from tickets.models import Ticket
 
 
@@ -12,6 +13,8 @@ class TicketForm(forms.ModelForm):
             "account", "title", "description", "requester_email", "requester_name",
             "priority", "impact", "status", "due_at", "tags", "extra",
         ]
+        # Bounded parsing (console/jsonguard.py): deep or non-finite JSON is a field error.
+        field_classes = {"tags": GuardedJSONField, "extra": GuardedJSONField}
 
     def clean(self):
         cleaned = super().clean()

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from console.jsonguard import JSONRefused
+from console.jsonguard import loads as guarded_loads
 from providers import callback_secret
 from providers.models import ProviderAccount
 from tickets.models import InboundEvent, Ticket
-from tickets.pull import apply_remote_status, inbound_status_reader
+from tickets.pull import REMOTE_STATUS_MAX_LENGTH, apply_remote_status, inbound_status_reader
 
 #: A stand-in compared when there are fewer real secrets than can be accepted, so the time
 #: taken tells nothing about which accounts exist or whether a rotation is in its grace.
@@ -40,7 +41,9 @@ class Received:
 
 def receive(*, kind: str, account_id: int, secret: str, body: bytes) -> Received:
     """Check the secret, store the body once, apply it when it says which ticket and status."""
-    account = ProviderAccount.objects.filter(pk=account_id, kind=kind).first()
+    # An id past the 64-bit column (the URL takes any digits) names no account.
+    in_range = 0 < account_id < 2**63
+    account = ProviderAccount.objects.filter(pk=account_id, kind=kind).first() if in_range else None
     accepted = (
         [value.encode() for value in callback_secret.accepted(account, now=timezone.now())]
         if account is not None and callback_secret.calls_back(account) else []
@@ -67,9 +70,12 @@ def receive(*, kind: str, account_id: int, secret: str, body: bytes) -> Received
 
 def parse(body: bytes) -> tuple[dict, str]:
     try:
-        data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        return {"raw": body.decode("utf-8", errors="replace")}, "Not JSON: stored, not applied."
+        data = guarded_loads(body)
+    except JSONRefused as exc:
+        note = "Not JSON" if exc.syntax else f"Not usable JSON ({exc})"
+        # NUL cannot be stored in PostgreSQL text or jsonb: shown as U+FFFD like other bad bytes.
+        raw = body.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+        return {"raw": raw}, f"{note}: stored, not applied."
     if not isinstance(data, dict):
         return {"raw": data}, "Not a JSON object: stored, not applied."
     return data, ""
@@ -89,6 +95,9 @@ def apply(event: InboundEvent) -> None:
     event.ticket = ticket
     if not status:
         event.note = "No status in the payload: stored with the ticket."
+    elif len(status) > REMOTE_STATUS_MAX_LENGTH:
+        event.note = (f"Status of {len(status):,} characters (at most {REMOTE_STATUS_MAX_LENGTH}): "
+                      "stored, not applied.")
     elif inbound_status_reader(event.account)(status) is None:
         event.note = f"Status '{status[:40]}' is not in the account's inbound status map."
         apply_remote_status(ticket_id=ticket.pk, remote_status=status)  # keeps the raw value
@@ -100,5 +109,6 @@ def apply(event: InboundEvent) -> None:
             "unchanged": f"Status {status}: nothing to change.",
             "conflict": "The console changed the status too: the ticket needs attention.",
             "skipped": "The ticket was being sent: not applied; the next update or pull settles it.",
+            "refused": "The status is too long: stored, not applied.",
         }[outcome]
     event.save(update_fields=["ticket", "applied", "note"])

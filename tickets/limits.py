@@ -20,6 +20,7 @@ from django.db import transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
+from providers.bounds import engine_setting
 from providers.models import ProviderAccount
 
 #: How far in the future "until resumed" is.
@@ -35,13 +36,15 @@ class AccountBusy(Exception):
 
 
 # --- settings ----------------------------------------------------------------------------
+# A stored value the form would refuse (NaN, 1e999, "5") falls back to the default: the
+# breaker runs before the push's error handling, so it must not raise.
 def breaker_threshold(account: ProviderAccount) -> int:
-    value = (account.settings or {}).get("breaker_threshold")
+    value = engine_setting(account.settings, "breaker_threshold")
     return max(1, int(value or settings.SYNC_BREAKER_THRESHOLD))
 
 
 def breaker_cooldown(account: ProviderAccount) -> timedelta:
-    value = (account.settings or {}).get("breaker_cooldown")
+    value = engine_setting(account.settings, "breaker_cooldown")
     return timedelta(seconds=float(value or settings.SYNC_BREAKER_COOLDOWN))
 
 

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from console.crypto import CredentialsUnreadable
 from providers.base import CREATE, UPDATE, RemoteRef
+from providers.bounds import engine_setting
 from providers.errors import (
     ProviderAuthError,
     ProviderConfigurationError,
@@ -214,8 +215,8 @@ def decide(exc: Exception, *, ticket: Ticket, operation: str, sent: bool) -> Dec
         message = str(exc) if not account.enabled else problems.account_message(exc, account=account)
         return Decision(SyncState.FAILED, SyncAttempt.Outcome.FAILED, message, account_problem=True)
     if isinstance(exc, ProviderTransientError) and exc.may_have_applied and operation == CREATE:
-        resend_safe = provider_class.create_is_idempotent or (account.settings or {}).get(
-            "retry_unknown_creates", False
+        resend_safe = provider_class.create_is_idempotent or bool(
+            engine_setting(account.settings, "retry_unknown_creates")
         )
         if not resend_safe:
             return Decision(
@@ -393,7 +394,7 @@ def recover_abandoned(ticket: Ticket) -> int:
     """A row stuck in `sending`: its worker died. An update is simply sent again; a create
     may have reached the provider, so unless a resend is safe a person decides."""
     resend_safe = bool(ticket.remote_id) or ticket.account.provider_class.create_is_idempotent or (
-        (ticket.account.settings or {}).get("retry_unknown_creates", False)
+        bool(engine_setting(ticket.account.settings, "retry_unknown_creates"))
     )
     fields = {"sending_since": None, "next_attempt_at": None, "enqueued_at": None}
     if resend_safe:

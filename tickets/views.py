@@ -51,6 +51,15 @@ def ticket_for(request: HttpRequest, pk: int) -> Ticket:
     return get_object_or_404(visible_tickets(request.user), pk=pk)
 
 
+def parse_pk(value: Any) -> int | None:
+    """A primary key from a query or form value, or None: ASCII digits that fit a 64-bit
+    column ("²".isdigit() is True, and 30 digits overflow the database driver)."""
+    text = str(value or "")
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+        return None
+    return int(text)
+
+
 # --- list --------------------------------------------------------------------------------
 @require_GET
 @agent_view("tickets.view_ticket")
@@ -73,7 +82,7 @@ def ticket_list(request: HttpRequest) -> HttpResponse:
 @agent_view("tickets.view_ticket")
 def sync_states(request: HttpRequest) -> JsonResponse:
     """The sync state of the tickets named by ?id= (the pages poll this while syncing)."""
-    ids = [int(value) for value in request.GET.getlist("id")[:100] if value.isdigit()]
+    ids = [pk for pk in map(parse_pk, request.GET.getlist("id")[:100]) if pk is not None]
     tickets = visible_tickets(request.user).filter(pk__in=ids)
     busy_replies = Reply.objects.filter(ticket__in=tickets, sync_state__in=BUSY_STATES)
     replies_busy = set(busy_replies.values_list("ticket_id", flat=True))
@@ -84,9 +93,10 @@ def sync_states(request: HttpRequest) -> JsonResponse:
 
 # --- create ------------------------------------------------------------------------------
 def chosen_account(accounts: QuerySet[ProviderAccount], value: Any) -> ProviderAccount | None:
-    if value in (None, "") or not str(value).isdigit():
+    pk = parse_pk(value)
+    if pk is None:
         return accounts.first() if accounts.count() == 1 else None
-    return accounts.filter(pk=int(value)).first()
+    return accounts.filter(pk=pk).first()
 
 
 def typed_values(form) -> dict[str, Any]:

@@ -6,11 +6,10 @@ from datetime import timedelta
 
 import pytest
 from django.db.models import F
-from django.urls import reverse
 from django.utils import timezone
 
 from providers.models import ProviderAccount
-from tests.helpers import wait_for
+from tests.helpers import callback_path, wait_for
 from tickets import services
 from tickets.models import InboundEvent, SyncAttempt, SyncState, Ticket
 
@@ -28,10 +27,6 @@ def knight(account_factory):
     secret = services.ensure_callback_secret(account=account)
     account.refresh_from_db()
     return account, secret
-
-
-def callback_path(account, secret: str) -> str:
-    return reverse("inbound-knight", kwargs={"account_id": account.pk, "secret": secret})
 
 
 def post(client, account, secret, payload, **extra):

@@ -20,7 +20,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         path = Path(options["file"])
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_bytes()  # decoded by parse(), which explains a non-UTF-8 file
         except OSError as exc:
             raise CommandError(f"Cannot read {path}: {exc.strerror}.") from None
         user = None
