@@ -116,9 +116,15 @@ def pull_tickets(account: ProviderAccount, tickets: list[Ticket], result: PullRe
     # Past the time budget the rest waits for the next run (oldest pulled first), so a run
     # stays well inside the task time limit whatever the rate limit allows.
     deadline = time.monotonic() + settings.SYNC_PULL_TIME_BUDGET
-    workers = max(1, min(settings.SYNC_PULL_CONCURRENCY, 4, len(batches)))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pull") as pool:
-        outcomes = list(pool.map(lambda batch: fetch_batch(account, batch, stop, deadline), batches))
+    if connection.in_atomic_block:
+        # Inside the caller's transaction (a bulk job applies each chunk in one): pool threads
+        # would wait for its write lock (all of SQLite) until the busy timeout, and could not see
+        # its rows. Fetch here, one call after another, on the caller's connection.
+        outcomes = [fetch_batch(account, batch, stop, deadline, own_connection=False) for batch in batches]
+    else:
+        workers = max(1, min(settings.SYNC_PULL_CONCURRENCY, 4, len(batches)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pull") as pool:
+            outcomes = list(pool.map(lambda batch: fetch_batch(account, batch, stop, deadline), batches))
     for batch, states, error, attempt_log in outcomes:
         record_fetch(account, batch, error, attempt_log)
         if error == OUT_OF_TIME:
@@ -145,9 +151,11 @@ def pull_tickets(account: ProviderAccount, tickets: list[Ticket], result: PullRe
 
 
 def fetch_batch(
-    account: ProviderAccount, batch: list[Ticket], stop: threading.Event, deadline: float
+    account: ProviderAccount, batch: list[Ticket], stop: threading.Event, deadline: float, *,
+    own_connection: bool = True,
 ) -> tuple[list[Ticket], list[RemoteState], str | None, AttemptLog]:
-    """One fetch call, on a pool thread (its own database connection, closed at the end)."""
+    """One fetch call, on a pool thread (its own database connection, closed at the end) or,
+    with `own_connection=False`, on the caller's."""
     attempt_log = AttemptLog()
     try:
         if time.monotonic() > deadline:
@@ -170,7 +178,8 @@ def fetch_batch(
             problems.report(account, problems.account_message(exc, account=account))
         return batch, [], getattr(exc, "message", str(exc)), attempt_log
     finally:
-        connection.close()
+        if own_connection:
+            connection.close()
 
 
 def record_fetch(
@@ -194,6 +203,9 @@ def inbound_status_reader(account: ProviderAccount) -> Callable[[str], str | Non
     return inbound.get
 
 
+REMOTE_STATUS_MAX_LENGTH = Ticket._meta.get_field("remote_status").max_length
+
+
 def remote_status_words(account: ProviderAccount, raw: str) -> str:
     """A remote status in the console's words by the account's map: "Resolved (RS)"; the raw
     value alone when the map does not know it or says the same."""
@@ -205,13 +217,17 @@ def remote_status_words(account: ProviderAccount, raw: str) -> str:
 
 
 def apply_remote_status(*, ticket_id: int, remote_status: str, read_before: Ticket | None = None) -> str:
-    """Bring a remote status into the ticket; returns unchanged, applied, conflict or skipped.
+    """Bring a remote status into the ticket; returns unchanged, applied, conflict, skipped or
+    refused (a value longer than any status, which the remote_status column cannot hold).
 
     `read_before` is the ticket as it was before the remote state was read: if a push
     finished in between, the remote answer may predate it, so it is left to the next pull.
     """
-    ticket = Ticket.objects.select_related("account").filter(pk=ticket_id).first()
     raw = str(remote_status or "").strip()
+    if len(raw) > REMOTE_STATUS_MAX_LENGTH:
+        log.warning("Ticket %s: ignored a remote status of %d characters.", ticket_id, len(raw))
+        return "refused"
+    ticket = Ticket.objects.select_related("account").filter(pk=ticket_id).first()
     if ticket is None or not raw or ticket.sync_state in (SyncState.SENDING, SyncState.CANCELLED):
         return "skipped"  # a worker is sending it: judged on the next pull
     if ticket.settle_until and ticket.settle_until > timezone.now():

@@ -281,3 +281,30 @@ def test_a_job_whose_message_was_lost_is_published_again_and_runs(worker, sandbo
     wait_for(lambda: BulkJob.objects.get(pk=job.pk).state == BulkJob.State.DONE, message="job never ran")
     ticket.refresh_from_db()
     assert ticket.priority == "low"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pull_now_job_reads_remote_state_inside_its_chunk_on_every_database(
+    sandbox, account_factory, admin_user
+):
+    """The job applies each chunk in one transaction; the pull must not wait on it (on SQLite a
+    pool thread's write waited for the chunk's lock until the busy timeout, and the job failed)."""
+    from providers.kapture import KaptureProvider
+    from tickets import bulk
+    from tickets.models import BulkJob, Ticket
+
+    kapture = account_factory("kapture")
+    ticket = Ticket.objects.create(account=kapture, title="Printer on fire", revision=1, synced_revision=1,
+                                   sync_state="synced", status="open")
+    provider = KaptureProvider(kapture)
+    ticket.remote_id = provider.create(ticket).remote_id
+    ticket.save()
+    ticket.status = "closed"  # closed in Kapture by someone else
+    provider.update(ticket)
+    job = BulkJob.objects.create(action="pull_now", selection={"ids": [ticket.pk]}, total=1,
+                                 created_by=admin_user)
+    assert bulk.run_job(job.pk) == BulkJob.State.DONE
+    job.refresh_from_db()
+    assert (job.succeeded, job.failed, job.error) == (1, 0, "")
+    ticket.refresh_from_db()
+    assert (ticket.status, ticket.remote_status) == ("closed", "CL")
