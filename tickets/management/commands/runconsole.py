@@ -43,7 +43,6 @@ class Command(BaseCommand):
             "worker": [
                 sys.executable, "-m", "celery", "-A", "console", "worker", "--beat",
                 "--loglevel", "INFO", "--concurrency", str(options["concurrency"]),
-                "--schedule", str(Path(settings.STATE_DIR) / "celerybeat-schedule"),
             ],
         }
         if demo:
