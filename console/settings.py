@@ -251,6 +251,18 @@ BULK_JOB_RETENTION_DAYS = env.int("BULK_JOB_RETENTION_DAYS", default=30)
 INBOUND_MAX_BYTES = env.int("INBOUND_MAX_BYTES", default=64 * 1024)
 PROVIDER_USER_AGENT = env.str("PROVIDER_USER_AGENT", default="TicketConsole/0.1 (+sync)")
 
+# --- operations: probes and metrics (console/health.py, console/metrics.py) ----------------
+# The probes are answered ahead of every other middleware: orchestrators probe by IP address
+# over plain HTTP, which the host check and the SSL redirect would turn away.
+MIDDLEWARE.insert(0, "console.health.ProbeMiddleware")
+#: Seconds /readyz gives the database and the broker to answer (checked at once).
+READINESS_TIMEOUT = env.float("READINESS_TIMEOUT", default=2.0)
+#: Bearer token /metrics wants; unset, /metrics answers 404.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+#: Seconds of sync calls the call-outcome and latency metrics count.
+METRICS_WINDOW = env.int("METRICS_WINDOW", default=300)
+# --- end of operations ---------------------------------------------------------------------
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
