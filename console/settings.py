@@ -255,19 +255,33 @@ PROVIDER_USER_AGENT = env.str("PROVIDER_USER_AGENT", default="TicketConsole/0.1 
 # The probes are answered ahead of every other middleware: orchestrators probe by IP address
 # over plain HTTP, which the host check and the SSL redirect would turn away.
 MIDDLEWARE.insert(0, "console.health.ProbeMiddleware")
+# Every response carries an X-Request-ID, every log line its id (console/request_id.py).
+MIDDLEWARE.insert(0, "console.request_id.RequestIdMiddleware")
 #: Seconds /readyz gives the database and the broker to answer (checked at once).
 READINESS_TIMEOUT = env.float("READINESS_TIMEOUT", default=2.0)
 #: Bearer token /metrics wants; unset, /metrics answers 404.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 #: Seconds of sync calls the call-outcome and latency metrics count.
 METRICS_WINDOW = env.int("METRICS_WINDOW", default=300)
+#: `json`: every log line one JSON object (time, level, logger, message, request_id).
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
 # --- end of operations ---------------------------------------------------------------------
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "console.request_id.JsonFormatter"},
+    },
+    "filters": {"request_id": {"()": "console.request_id.RequestIdFilter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+            "filters": ["request_id"],
+        },
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
