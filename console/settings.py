@@ -61,7 +61,6 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "crispy_forms",
     "crispy_bootstrap5",
-    "django_celery_beat",
     "axes",
     "providers",
     "tickets",
@@ -232,7 +231,10 @@ CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=100)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_MAX_TASKS_PER_CHILD = env.int("CELERY_WORKER_MAX_TASKS_PER_CHILD", default=5000)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Celery's own beat scheduler reads the schedule below; it keeps only each entry's last run
+# time, in a file in the state directory (var/ by default), so `celery -A console beat` run
+# from any directory finds the same file.
+CELERY_BEAT_SCHEDULE_FILENAME = str(STATE_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "sweep-sync-queue": {
         "task": "tickets.tasks.sweep_sync_queue",
@@ -311,13 +313,40 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="ticket-console@local
 # Where the console is reached, for links in those e-mails.
 CONSOLE_PUBLIC_URL = env.str("CONSOLE_PUBLIC_URL", default="http://127.0.0.1:8000")
 
+# --- operations: probes and metrics (console/health.py, console/metrics.py) ----------------
+# The probes are answered ahead of every other middleware: orchestrators probe by IP address
+# over plain HTTP, which the host check and the SSL redirect would turn away.
+MIDDLEWARE.insert(0, "console.health.ProbeMiddleware")
+# Every response carries an X-Request-ID, every log line its id (console/request_id.py).
+MIDDLEWARE.insert(0, "console.request_id.RequestIdMiddleware")
+#: Seconds /readyz gives the database and the broker to answer (checked at once).
+READINESS_TIMEOUT = env.float("READINESS_TIMEOUT", default=2.0)
+#: Bearer token /metrics wants; unset, /metrics answers 404.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+#: Seconds of sync calls the call-outcome and latency metrics count.
+METRICS_WINDOW = env.int("METRICS_WINDOW", default=300)
+#: `json`: every log line one JSON object (time, level, logger, message, request_id).
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+# --- end of operations ---------------------------------------------------------------------
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "filters": {"one_line_client_errors": {"()": "console.log_filters.OneLineClientErrors"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain",
-                             "filters": ["one_line_client_errors"]}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "console.request_id.JsonFormatter"},
+    },
+    "filters": {
+        "request_id": {"()": "console.request_id.RequestIdFilter"},
+        "one_line_client_errors": {"()": "console.log_filters.OneLineClientErrors"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+            "filters": ["request_id", "one_line_client_errors"],
+        },
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     # "django": without Django's own DEBUG-only handler, which would print every refused
     # request's traceback before ours; everything goes through the one filtered handler.

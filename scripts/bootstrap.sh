@@ -27,8 +27,10 @@ fi
 wanted="$(cat "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt" | sha256sum | cut -c1-16)"
 if [ "$(cat "$VENV/.installed" 2>/dev/null)" != "$wanted" ]; then
   echo "==> installing pinned requirements"
+  # Both files are lock files with hashes (generated from requirements*.in; README,
+  # "Development"), so pip checks every download against them.
   # (pip's notes about local package mirrors that this machine lacks are filtered out)
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
       -r "$ROOT/requirements.txt" -r "$ROOT/requirements-dev.txt" 2>&1 \
     | { grep -v "^WARNING: Location '.*' is ignored" || true; }
   echo "$wanted" > "$VENV/.installed"

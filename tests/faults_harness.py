@@ -202,14 +202,20 @@ def publishing_to(broker_url: str) -> Iterator[None]:
     """Point this process's Celery publisher (create_ticket, the sweeper) at `broker_url`."""
     from console.celery import app
 
-    def switch(url: str) -> None:
-        app.conf.broker_url = app.conf.broker_write_url = app.conf.broker_read_url = url
+    keys = ("broker_url", "broker_write_url", "broker_read_url")
+
+    def switch(urls: dict[str, str | None]) -> None:
+        for key, url in urls.items():
+            app.conf[key] = url
         # Celery caches the pools built from the URL; dropped, not closed (kombu shares them).
         app._pool = None
         app.amqp._producer_pool = None
 
-    previous = app.conf.broker_write_url
-    switch(broker_url)
+    # The values as set, not as read: the read and write URLs are properties that fall back to
+    # broker_url, and pinning them to today's broker_url would outlive a later change of it
+    # (the session's broker_url fixture sets broker_url alone).
+    previous = {key: app.conf.get(key) for key in keys}
+    switch(dict.fromkeys(keys, broker_url))
     try:
         yield
     finally:

@@ -70,6 +70,11 @@ RULES: dict[str, Rule] = {
     },
     "login": Rule(answers("ok redirect redirect redirect redirect redirect"), named("login")),
     "logout": Rule(answers("login login login login login login"), named("logout"), method="post"),
+    # Probes for load balancers: anyone, no session needed, nothing about accounts in them.
+    "healthz": Rule(answers("ok ok ok ok ok ok"), named("healthz")),
+    "readyz": Rule(answers("ok ok ok ok ok ok"), named("readyz")),
+    # Prometheus authenticates with METRICS_TOKEN, never a session: unset (as here), no one.
+    "metrics": Rule(answers("missing missing missing missing missing missing"), named("metrics")),
     # A wrong secret is a 404 for everyone, signed in or not.
     "inbound-knight": Rule(answers("missing missing missing missing missing missing"),
                            named("inbound-knight", account_id=lambda w: w.eu_account.pk,
@@ -170,7 +175,7 @@ MODEL_PAGES = {
         delete=f"{STAFF_ONLY} denied denied denied",
     ),
 }
-THIRD_PARTY_PAGES = {"django_celery_beat"}  # its schedules: superusers only, like auth
+THIRD_PARTY_PAGES = {"axes"}  # sign-in attempts (usernames, addresses): superusers only, like auth
 
 
 def admin_model_rules() -> dict[str, Rule]:
@@ -183,7 +188,8 @@ def admin_model_rules() -> dict[str, Rule]:
         if pages is None and model._meta.app_label in THIRD_PARTY_PAGES:
             # No object of ours to open: an id that does not exist checks who is let in.
             # (the history page asks whether the object exists before it asks who is asking)
-            pages = ModelPages(lambda w: 0, SUPERUSER_ONLY, SUPERUSER_ONLY,
+            # (sign-in records are written by the sign-in alone: no one adds one by hand)
+            pages = ModelPages(lambda w: 0, SUPERUSER_ONLY, f"{STAFF_ONLY} denied denied denied",
                                change=f"{STAFF_ONLY} denied denied index",
                                history=f"{STAFF_ONLY} index index index",
                                delete=f"{STAFF_ONLY} denied denied index")

@@ -54,7 +54,6 @@ class Command(BaseCommand):
             "worker": [
                 sys.executable, "-m", "celery", "-A", "console", "worker", "--beat",
                 "--loglevel", "WARNING", "--concurrency", str(options["concurrency"]),
-                "--schedule", str(Path(settings.STATE_DIR) / "celerybeat-schedule"),
             ],
         }
         if demo:
