@@ -234,22 +234,30 @@ def test_a_change_says_which_tickets_it_queued_and_which_wait_for_a_person(accou
     assert {rows[t.pk].sync_state for t in synced} == {SyncState.PENDING}
 
 
-@pytest.mark.django_db(transaction=True)  # the pull fetches on pool threads, own connections
-def test_pull_now_reads_remote_state_for_readable_providers_and_says_why_not_for_others(
-    sandbox, account_factory
-):
+def closed_in_kapture_only(kapture):
+    """A synced ticket that someone then closed in Kapture, not in the console."""
     from providers.kapture import KaptureProvider
-    from tickets import services
     from tickets.models import Ticket
 
-    kapture = account_factory("kapture")
     ticket = Ticket.objects.create(account=kapture, title="Printer on fire", revision=1, synced_revision=1,
                                    sync_state="synced", status="open")
     provider = KaptureProvider(kapture)
     ticket.remote_id = provider.create(ticket).remote_id
     ticket.save()
-    ticket.status = "closed"  # closed in Kapture by someone else, not in the console
+    ticket.status = "closed"
     provider.update(ticket)
+    ticket.status = "open"  # the console's copy still says open
+    return ticket
+
+
+@pytest.mark.django_db(transaction=True)  # the pull fetches on pool threads, own connections
+def test_pull_now_reads_remote_state_for_readable_providers_and_says_why_not_for_others(
+    sandbox, account_factory
+):
+    from tickets import services
+    from tickets.models import Ticket
+
+    ticket = closed_in_kapture_only(account_factory("kapture"))
     particle = account_factory("particlespace")
     unreadable = Ticket.objects.create(account=particle, title="x", remote_id="tic_1", sync_state="synced")
 
@@ -289,18 +297,10 @@ def test_a_pull_now_job_reads_remote_state_inside_its_chunk_on_every_database(
 ):
     """The job applies each chunk in one transaction; the pull must not wait on it (on SQLite a
     pool thread's write waited for the chunk's lock until the busy timeout, and the job failed)."""
-    from providers.kapture import KaptureProvider
     from tickets import bulk
-    from tickets.models import BulkJob, Ticket
+    from tickets.models import BulkJob
 
-    kapture = account_factory("kapture")
-    ticket = Ticket.objects.create(account=kapture, title="Printer on fire", revision=1, synced_revision=1,
-                                   sync_state="synced", status="open")
-    provider = KaptureProvider(kapture)
-    ticket.remote_id = provider.create(ticket).remote_id
-    ticket.save()
-    ticket.status = "closed"  # closed in Kapture by someone else
-    provider.update(ticket)
+    ticket = closed_in_kapture_only(account_factory("kapture"))
     job = BulkJob.objects.create(action="pull_now", selection={"ids": [ticket.pk]}, total=1,
                                  created_by=admin_user)
     assert bulk.run_job(job.pk) == BulkJob.State.DONE
