@@ -169,7 +169,9 @@ def test_a_ticket_sent_to_a_rebound_name_fails_with_the_reason_and_nothing_is_se
     ticket = services.create_ticket(account=account, title="Printer on fire")
     assert sync.push(ticket.pk) == SyncState.FAILED
     ticket.refresh_from_db()
-    assert ticket.last_error == f"{REBOUND_HOST} resolves to a loopback address (127.0.0.1); {HINT}"
+    # The reason, addressed to whoever can fix it: the account's settings are a provider admin's.
+    assert f"{REBOUND_HOST} resolves to a loopback address (127.0.0.1); {HINT}" in ticket.last_error
+    assert "A provider admin must fix the account settings" in ticket.last_error and ticket.account_problem
     assert ticket.attempts == 1  # a configuration error: not retried
     assert sandbox.control("calls") == {} and sandbox.state("kapture")["tickets"] == []
 
