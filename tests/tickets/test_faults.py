@@ -161,13 +161,16 @@ def test_a_rabbitmq_restart_mid_run_loses_and_duplicates_nothing(fleet, rabbitmq
     fleet.start(2)
     unsettled_at_restart = []
 
-    def restart():
+    def restart_mid_call():
+        # At once, while a push is in flight: RabbitMQ hands messages out without polling, so
+        # the session's worker and the fleet drain 250 tickets within seconds.
+        wait_for_sending()
         unsettled_at_restart.append(unsettled_count(run))
         rabbitmq.restart()
 
     # Durable queues and persistent messages survive the restart and unacknowledged ones are
     # delivered again; supervised all the same, as in production, in case a worker dies of it.
-    drive(run, timeout=150, fleet=fleet, events=[(2, restart)], supervised=True)
+    drive(run, timeout=150, fleet=fleet, events=[(0, restart_mid_call)], supervised=True)
     title = f"RabbitMQ restart ({unsettled_at_restart[0]} tickets unsettled at it)"
     assert_invariants(sandbox, run, fleet, title, capsys)
     assert unsettled_at_restart[0] > 0, "the restart must land while work is in flight"
