@@ -210,7 +210,8 @@ CELERY_TASK_DEFAULT_QUEUE = "console"
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 # Task time limits stay well below the broker's visibility timeout, so a slow task is
-# killed before Redis would hand its message to a second worker.
+# killed before Redis would hand its message to a second worker (RabbitMQ's counterpart, its
+# consumer_timeout, is 30 minutes by default).
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=120)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=180)
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
@@ -229,6 +230,12 @@ elif CELERY_BROKER_URL.startswith("sqla+sqlite"):
 # keeping it for 100 tasks made pushes 1.4x faster (docs/benchmarks.md, "Sync throughput").
 CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=100)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# When the broker connection drops (a RabbitMQ or Redis restart), tasks already running finish
+# their provider call and record its outcome; their ack is lost with the connection, so the
+# message comes again and the guarded claim turns it into a no-op. Cancelling them instead
+# (Celery 6's planned default) would abandon calls mid-flight, leaving creates of unknown
+# outcome for a person. Celery still warns about the default on every connection loss.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_WORKER_MAX_TASKS_PER_CHILD = env.int("CELERY_WORKER_MAX_TASKS_PER_CHILD", default=5000)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Celery's own beat scheduler reads the schedule below; it keeps only each entry's last run

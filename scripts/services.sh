@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Makes sure PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379) answer, installing and
-# starting them when needed (Debian; run as root). Prints the PostgreSQL URL to use.
+# Makes sure PostgreSQL (127.0.0.1:5432), Redis (127.0.0.1:6379) and RabbitMQ (127.0.0.1:5672)
+# answer, installing and starting them when needed (Debian; run as root), and that RabbitMQ has
+# the tests' own vhost (RABBITMQ_TEST_VHOST), so a console on this machine never sees their tasks.
+# Prints the PostgreSQL URL to use (progress goes to stderr).
 set -euo pipefail
 
 apt_install() {
@@ -36,4 +38,18 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >&2
   wait_for 15 redis-cli -h 127.0.0.1 -p 6379 ping || { echo "Redis did not start" >&2; exit 1; }
 fi
+
+# --- RabbitMQ
+rabbitmq_answers() { (exec 3<>/dev/tcp/127.0.0.1/5672); }  # AMQP listens once the app is up
+command -v rabbitmq-server >/dev/null || apt_install rabbitmq-server
+if ! rabbitmq_answers >/dev/null 2>&1; then
+  echo "==> starting RabbitMQ" >&2
+  rabbitmq-server -detached >&2 || true
+  wait_for 90 rabbitmq_answers || { echo "RabbitMQ did not start" >&2; exit 1; }
+fi
+vhost="${RABBITMQ_TEST_VHOST:-ticket_console_test}"
+if ! rabbitmqctl -q list_vhosts name | grep -qxF "$vhost"; then
+  rabbitmqctl -q add_vhost "$vhost" >&2
+fi
+rabbitmqctl -q set_permissions -p "$vhost" guest ".*" ".*" ".*" >&2
 echo "$url"

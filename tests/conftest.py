@@ -100,6 +100,10 @@ def worker_process(django_db_setup, django_db_blocker, broker_url, tmp_path_fact
         import redis
 
         redis.Redis.from_url(broker_url).flushdb()
+    elif broker_url.startswith(("amqp://", "pyamqp://")):
+        # The vhost is the tests' own (scripts/services.sh): what an interrupted earlier run
+        # left queued there must not reach this session's worker.
+        celery_app.control.purge()
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "console", "worker", "--loglevel", "INFO",

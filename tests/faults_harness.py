@@ -1,5 +1,5 @@
 """The fault suite's machinery (tests/tickets/test_faults.py): worker processes a test can
-SIGKILL, a Redis it can restart, a driver that plays beat (calls the sweeper) while tickets
+SIGKILL, a Redis and a RabbitMQ it can restart, a driver that plays beat (calls the sweeper) while tickets
 settle, and the three invariants checked against what the sandbox itself holds.
 
 Invariants, for every ticket of a run once it has settled:
@@ -195,6 +195,28 @@ class PrivateRedis:
         self.stop()
         time.sleep(down_for)
         self.start()
+
+
+# --- RabbitMQ ------------------------------------------------------------------------------
+class SharedRabbitMQ:
+    """The machine's RabbitMQ (scripts/services.sh), restarted in place: a private node would
+    take its own Erlang distribution ports and a slow boot. `rabbitmqctl stop_app` closes every
+    client connection, as a broker restart does; the tests' vhost keeps other users' queues
+    apart, but they see the restart too (a second or two of reconnecting)."""
+
+    def __init__(self, port: int = 5672) -> None:
+        self.port = port
+
+    def answers(self) -> bool:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1):
+            return True
+        return False
+
+    def restart(self, *, down_for: float = 1.0) -> None:
+        subprocess.run(["rabbitmqctl", "-q", "stop_app"], capture_output=True, timeout=60, check=True)
+        time.sleep(down_for)
+        subprocess.run(["rabbitmqctl", "-q", "start_app"], capture_output=True, timeout=120, check=True)
+        wait_until(self.answers, timeout=60, message="RabbitMQ did not come back")
 
 
 @contextlib.contextmanager
