@@ -156,6 +156,9 @@ FILE_UPLOAD_PERMISSIONS = int(env.str("FILE_UPLOAD_PERMISSIONS", default="600"),
 FILE_UPLOAD_DIRECTORY_PERMISSIONS = int(env.str("FILE_UPLOAD_DIRECTORY_PERMISSIONS", default="700"), 8)
 #: Largest file a ticket may carry (bytes); providers may refuse smaller ones.
 ATTACHMENT_MAX_BYTES = env.int("ATTACHMENT_MAX_BYTES", default=10 * 1024 * 1024)
+#: A filtered or searched ticket list (staff list and admin) counts at most this many matches,
+#: then says "more than N": an exact count would read every match (tickets/paging.py).
+TICKET_LIST_COUNT_CAP = env.int("TICKET_LIST_COUNT_CAP", default=1000)
 
 # --- sign-in throttling (django-axes): the staff UI's and the admin's sign-in alike ---------
 AUTHENTICATION_BACKENDS = [

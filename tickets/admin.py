@@ -8,14 +8,11 @@ from django.contrib.admin import helpers
 from django.contrib.admin.options import ActionLocation
 from django.core.exceptions import PermissionDenied
 from django.core.files.storage import default_storage
-from django.core.paginator import Paginator
-from django.db import connections
 from django.forms.utils import pretty_name
 from django.http import FileResponse, Http404, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
@@ -26,6 +23,7 @@ from providers.models import ProviderAccount
 from tickets import access, bulk, services, ui
 from tickets.forms import TicketForm
 from tickets.models import BulkJob, Priority, Status, SyncAttempt, SyncState, Ticket
+from tickets.paging import EstimatedCountPaginator
 from tickets.ui_forms import TagsField
 
 log = logging.getLogger(__name__)
@@ -65,30 +63,6 @@ class SyncAttemptInline(admin.TabularInline):
     can_delete = False
     ordering = ("-started_at", "-id")
     show_change_link = True
-
-
-class EstimatedCountPaginator(Paginator):
-    """On PostgreSQL an unfiltered changelist of a big table takes the planner's row estimate
-    instead of counting every row (a full scan that grows with the table); small tables and
-    filtered lists are counted exactly. Either way it is one query, so the page's query count
-    does not depend on the table's size."""
-
-    ESTIMATE_ABOVE = 50_000
-
-    @cached_property
-    def count(self) -> int:
-        queryset = self.object_list
-        connection = connections[queryset.db]
-        if connection.vendor != "postgresql" or queryset.query.where:
-            return super().count
-        table = connection.ops.quote_name(queryset.model._meta.db_table)
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT CASE WHEN reltuples > %s THEN reltuples::bigint "  # noqa: S608 - a quoted table name
-                f"ELSE (SELECT COUNT(*) FROM {table}) END FROM pg_class WHERE oid = %s::regclass",
-                [self.ESTIMATE_ABOVE, queryset.model._meta.db_table],
-            )
-            return int(cursor.fetchone()[0])
 
 
 class VisibleAccountFilter(admin.RelatedFieldListFilter):

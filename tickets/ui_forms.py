@@ -9,12 +9,13 @@ from typing import Any
 from crispy_forms.helper import FormHelper
 from django import forms
 from django.conf import settings
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 
 from providers.models import ProviderAccount
 from tickets.access import usable_accounts, visible_accounts
 from tickets.forms import TicketForm
 from tickets.models import Priority, Status, SyncState
+from tickets.search import search_tickets
 
 # Values that mean "left blank" in a provider's extra fields (kept out of Ticket.extra).
 BLANK_VALUES = ("", None, {}, [])
@@ -198,11 +199,7 @@ class TicketFilterForm(forms.Form):
             return tickets
         data = self.cleaned_data
         if data["q"]:
-            q = data["q"].strip()
-            tickets = tickets.filter(
-                Q(reference__iexact=q) | Q(title__icontains=q) | Q(remote_number__iexact=q)
-                | Q(remote_id__iexact=q) | Q(requester_email__icontains=q)
-            )
+            tickets = search_tickets(tickets, query=data["q"].strip())
         if data["account"]:
             tickets = tickets.filter(account=data["account"])
         for name in ("status", "priority", "sync_state"):

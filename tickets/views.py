@@ -10,7 +10,6 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
-from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -22,6 +21,7 @@ from tickets import services
 from tickets.access import usable_accounts, visible_tickets
 from tickets.lookup import lookup_guide
 from tickets.models import Reply, Ticket
+from tickets.paging import EstimatedCountPaginator
 from tickets.ui import BUSY_STATES, sync_summary, ticket_actions, timeline
 from tickets.ui_forms import (
     LinkRemoteForm,
@@ -66,7 +66,7 @@ def parse_pk(value: Any) -> int | None:
 def ticket_list(request: HttpRequest) -> HttpResponse:
     filters = TicketFilterForm(request.GET or None, user=request.user)
     tickets = filters.filter(visible_tickets(request.user), request.user)
-    page = Paginator(tickets, PAGE_SIZE).get_page(request.GET.get("page"))
+    page = EstimatedCountPaginator(tickets, PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
     return render(request, "tickets/ticket_list.html", {
