@@ -14,6 +14,7 @@ from pathlib import Path
 
 import environ
 
+from console.broker import transport_options as broker_transport_options
 from console.local_state import ensure_local_encryption_keys, ensure_local_secret, restrict_local_state
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -217,17 +218,7 @@ CELERY_ACCEPT_CONTENT = ["json"]
 # consumer_timeout, is 30 minutes by default).
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=120)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=180)
-if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
-    }
-elif CELERY_BROKER_URL.startswith("sqla+sqlite"):
-    # kombu's SQLAlchemy transport hands its transport options to create_engine(): give the
-    # broker's SQLite file the same patient busy timeout as the database, so web, worker and
-    # beat wait for its lock instead of failing. (Polling speed: console/broker.py.)
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "connect_args": {"timeout": env.int("SQLITE_BUSY_TIMEOUT", default=30)},
-    }
+CELERY_BROKER_TRANSPORT_OPTIONS = broker_transport_options(CELERY_BROKER_URL)
 
 # Celery's Django fixup closes the database connection around every task unless this is set:
 # keeping it for 100 tasks made pushes 1.4x faster (docs/benchmarks.md, "Sync throughput").

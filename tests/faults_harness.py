@@ -222,13 +222,14 @@ class SharedRabbitMQ:
 @contextlib.contextmanager
 def publishing_to(broker_url: str) -> Iterator[None]:
     """Point this process's Celery publisher (create_ticket, the sweeper) at `broker_url`."""
+    from console.broker import transport_options
     from console.celery import app
 
-    keys = ("broker_url", "broker_write_url", "broker_read_url")
+    keys = ("broker_url", "broker_write_url", "broker_read_url", "broker_transport_options")
 
-    def switch(urls: dict[str, str | None]) -> None:
-        for key, url in urls.items():
-            app.conf[key] = url
+    def switch(values: dict[str, object]) -> None:
+        for key, value in values.items():
+            app.conf[key] = value
         # Celery caches the pools built from the URL; dropped, not closed (kombu shares them).
         app._pool = None
         app.amqp._producer_pool = None
@@ -237,7 +238,7 @@ def publishing_to(broker_url: str) -> Iterator[None]:
     # broker_url, and pinning them to today's broker_url would outlive a later change of it
     # (the session's broker_url fixture sets broker_url alone).
     previous = {key: app.conf.get(key) for key in keys}
-    switch(dict.fromkeys(keys, broker_url))
+    switch({**dict.fromkeys(keys[:3], broker_url), "broker_transport_options": transport_options(broker_url)})
     try:
         yield
     finally:
