@@ -74,3 +74,9 @@ def callback_path(account, secret: str) -> str:
     from django.urls import reverse
 
     return reverse("inbound-knight", kwargs={"account_id": account.pk, "secret": secret})
+
+
+def refreshed(obj):
+    """`obj` as the database has it now (for polling a row a worker is changing)."""
+    obj.refresh_from_db()
+    return obj

@@ -2,16 +2,12 @@
 
 import pytest
 
-from tests.helpers import wait_for
+from tests.helpers import refreshed, wait_for
 from tickets import services, sync
 from tickets.models import SyncAttempt, SyncState, Ticket
 
 pytestmark = pytest.mark.worker
 
-
-def refreshed(ticket: Ticket) -> Ticket:
-    ticket.refresh_from_db()
-    return ticket
 
 
 def settled(ticket: Ticket, state: str) -> Ticket:

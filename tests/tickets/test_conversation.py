@@ -6,17 +6,13 @@ from django.test import Client
 from django.urls import reverse
 
 from providers.base import RemoteReply
-from tests.helpers import wait_for
+from tests.helpers import refreshed, wait_for
 from tests.tickets.test_views import make_agent
 from tickets import conversation, pull, services, sync
 from tickets.models import Reply, SyncAttempt, SyncState, Ticket
 
 pytestmark = pytest.mark.worker
 
-
-def refreshed(obj):
-    obj.refresh_from_db()
-    return obj
 
 
 def synced_keliweb_ticket(account) -> Ticket:

@@ -9,7 +9,7 @@ from django.contrib.auth.models import Permission, User
 from django.core import mail
 from django.urls import reverse
 
-from tests.helpers import wait_for
+from tests.helpers import refreshed, wait_for
 from tickets import bulk, pull, services, sync
 from tickets.models import BulkJob, Status, SyncState, Ticket
 
@@ -17,10 +17,6 @@ from tickets.models import BulkJob, Status, SyncState, Ticket
 pytestmark = pytest.mark.usefixtures("broker_url")
 KELIWEB_REASON = "Keliweb cannot update a ticket after it is created — add a reply instead."
 
-
-def refreshed(ticket: Ticket) -> Ticket:
-    ticket.refresh_from_db()
-    return ticket
 
 
 def make_agent(username: str = "agent") -> User:

@@ -9,14 +9,9 @@ from django.db.models import F
 from django.utils import timezone
 
 from providers.models import ProviderAccount
-from tests.helpers import callback_path, wait_for
+from tests.helpers import callback_path, refreshed, wait_for
 from tickets import services
 from tickets.models import InboundEvent, SyncAttempt, SyncState, Ticket
-
-
-def refreshed(ticket: Ticket) -> Ticket:
-    ticket.refresh_from_db()
-    return ticket
 
 
 @pytest.fixture

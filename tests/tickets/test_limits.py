@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 
 from providers.errors import ProviderAuthError, ProviderTransientError, ProviderValidationError
-from tests.helpers import wait_for
+from tests.helpers import refreshed, wait_for
 from tickets import limits, services, sync
 from tickets.models import SyncAttempt, SyncState, Ticket
 
@@ -14,10 +14,6 @@ from tickets.models import SyncAttempt, SyncState, Ticket
 def create(account, **fields) -> Ticket:
     return services.create_ticket(account=account, title=fields.pop("title", "Printer on fire"), **fields)
 
-
-def refreshed(obj):
-    obj.refresh_from_db()
-    return obj
 
 
 # --- the rate limit ------------------------------------------------------------------------

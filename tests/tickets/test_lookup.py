@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils import dateformat, timezone
 
 from providers.forms import mapping_errors
-from tests.helpers import wait_for
+from tests.helpers import refreshed, wait_for
 from tests.tickets.test_views import make_agent
 from tickets import services
 from tickets.models import SyncAttempt, SyncState, Ticket
@@ -18,10 +18,6 @@ pytestmark = pytest.mark.worker
 
 SEARCH = "https://acme.kapturecrm.example/search?q={query}"
 
-
-def refreshed(ticket: Ticket) -> Ticket:
-    ticket.refresh_from_db()
-    return ticket
 
 
 def held_create(sandbox, account) -> Ticket:

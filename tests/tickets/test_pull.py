@@ -8,17 +8,13 @@ import requests
 from django.core.management import CommandError, call_command
 from django.db.models import F
 
-from tests.helpers import wait_for
+from tests.helpers import refreshed, wait_for
 from tickets import pull, services
 from tickets.models import SyncAttempt, SyncState, Ticket
 from tickets.tasks import pull_remote_state
 
 pytestmark = pytest.mark.worker
 
-
-def refreshed(ticket: Ticket) -> Ticket:
-    ticket.refresh_from_db()
-    return ticket
 
 
 def synced(account, count: int = 1, **fields) -> list[Ticket]:

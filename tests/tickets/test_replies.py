@@ -2,16 +2,12 @@
 
 import pytest
 
-from tests.helpers import wait_for
+from tests.helpers import refreshed, wait_for
 from tickets import services
 from tickets.models import Reply, SyncAttempt, SyncState, Ticket
 
 pytestmark = pytest.mark.worker
 
-
-def refreshed(obj):
-    obj.refresh_from_db()
-    return obj
 
 
 def synced_ticket(account) -> Ticket:
