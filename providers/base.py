@@ -25,10 +25,11 @@ from providers.errors import (
     ProviderTransientError,
 )
 from providers.http import ApiRequest, ApiResponse, Exchange, HttpClient, Redactor, error_for_status
+from providers.ticket_input import AttachmentLike, TicketLike
+from providers.vocabulary import field_label
 
 if TYPE_CHECKING:
     from providers.models import ProviderAccount
-    from tickets.models import Ticket
 
 CREATE, UPDATE, FETCH, REPLY, TEST = "create", "update", "fetch", "reply", "test"
 
@@ -103,11 +104,22 @@ class Provider:
     calls_back: ClassVar[bool] = False
     #: True when parse_fetch returns the ticket's conversation (RemoteState.replies).
     reads_conversation: ClassVar[bool] = False
+    #: Non-secret account settings of the sandbox's demo account (providers/demo.py) and the
+    #: keys the account form offers in its Defaults table.
+    demo_settings: ClassVar[dict[str, Any]] = {}
 
     def __init__(
-        self, account: ProviderAccount, *, on_exchange: Callable[[Exchange], None] | None = None
+        self,
+        account: ProviderAccount,
+        *,
+        on_exchange: Callable[[Exchange], None] | None = None,
+        on_upload: Callable[[AttachmentLike, str], None] | None = None,
     ) -> None:
         self.account = account
+        #: Told each file the adapter uploaded ahead of a create, with the provider's reference
+        #: for it: the console stores the reference so a retried create reuses the upload.
+        #: Adapters never write to the database themselves.
+        self.on_upload = on_upload
         # A stored value outside the bounds (written around the form and the import) is a
         # configuration error before anything is sent: 1/rate would overflow, and requests
         # refuses a zero timeout only once the call is already being recorded as sent.
@@ -131,15 +143,15 @@ class Provider:
         )
 
     # --- the flow --------------------------------------------------------------------
-    def create(self, ticket: Ticket) -> RemoteRef:
+    def create(self, ticket: TicketLike) -> RemoteRef:
         self.require(CREATE)
         return self.parse_create(self.call(self.build_create(ticket)), ticket)
 
-    def update(self, ticket: Ticket) -> RemoteRef | None:
+    def update(self, ticket: TicketLike) -> RemoteRef | None:
         self.require(UPDATE)
         return self.parse_update(self.call(self.build_update(ticket)), ticket)
 
-    def fetch(self, tickets: list[Ticket]) -> list[RemoteState]:
+    def fetch(self, tickets: list[TicketLike]) -> list[RemoteState]:
         self.require(FETCH)
         states: list[RemoteState] = []
         for start in range(0, len(tickets), self.fetch_batch_size):
@@ -147,7 +159,7 @@ class Provider:
             states.extend(self.parse_fetch(self.call(self.build_fetch(batch)), batch))
         return states
 
-    def reply(self, ticket: Ticket, text: str) -> None:
+    def reply(self, ticket: TicketLike, text: str) -> None:
         self.require(REPLY)
         self.call(self.build_reply(ticket, text))
 
@@ -213,9 +225,7 @@ class Provider:
         """Why changes to `fields` of a created ticket stay in the console."""
         if not cls.supports(UPDATE) or not fields:
             return cls.reason_unsupported(UPDATE)
-        from tickets.models import Ticket
-
-        names = [str(Ticket._meta.get_field(name).verbose_name) for name in fields]
+        names = [field_label(name) for name in fields]
         listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
         return f"{cls.label} cannot change the {listed} of a ticket after it is created."
 
@@ -231,7 +241,7 @@ class Provider:
         """Errors by console ticket field that this provider would refuse (checked before saving)."""
         return {}
 
-    def preview(self, ticket: Ticket) -> dict[str, Any]:
+    def preview(self, ticket: TicketLike) -> dict[str, Any]:
         """The request that syncing `ticket` would send now, secrets masked. No I/O."""
         if ticket.remote_id and not self.supports(UPDATE):
             raise ProviderConfigurationError(self.reason_unsupported(UPDATE))
@@ -258,29 +268,29 @@ class Provider:
         return str(value)
 
     # --- hooks: pure payload builders and parsers ----------------------------------------
-    def build_create(self, ticket: Ticket) -> ApiRequest:
+    def build_create(self, ticket: TicketLike) -> ApiRequest:
         raise NotImplementedError
 
-    def parse_create(self, data: Any, ticket: Ticket) -> RemoteRef:
+    def parse_create(self, data: Any, ticket: TicketLike) -> RemoteRef:
         raise NotImplementedError
 
-    def build_update(self, ticket: Ticket) -> ApiRequest:
+    def build_update(self, ticket: TicketLike) -> ApiRequest:
         raise NotImplementedError
 
-    def parse_update(self, data: Any, ticket: Ticket) -> RemoteRef | None:
+    def parse_update(self, data: Any, ticket: TicketLike) -> RemoteRef | None:
         return None
 
-    def build_fetch(self, tickets: list[Ticket]) -> ApiRequest:
+    def build_fetch(self, tickets: list[TicketLike]) -> ApiRequest:
         raise NotImplementedError
 
-    def parse_fetch(self, data: Any, tickets: list[Ticket]) -> list[RemoteState]:
+    def parse_fetch(self, data: Any, tickets: list[TicketLike]) -> list[RemoteState]:
         raise NotImplementedError
 
     def ref_from_state(self, state: RemoteState) -> RemoteRef:
         """Where a ticket read back lives (a person linking an id found at the provider)."""
         return RemoteRef(remote_id=state.remote_id, remote_status=state.remote_status)
 
-    def build_reply(self, ticket: Ticket, text: str) -> ApiRequest:
+    def build_reply(self, ticket: TicketLike, text: str) -> ApiRequest:
         raise NotImplementedError
 
     def build_test(self) -> ApiRequest:
@@ -330,16 +340,22 @@ class Provider:
         return priorities.get(console_priority, self.default_priority_map.get(console_priority))
 
     @staticmethod
-    def stored_attachments(ticket: Ticket) -> list:
-        """The ticket's Attachment rows (none for an unsaved ticket: previews, unit tests)."""
+    def stored_attachments(ticket: TicketLike) -> list[AttachmentLike]:
+        """The ticket's attachments (none for an unsaved ticket: previews, unit tests)."""
         return list(ticket.attachments.all()) if ticket.pk else []
 
+    def uploaded(self, attachment: AttachmentLike, ref: str) -> None:
+        """Record that `attachment` now lives at the provider as `ref` (see on_upload)."""
+        attachment.remote_ref = ref
+        if self.on_upload is not None:
+            self.on_upload(attachment, ref)
+
     @staticmethod
-    def marker(ticket: Ticket) -> str:
+    def marker(ticket: TicketLike) -> str:
         """The console reference written into remote tickets, to find them again."""
         return f"[Ticket Console {ticket.reference}]"
 
-    def description_with_marker(self, ticket: Ticket) -> str:
+    def description_with_marker(self, ticket: TicketLike) -> str:
         text = (ticket.description or "").rstrip()
         return f"{text}\n\n{self.marker(ticket)}" if text else self.marker(ticket)
 

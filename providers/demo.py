@@ -26,7 +26,7 @@ def ensure_demo_accounts(sandbox_url: str, *, acting_user=None) -> list[str]:
             defaults={
                 "kind": kind,
                 "base_url": f"{sandbox_url.rstrip('/')}/{kind}",
-                "settings": dict(getattr(provider_class, "demo_settings", {})),
+                "settings": dict(provider_class.demo_settings),
                 "status_map": provider_class.default_status_map,
                 "priority_map": provider_class.default_priority_map,
             },

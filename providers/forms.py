@@ -19,10 +19,8 @@ from providers.bounds import ENGINE_SETTINGS
 from providers.egress import base_url_problem
 from providers.models import ProviderAccount
 from providers.registry import PROVIDERS, get_provider_class
+from providers.vocabulary import CONSOLE_PRIORITIES, CONSOLE_STATUSES
 
-# The console's own vocabulary (tickets.models choices; imported lazily to keep apps independent).
-CONSOLE_STATUSES = ("new", "open", "in_progress", "on_hold", "pending", "resolved", "closed", "cancelled")
-CONSOLE_PRIORITIES = ("low", "medium", "high", "urgent")
 CREDENTIALS_LABEL = "credentials"
 
 
@@ -72,7 +70,7 @@ def vocabulary(kind: str) -> dict[str, list]:
     return {
         "status": sorted(remote_statuses, key=str),
         "priority": sorted(set(provider_class.default_priority_map.values()), key=str),
-        "settings": sorted({*getattr(provider_class, "demo_settings", {}), *extra_fields,
+        "settings": sorted({*provider_class.demo_settings, *extra_fields,
                             *ENGINE_SETTINGS}),
     }
 

@@ -40,6 +40,7 @@ from providers.errors import (
     ProviderValidationError,
 )
 from providers.http import ApiRequest
+from providers.ticket_input import read_attachment
 from providers.tokens import Token, TokenAuthProvider
 
 AJAX_HEADERS = {"X-Requested-With": "XMLHttpRequest", "Accept": "application/json"}
@@ -73,11 +74,6 @@ def php_serialize(values: dict[str | int, str | int | bool]) -> str:
 
 def encode_customfields(values: dict[str | int, str | int | bool]) -> str:
     return base64.b64encode(php_serialize(values).encode()).decode()
-
-
-def read_file(attachment) -> bytes:
-    with attachment.file.open("rb") as handle:
-        return handle.read()
 
 
 def encode_attachments(files: list[tuple[str, bytes]]) -> str:
@@ -260,7 +256,7 @@ class KeliwebProvider(TokenAuthProvider):
             except (AttributeError, ValueError):
                 message = "Custom fields must be a JSON object of field ID: text or number."
                 raise ProviderValidationError(message, field_errors={"customfields": [message]}) from None
-        files = [(a.name, read_file(a)) for a in self.stored_attachments(ticket)]
+        files = [(a.name, read_attachment(a)) for a in self.stored_attachments(ticket)]
         if extra.get("attachments"):
             try:
                 files += decode_extra_attachments(extra["attachments"])

@@ -44,6 +44,7 @@ from providers.errors import (
     ProviderValidationError,
 )
 from providers.http import ApiRequest, ApiResponse
+from providers.ticket_input import AttachmentLike, read_attachment
 from providers.tokens import Token, TokenAuthProvider
 
 IMPACTS = ("LOW", "ONUSER", "ONDEPARTMENT", "ONBUSINESS")
@@ -342,27 +343,38 @@ class MotadataProvider(TokenAuthProvider):
         return fields
 
     def build_create(self, ticket) -> ApiRequest:
+        return self.create_request(ticket, self.stored_attachments(ticket))
+
+    @staticmethod
+    def require_requester(ticket) -> None:
         if not (ticket.requester_email or "").strip():
             # Refused here, before anything is sent: Motadata requires it (2026-11: seed 001).
             raise ProviderValidationError(
                 REQUESTER_EMAIL_REQUIRED, field_errors={"requester_email": [REQUESTER_EMAIL_REQUIRED]}
             )
+
+    def create_request(self, ticket, attachments: list[AttachmentLike]) -> ApiRequest:
+        self.require_requester(ticket)
         body = self.incident_fields(ticket)
         refs = split_list((ticket.extra or {}).get("attachments_ref_names"))
-        refs += [a.remote_ref for a in self.stored_attachments(ticket) if a.remote_ref]
+        refs += [a.remote_ref for a in attachments if a.remote_ref]
         if refs:
             body["attachmentsRefNames"] = refs
         return ApiRequest("POST", self.INCIDENTS_PATH, json=body)
 
     def create(self, ticket) -> RemoteRef:
         # Motadata takes files by upload first (/api/oprfile), then by refFileName in the
-        # create; a refFileName is kept on the Attachment so a retried create reuses it.
-        for attachment in self.stored_attachments(ticket):
+        # create. Each new refFileName goes to on_upload, which keeps it with the attachment
+        # so a retried create reuses it instead of uploading the file again.
+        self.require(CREATE)
+        self.require_requester(ticket)  # before any upload: a refused create leaves no stray file
+        attachments = self.stored_attachments(ticket)
+        for attachment in attachments:
             if not attachment.remote_ref:
-                with attachment.file.open("rb") as handle:
-                    ref = self.upload_attachment(attachment.name, handle.read(), attachment.content_type)
-                type(attachment).objects.filter(pk=attachment.pk).update(remote_ref=ref)
-        return super().create(ticket)
+                content = read_attachment(attachment)
+                ref = self.upload_attachment(attachment.name, content, attachment.content_type)
+                self.uploaded(attachment, ref)
+        return self.parse_create(self.call(self.create_request(ticket, attachments)), ticket)
 
     def parse_create(self, data: Any, ticket) -> RemoteRef:
         incident_id = lenient_get(data, "id")

@@ -45,7 +45,7 @@ def make_account(sandbox: Sandbox, kind: str, *, name: str | None = None, creden
         name=name or f"Sandbox {kind}",
         kind=kind,
         base_url=fields.pop("base_url", None) or sandbox.base_url(kind),
-        settings=fields.pop("settings", None) or dict(getattr(provider_class, "demo_settings", {})),
+        settings=fields.pop("settings", None) or dict(provider_class.demo_settings),
         # Copies: a test that edits an account's map must not change the provider's defaults.
         status_map=copy.deepcopy(provider_class.default_status_map),
         priority_map=copy.deepcopy(provider_class.default_priority_map),

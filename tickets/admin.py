@@ -20,7 +20,7 @@ from console.crypto import CredentialsUnreadable
 from providers.base import CREATE, FETCH, REPLY, UPDATE
 from providers.errors import ProviderConfigurationError, ProviderValidationError
 from providers.models import ProviderAccount
-from tickets import access, bulk, services, ui
+from tickets import access, account_admin, bulk, services, ui  # noqa: F401 - account_admin registers ProviderAccount
 from tickets.forms import TicketForm
 from tickets.models import BulkJob, Priority, Status, SyncAttempt, SyncState, Ticket
 from tickets.paging import EstimatedCountPaginator

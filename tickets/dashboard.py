@@ -41,9 +41,9 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 
-from providers.admin import pause_state
 from providers.models import ProviderAccount
 from tickets.access import can_manage_accounts, can_see_dashboard, dashboard_accounts, watched_accounts
+from tickets.account_admin import pause_state
 from tickets.models import SyncAttempt, SyncState, Ticket
 from tickets.problems import current_problems
 

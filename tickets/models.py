@@ -3,29 +3,8 @@ from django.db import models, transaction
 
 from providers.models import ProviderAccount
 
-
-class Priority(models.TextChoices):
-    LOW = "low", "Low"
-    MEDIUM = "medium", "Medium"
-    HIGH = "high", "High"
-    URGENT = "urgent", "Urgent"
-
-
-class Impact(models.TextChoices):
-    LOW = "low", "Low"
-    MEDIUM = "medium", "Medium"
-    HIGH = "high", "High"
-
-
-class Status(models.TextChoices):
-    NEW = "new", "New"
-    OPEN = "open", "Open"
-    IN_PROGRESS = "in_progress", "In progress"
-    ON_HOLD = "on_hold", "On hold"
-    PENDING = "pending", "Pending"
-    RESOLVED = "resolved", "Resolved"
-    CLOSED = "closed", "Closed"
-    CANCELLED = "cancelled", "Cancelled"
+# The console's vocabulary lives with the adapters that map it; tickets/ imports it from here.
+from providers.vocabulary import Impact, Priority, Status
 
 
 class SyncState(models.TextChoices):
@@ -189,6 +168,12 @@ class Attachment(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def record_upload(self, ref: str) -> None:
+        """Keep the provider's reference for this file (a Provider's on_upload), written at
+        once so a create retried after a failure reuses the upload instead of sending it again."""
+        self.remote_ref = ref
+        type(self).objects.filter(pk=self.pk).update(remote_ref=ref)
 
 
 class Reply(models.Model):

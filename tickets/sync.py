@@ -32,7 +32,7 @@ from providers.errors import (
 from providers.http import Exchange
 from providers.models import ProviderAccount
 from tickets import limits, problems
-from tickets.models import SyncAttempt, SyncState, Ticket
+from tickets.models import Attachment, SyncAttempt, SyncState, Ticket
 
 log = logging.getLogger(__name__)
 # Waits up to this long are handed to the broker as a countdown; longer ones are left to
@@ -168,6 +168,7 @@ def push(ticket_id: int) -> str:
     try:
         provider = ticket.account.get_provider()
         provider.http.on_exchange = attempt_log.add
+        provider.on_upload = Attachment.record_upload  # files uploaded ahead of a create
         limits.govern(provider)
         if not ticket.account.enabled:
             raise ProviderConfigurationError(problems.disabled_message(ticket.account))

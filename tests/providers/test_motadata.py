@@ -7,11 +7,13 @@ import json
 import re
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import parse_qs
 
 import pytest
 import requests
 import responses
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from providers.base import RemoteState
@@ -542,3 +544,45 @@ def test_an_unknown_status_and_an_unknown_incident_are_refused(sandbox, account_
         provider.fetch([missing])
     with pytest.raises(ProviderNotFoundError):
         provider.update(missing)
+
+
+def ticket_input(*, files: list, **fields) -> SimpleNamespace:
+    """A ticket as adapters see it (providers/ticket_input.py), with files: no model, no row."""
+    model = unsaved_ticket(**fields)
+    values = {f.name: getattr(model, f.name) for f in Ticket._meta.concrete_fields if f.name != "account"}
+    return SimpleNamespace(**values, pk=1, attachments=SimpleNamespace(all=lambda: list(files)))
+
+
+class FileOnTicket:
+    """A ticket-shaped input's attachment (providers/ticket_input.py), no database row."""
+
+    def __init__(self, name: str, content: bytes) -> None:
+        self.name, self.content_type, self.remote_ref = name, "application/pdf", ""
+        self.file = SimpleUploadedFile(name, content)
+
+
+@pytest.mark.django_db
+def test_files_are_uploaded_once_and_their_refs_handed_to_the_console(sandbox, account_factory):
+    uploads = []
+    provider = MotadataProvider(
+        account_factory("motadata"), on_upload=lambda attachment, ref: uploads.append((attachment.name, ref))
+    )
+    invoice = FileOnTicket("invoice.pdf", b"%PDF-1.4 invoice")
+    ticket = ticket_input(files=[invoice])
+
+    provider.create(ticket)
+    provider.create(ticket)  # a create resent after its answer was lost
+
+    state = sandbox.state("motadata")
+    [stored] = state["files"]  # uploaded once: the second create reused the ref
+    assert uploads == [("invoice.pdf", stored["refFileName"])] and invoice.remote_ref == stored["refFileName"]
+    assert [i["attachmentsRefNames"] for i in state["incidents"]] == [[stored["refFileName"]]] * 2
+
+
+@pytest.mark.django_db
+def test_a_create_refused_before_sending_uploads_nothing(sandbox, account_factory):
+    provider = MotadataProvider(account_factory("motadata"))
+    ticket = ticket_input(files=[FileOnTicket("invoice.pdf", b"%PDF")], requester_email="")
+    with pytest.raises(ProviderValidationError):
+        provider.create(ticket)
+    assert sandbox.state("motadata")["files"] == []

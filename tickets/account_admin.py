@@ -1,5 +1,8 @@
 """Provider accounts in the admin: provider admins only (the manage_provider_accounts permission).
 
+Lives in tickets/ (registered by tickets/admin.py) because its buttons reach the console's
+services and access policy; the form and field parts it uses stay in providers/forms.py.
+
 Credentials are write-only; defaults and maps are edited as tables; health shows the breaker's
 state with pause/resume; every change is logged (credentials as "credentials" only). The
 callback secret is never shown: only whether one is set, when, and a Rotate button.
