@@ -23,8 +23,10 @@ from providers.errors import (
     ProviderNotFoundError,
     ProviderResponseError,
     ProviderTransientError,
+    ProviderValidationError,
 )
 from providers.http import ApiRequest, ApiResponse, Exchange, HttpClient, Redactor, error_for_status
+from providers.inbound import InboundHandler
 from providers.ticket_input import AttachmentLike, TicketLike
 from providers.vocabulary import field_label
 
@@ -99,9 +101,10 @@ class Provider:
     test_probe_is_missing_ticket: ClassVar[bool] = False
     #: How many tickets one fetch call may carry.
     fetch_batch_size: ClassVar[int] = 1
-    #: True when the provider posts status changes to an address we give it, which carries
-    #: the account's callback secret (providers/callback_secret.py).
-    calls_back: ClassVar[bool] = False
+    #: How the provider posts status changes to an address we give it, which carries the
+    #: account's callback secret (providers/inbound.py, providers/callback_secret.py); None
+    #: when it does not call back.
+    inbound: ClassVar[InboundHandler | None] = None
     #: True when parse_fetch returns the ticket's conversation (RemoteState.replies).
     reads_conversation: ClassVar[bool] = False
     #: Non-secret account settings of the sandbox's demo account (providers/demo.py) and the
@@ -130,7 +133,7 @@ class Provider:
                 )
         self.credentials = account.get_credentials()
         self.redactor = Redactor({str(v) for v in self.credentials.values() if v})
-        if self.calls_back and account.callback_secret_set_at:
+        if self.inbound is not None and account.callback_secret_set_at:
             # The callback secret travels inside the callback address: kept out of records.
             for secret in callback_secret.every_stored(account):
                 self.redactor.add(secret)
@@ -186,9 +189,10 @@ class Provider:
     def interpret(self, response: ApiResponse) -> Any:
         data = response.json()
         if response.status >= 300:  # 3xx too: redirects are not followed (providers/http.py)
-            raise error_for_status(
-                response.status, self.error_message(data, response), response.headers
-            )
+            error = error_for_status(response.status, self.error_message(data, response), response.headers)
+            if isinstance(error, ProviderValidationError) and not error.field_errors:
+                error.field_errors = self.field_errors(data, response)
+            raise error
         self.check_body(data)
         if data is None and self.expects_json:
             raise ProviderResponseError(
@@ -301,6 +305,12 @@ class Provider:
 
     def check_body(self, data: Any) -> None:
         """Raise the right ProviderError when a 2xx body reports a failure."""
+
+    def field_errors(self, data: Any, response: ApiResponse | None) -> dict[str, list[str]]:
+        """A refusal's errors by console field name ("__all__" for the rest), read from the
+        error body (`response` is None for a failure reported in a 2xx body). `interpret`
+        attaches them to the ProviderValidationError of a 4xx answer; forms show them."""
+        return {}
 
     def error_message(self, data: Any, response: ApiResponse) -> str:
         """The provider's own words for a failed call."""

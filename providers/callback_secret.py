@@ -1,7 +1,7 @@
 """An account's inbound callback secret: made, rotated, accepted, and put into an address.
 
 Knight posts status changes to the callbackAddress a ticket was created with; the console's
-own is `<callback_base_url>/inbound/knight/<account id>/<secret>/` (tickets/views_inbound.py).
+own is `<callback_base_url>/inbound/knight/<account id>/<secret>/` (providers/inbound.py).
 Whoever knows the secret can set the statuses of the account's tickets, so it is kept like a
 credential: encrypted in `ProviderAccount.callback_secrets` as
 `{"current": …, "previous": …, "previous_until": ISO time}`, and never written into settings,
@@ -30,13 +30,9 @@ from providers.registry import PROVIDERS, get_provider_class
 if TYPE_CHECKING:
     from providers.models import ProviderAccount
 
-#: The most secrets accepted at once: the current one and the previous one within its grace.
-MOST_ACCEPTED = 2
-
-
 def calls_back(account: ProviderAccount) -> bool:
     # An unknown kind (not yet validated, or a module since removed) does not call back.
-    return account.kind in PROVIDERS and bool(get_provider_class(account.kind).calls_back)
+    return account.kind in PROVIDERS and get_provider_class(account.kind).inbound is not None
 
 
 def new_secret() -> str:
@@ -120,5 +116,6 @@ def ensure(account: ProviderAccount) -> str:
 
 
 def address(account: ProviderAccount, *, base_url: str, secret: str) -> str:
-    path = reverse(f"inbound-{account.kind}", kwargs={"account_id": account.pk, "secret": secret})
+    route = get_provider_class(account.kind).inbound.route
+    path = reverse("inbound", kwargs={"route": route, "account_id": account.pk, "secret": secret})
     return f"{base_url.rstrip('/')}{path}"

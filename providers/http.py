@@ -54,6 +54,13 @@ class ApiRequest:
     headers: dict[str, str] = field(default_factory=dict)
     params: dict[str, str] | None = None
     url: str | None = None  # absolute URL, overriding base_url + path (token endpoints)
+    #: What the call is for when it is not the operation itself: SIGN_IN for a token or key
+    #: exchange, so the console records it as signing in, never as "Created in ...".
+    purpose: str = ""
+
+
+#: ApiRequest.purpose of a call that obtains or renews credentials (tokens.py marks its own).
+SIGN_IN = "sign_in"
 
 
 @dataclass
@@ -83,6 +90,8 @@ class Exchange:
     status: int | None = None
     response_body: str = ""
     error: str = ""
+    #: The request's purpose (SIGN_IN for a token call; "" for the operation itself).
+    purpose: str = ""
 
 
 class Redactor:
@@ -241,7 +250,9 @@ class HttpClient:
 
     def send(self, request: ApiRequest) -> ApiResponse:
         url, headers, body = self.describe(request)
-        exchange = Exchange(request.method, url, headers, body, started_at=timezone.now())
+        exchange = Exchange(
+            request.method, url, headers, body, started_at=timezone.now(), purpose=request.purpose
+        )
         started = time.monotonic()
         refused = False
         try:

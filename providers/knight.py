@@ -40,6 +40,7 @@ from providers.errors import (
     ProviderValidationError,
 )
 from providers.http import ApiRequest, ApiResponse
+from providers.inbound import InboundChange, InboundHandler
 
 #: The source id the sandbox accepts; not a secret (the source token is).
 SANDBOX_SOURCE_ID = "ticket-console-sandbox"
@@ -130,6 +131,20 @@ class KnightTicketForm(forms.Form):
         return value
 
 
+class KnightCallbacks(InboundHandler):
+    """Knight posts to the callbackAddress a ticket was created with. The payload is
+    undocumented (docs/providers.md §1): a body is applied when it carries a `ticketId` (our
+    reference, which Knight echoes) and a `status` in Knight's words."""
+
+    route = "knight"
+
+    def parse(self, payload: dict[str, Any]) -> InboundChange | None:
+        reference = str(payload.get("ticketId") or "").strip()
+        if not reference:
+            return None
+        return InboundChange(reference=reference, status=str(payload.get("status") or "").strip())
+
+
 class KnightProvider(Provider):
     kind = "knight"
     label = "ChatOps Knight"
@@ -181,7 +196,7 @@ class KnightProvider(Provider):
     }
     default_priority_map = {"urgent": 1, "high": 2, "medium": 3, "low": 4}
     create_is_idempotent = True
-    calls_back = True
+    inbound = KnightCallbacks()
 
     PING_PATH = "/ping"  # at the root, not under the API root path (the SDK's Config.js)
     ROOT_PATH = "/api/v1"  # the SDK's default; an account may set `root_path`
@@ -316,17 +331,7 @@ class KnightProvider(Provider):
             return error
         return super().error_message(data, response)
 
-    def interpret(self, response: ApiResponse) -> Any:
-        try:
-            return super().interpret(response)
-        except ProviderValidationError as exc:
-            if exc.field_errors:
-                raise
-            raise ProviderValidationError(
-                exc.message, field_errors=self.field_errors(response.json()), http_status=exc.http_status
-            ) from None
-
-    def field_errors(self, data: Any) -> dict[str, list[str]]:
+    def field_errors(self, data: Any, response: ApiResponse | None = None) -> dict[str, list[str]]:
         """LoopBack's `details` on the console's field names; the rest under __all__."""
         error = data.get("error") if isinstance(data, dict) else None
         details = error.get("details") if isinstance(error, dict) else None

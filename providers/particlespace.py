@@ -315,14 +315,6 @@ class ParticleSpaceProvider(TokenAuthProvider):
         return "Authenticated: Particle Space issued a token."
 
     # --- errors --------------------------------------------------------------------------
-    def interpret(self, response: ApiResponse) -> Any:
-        try:
-            return super().interpret(response)
-        except ProviderValidationError as exc:
-            if not exc.field_errors:
-                exc.field_errors = self.field_errors(response.json())
-            raise
-
     def check_body(self, data: Any) -> None:
         if not isinstance(data, dict):
             return
@@ -351,8 +343,7 @@ class ParticleSpaceProvider(TokenAuthProvider):
             return "Particle Space reported a failure without a message."
         return super().error_message(data, response)
 
-    @staticmethod
-    def field_errors(data: Any) -> dict[str, list[str]]:
+    def field_errors(self, data: Any, response: ApiResponse | None = None) -> dict[str, list[str]]:
         """Laravel-style `errors` ({field: [messages]}) mapped onto console fields."""
         errors = data.get("errors") if isinstance(data, dict) else None
         if not isinstance(errors, dict):

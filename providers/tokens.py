@@ -19,7 +19,7 @@ from providers.errors import (
     ProviderTransientError,
     ProviderValidationError,
 )
-from providers.http import ApiRequest
+from providers.http import SIGN_IN, ApiRequest
 from providers.models import AccessToken
 
 #: Renew a token this long before the provider says it expires.
@@ -92,6 +92,7 @@ class TokenAuthProvider(Provider):
 
     def _obtain_token(self, refresh_token: str = "") -> Token:
         request = self.build_token_request(refresh_token)
+        request.purpose = SIGN_IN  # recorded as signing in, not as the operation that needed it
         try:
             data = self.interpret(self.http.send(request))
         except ProviderTransientError as exc:

@@ -73,7 +73,10 @@ def callback_path(account, secret: str) -> str:
     """Where Knight (the provider that calls back) posts for `account`; the secret is in the path."""
     from django.urls import reverse
 
-    return reverse("inbound-knight", kwargs={"account_id": account.pk, "secret": secret})
+    from providers.knight import KnightProvider
+
+    route = KnightProvider.inbound.route
+    return reverse("inbound", kwargs={"route": route, "account_id": account.pk, "secret": secret})
 
 
 def refreshed(obj):

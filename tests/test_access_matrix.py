@@ -76,9 +76,9 @@ RULES: dict[str, Rule] = {
     # Prometheus authenticates with METRICS_TOKEN, never a session: unset (as here), no one.
     "metrics": Rule(answers("missing missing missing missing missing missing"), named("metrics")),
     # A wrong secret is a 404 for everyone, signed in or not.
-    "inbound-knight": Rule(answers("missing missing missing missing missing missing"),
-                           named("inbound-knight", account_id=lambda w: w.eu_account.pk,
-                                 secret=lambda w: "not-the-secret"), method="post"),
+    "inbound": Rule(answers("missing missing missing missing missing missing"),
+                    named("inbound", route=lambda w: "knight", account_id=lambda w: w.eu_account.pk,
+                          secret=lambda w: "not-the-secret"), method="post"),
 }
 
 # --- the admin: pages of its own ------------------------------------------------------------

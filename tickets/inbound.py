@@ -1,17 +1,17 @@
-"""Inbound callbacks: what a provider posts to us (Knight's callbackAddress).
+"""Inbound callbacks: what a provider posts to us, for any provider that declares an
+`InboundHandler` (providers/inbound.py; today Knight's callbackAddress).
 
-Knight's callback payload is undocumented (docs/providers.md §1), so every body is stored as it
-came (`InboundEvent`, de-duplicated by a digest of account and body) and applied only when it
-carries a `ticketId` that is one of our references and a `status` the account's inbound map
-knows. Applying goes through the same conflict rule as pull (tickets/pull.py). The secret in
-the URL is the account's current callback secret, or the previous one within its grace after a
-rotation (providers/callback_secret.py).
+Callback payloads are loosely documented, so every body is stored as it came (`InboundEvent`,
+de-duplicated by a digest of account and body) and applied only when the provider's handler
+reads from it one of our references and a status the account's inbound map knows. Applying
+goes through the same conflict rule as pull (tickets/pull.py). The handler verifies the secret
+in the URL against the account's current callback secret, or the previous one within its grace
+after a rotation (providers/callback_secret.py).
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
@@ -20,13 +20,10 @@ from django.utils import timezone
 from console.jsonguard import JSONRefused
 from console.jsonguard import loads as guarded_loads
 from providers import callback_secret
+from providers.inbound import handler_for
 from providers.models import ProviderAccount
 from tickets.models import InboundEvent, Ticket
 from tickets.pull import REMOTE_STATUS_MAX_LENGTH, apply_remote_status, inbound_status_reader
-
-#: A stand-in compared when there are fewer real secrets than can be accepted, so the time
-#: taken tells nothing about which accounts exist or whether a rotation is in its grace.
-STAND_IN_SECRET = b"\0" * 43
 
 
 class CallbackRefused(Exception):
@@ -39,20 +36,18 @@ class Received:
     duplicate: bool
 
 
-def receive(*, kind: str, account_id: int, secret: str, body: bytes) -> Received:
+def receive(*, route: str, account_id: int, secret: str, body: bytes) -> Received:
     """Check the secret, store the body once, apply it when it says which ticket and status."""
+    served = handler_for(route)
+    if served is None:
+        raise CallbackRefused
+    kind, handler = served
     # An id past the 64-bit column (the URL takes any digits) names no account.
     in_range = 0 < account_id < 2**63
     account = ProviderAccount.objects.filter(pk=account_id, kind=kind).first() if in_range else None
-    accepted = (
-        [value.encode() for value in callback_secret.accepted(account, now=timezone.now())]
-        if account is not None and callback_secret.calls_back(account) else []
-    )
-    given = (secret or "").encode()
-    candidates = accepted + [STAND_IN_SECRET] * (callback_secret.MOST_ACCEPTED - len(accepted))
-    # Every candidate is compared (no early exit); only a real secret's match counts.
-    results = [hmac.compare_digest(candidate, given) for candidate in candidates]
-    if account is None or not any(results[: len(accepted)]):
+    accepted = callback_secret.accepted(account, now=timezone.now()) if account is not None else []
+    # Verified even for an unknown account, so the time taken tells nothing about which exist.
+    if not handler.verify(secret, accepted) or account is None:
         raise CallbackRefused
     digest = hashlib.sha256(f"{account.pk}:".encode() + body).hexdigest()
     existing = InboundEvent.objects.filter(digest=digest).first()
@@ -82,11 +77,12 @@ def parse(body: bytes) -> tuple[dict, str]:
 
 
 def apply(event: InboundEvent) -> None:
-    payload = event.payload if not event.note else {}
-    reference = str(payload.get("ticketId") or "").strip()
-    status = str(payload.get("status") or "").strip()
-    if not reference:
+    if event.note:  # not a JSON object: nothing to read
         return
+    change = event.account.provider_class.inbound.parse(event.payload)
+    if change is None:
+        return
+    reference, status = change.reference, change.status
     ticket = Ticket.objects.filter(account_id=event.account_id, reference=reference).first()
     if ticket is None:
         event.note = f"No ticket {reference[:40]} on this account: stored, not applied."

@@ -109,6 +109,8 @@ class SyncAttempt(models.Model):
         FETCH = "fetch"
         REPLY = "reply"
         TEST = "test"
+        #: A token or key exchange made for one of the above (ApiRequest.purpose SIGN_IN).
+        SIGN_IN = "sign_in", "Sign in"
 
     class Outcome(models.TextChoices):
         SUCCESS = "success", "Success"

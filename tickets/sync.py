@@ -29,7 +29,7 @@ from providers.errors import (
     ProviderTransientError,
     ProviderValidationError,
 )
-from providers.http import Exchange
+from providers.http import SIGN_IN, Exchange
 from providers.models import ProviderAccount
 from tickets import limits, problems
 from tickets.models import Attachment, SyncAttempt, SyncState, Ticket
@@ -78,9 +78,12 @@ class AttemptLog:
         for index, exchange in enumerate(self.exchanges):
             last = index == len(self.exchanges) - 1
             ok = exchange.status is not None and exchange.status < 300 and not exchange.error
+            # A token call is recorded as signing in, whatever operation needed it.
+            signing_in = {"operation": SyncAttempt.Operation.SIGN_IN} if exchange.purpose == SIGN_IN else {}
             rows.append(
                 SyncAttempt(
-                    **common, started_at=exchange.started_at, duration_ms=exchange.duration_ms,
+                    **{**common, **signing_in},
+                    started_at=exchange.started_at, duration_ms=exchange.duration_ms,
                     outcome=outcome if last else ("success" if ok else "failed"),
                     http_status=exchange.status, request_method=exchange.method,
                     request_url=exchange.url[:1000], request_headers=exchange.request_headers,

@@ -44,6 +44,7 @@ OPERATION_DONE = {
     SyncAttempt.Operation.FETCH: "Read back from {label}",
     SyncAttempt.Operation.REPLY: "Reply sent to {label}",
     SyncAttempt.Operation.TEST: "Connection to {label} checked",
+    SyncAttempt.Operation.SIGN_IN: "Signed in to {label}",
 }
 OPERATION_NOUN = {
     SyncAttempt.Operation.CREATE: "Create",
@@ -51,9 +52,8 @@ OPERATION_NOUN = {
     SyncAttempt.Operation.FETCH: "Read-back",
     SyncAttempt.Operation.REPLY: "Reply",
     SyncAttempt.Operation.TEST: "Connection check",
+    SyncAttempt.Operation.SIGN_IN: "Signing in",
 }
-# Token and key-exchange endpoints (Motadata, Keliweb, Particle Space): the first call of a push.
-SIGN_IN_PATHS = ("/oauth/token", "/authenticate")
 
 
 def badge_class(sync_state: str) -> str:
@@ -133,7 +133,7 @@ class TimelineEntry:
 def describe_attempt(attempt: SyncAttempt, label: str) -> str:
     """One SyncAttempt row as a sentence an agent understands."""
     noun = OPERATION_NOUN.get(attempt.operation, attempt.operation)
-    if attempt.request_url and attempt.request_url.rstrip("/").endswith(SIGN_IN_PATHS):
+    if attempt.operation == SyncAttempt.Operation.SIGN_IN:  # a token call the adapter marked
         if attempt.outcome == SyncAttempt.Outcome.SUCCESS:
             return f"Signed in to {label}"
         return f"Signing in to {label} failed"

@@ -1,4 +1,5 @@
-"""Inbound callback endpoints (Knight's callbackAddress); the work is in tickets/inbound.py."""
+"""Inbound callback endpoints, one route per provider that calls back (providers/inbound.py);
+the work is in tickets/inbound.py."""
 
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
@@ -47,13 +48,13 @@ def read_body(request: HttpRequest, *, limit: int) -> bytes:
 
 @csrf_exempt  # a provider posts here, not a browser: the secret in the URL authenticates it
 @require_POST
-def knight_callback(request: HttpRequest, account_id: int, secret: str) -> JsonResponse:
+def callback(request: HttpRequest, route: str, account_id: int, secret: str) -> JsonResponse:
     try:
         body = read_body(request, limit=settings.INBOUND_MAX_BYTES)
     except BodyRefused as refused:
         return JsonResponse({"error": refused.error}, status=refused.status)
     try:
-        received = inbound.receive(kind="knight", account_id=account_id, secret=secret, body=body)
+        received = inbound.receive(route=route, account_id=account_id, secret=secret, body=body)
     except inbound.CallbackRefused:
         return JsonResponse({"error": "not found"}, status=404)
     event = received.event
@@ -61,5 +62,6 @@ def knight_callback(request: HttpRequest, account_id: int, secret: str) -> JsonR
 
 
 urlpatterns = [
-    path("knight/<int:account_id>/<str:secret>/", knight_callback, name="inbound-knight"),
+    # Knight's addresses (/inbound/knight/<id>/<secret>/) already given out match this exactly.
+    path("<slug:route>/<int:account_id>/<str:secret>/", callback, name="inbound"),
 ]
