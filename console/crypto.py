@@ -51,6 +51,8 @@ def decrypt_json(token: str, *, what: str = "Stored credentials") -> dict:
     try:
         return json.loads(multifernet().decrypt(token.encode()))
     except InvalidToken:
+        # InvalidToken says nothing more, and an error report would capture the frames that
+        # hold the keys and the plaintext: the cause is dropped.
         raise CredentialsUnreadable(what) from None
 
 
@@ -59,4 +61,4 @@ def rotate(token: str, *, what: str = "Stored credentials") -> str:
     try:
         return multifernet().rotate(token.encode()).decode()
     except InvalidToken:
-        raise CredentialsUnreadable(what) from None
+        raise CredentialsUnreadable(what) from None  # as in decrypt_json: keys in the frames

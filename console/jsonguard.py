@@ -76,7 +76,7 @@ def loads(text: str | bytes, *, max_depth: int = MAX_DEPTH, max_chars: int = MAX
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError:
-            raise JSONRefused("The text is not UTF-8.") from None
+            raise JSONRefused("The text is not UTF-8.") from None  # the cause holds the whole text
     if len(text) > max_chars:
         raise JSONRefused(f"The JSON is too long ({len(text):,} characters; at most {max_chars:,}).")
     if nesting_depth(text) > max_depth:
@@ -88,9 +88,9 @@ def loads(text: str | bytes, *, max_depth: int = MAX_DEPTH, max_chars: int = MAX
     except json.JSONDecodeError as exc:
         raise JSONRefused(
             f"Not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).", syntax=True
-        ) from None
-    except (ValueError, RecursionError):  # e.g. an integer of more than 4,300 digits
-        raise JSONRefused("Not valid JSON: a value is too large.") from None
+        ) from None  # the cause holds the whole text (exc.doc): an account document, a callback
+    except (ValueError, RecursionError) as exc:  # e.g. an integer of more than 4,300 digits
+        raise JSONRefused("Not valid JSON: a value is too large.") from exc
     problem = value_problem(value, max_depth=max_depth)
     if problem:
         raise JSONRefused(problem)
@@ -145,7 +145,7 @@ class GuardedJSONField(forms.JSONField):
             try:
                 converted = loads(value)
             except JSONRefused as exc:
-                raise ValidationError(str(exc), code="invalid", params={"value": value}) from None
+                raise ValidationError(str(exc), code="invalid", params={"value": value}) from exc
             if isinstance(converted, str):
                 from django.forms.fields import JSONString
 

@@ -111,7 +111,7 @@ def parse(text: str | bytes, *, filename: str = "") -> Any:
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
-        except UnicodeDecodeError as exc:
+        except UnicodeDecodeError as exc:  # its cause holds the document, credentials too: dropped
             raise ConfigError([f"{label} is not UTF-8 text (byte {exc.start} cannot be read); "
                                "save it as UTF-8."]) from None
     if len(text) > DOCUMENT_MAX_CHARS:
@@ -131,12 +131,13 @@ def parse(text: str | bytes, *, filename: str = "") -> Any:
                 if not exc.syntax:
                     raise
                 document = yaml.safe_load(text)
+    # The parsers' exceptions hold the document (credentials too): their causes are dropped.
     except JSONRefused as exc:
         raise ConfigError([f"{label} cannot be used: {exc}"]) from None
     except (ValueError, yaml.YAMLError) as exc:
         raise ConfigError([f"{label} is not valid JSON or YAML: {exc}"]) from None
-    except RecursionError:  # block-style YAML nested by indentation alone
-        raise ConfigError([f"{label} nests too deep."]) from None
+    except RecursionError as exc:  # block-style YAML nested by indentation alone
+        raise ConfigError([f"{label} nests too deep."]) from exc
     problem = value_problem(document)
     if problem:  # YAML's .nan and .inf, or indentation nesting past the bound
         raise ConfigError([f"{label} cannot be used: {problem}"])
@@ -280,7 +281,7 @@ def apply(item: Planned, user_id: Callable[[], int]) -> tuple[str, list[str]]:
         account.full_clean(exclude=["credentials"])
     except ValidationError as exc:  # raised inside the import's transaction: all is rolled back
         raise ConfigError([f"account '{item.name}': {field}: {' '.join(messages)}"
-                           for field, messages in exc.message_dict.items()]) from None
+                           for field, messages in exc.message_dict.items()]) from exc
     account.save()
     fields = [ProviderAccount._meta.get_field(name).verbose_name for name in changed]
     if credentials_changed:

@@ -1,8 +1,8 @@
 """What can go wrong when talking to a provider, classified once.
 
 The sync engine decides from the class alone: auth, validation and not-found are final;
-rate-limited and transient are retried; `OutcomeUnknown` means the request may have been
-applied, so a create is not blindly sent again.
+rate-limited and transient are retried; a transient error with `may_have_applied` means the
+request may have been applied, so a create is not blindly sent again.
 """
 
 
@@ -14,8 +14,6 @@ class ProviderConfigurationError(Exception):
 
 
 class ProviderError(Exception):
-    retryable = False
-
     def __init__(self, message: str, *, http_status: int | None = None) -> None:
         super().__init__(message)
         self.message = message
@@ -45,8 +43,6 @@ class ProviderNotFoundError(ProviderError):
 
 
 class ProviderRateLimited(ProviderError):
-    retryable = True
-
     def __init__(self, message: str, *, retry_after: float | None = None, http_status=429) -> None:
         super().__init__(message, http_status=http_status)
         self.retry_after = retry_after
@@ -60,8 +56,6 @@ class ProviderTransientError(ProviderError):
     idempotent update, not for a create.
     """
 
-    retryable = True
-
     def __init__(self, message: str, *, may_have_applied: bool = False, http_status=None) -> None:
         super().__init__(message, http_status=http_status)
         self.may_have_applied = may_have_applied
@@ -72,7 +66,3 @@ class ProviderResponseError(ProviderTransientError):
 
     def __init__(self, message: str, *, http_status=None) -> None:
         super().__init__(message, may_have_applied=True, http_status=http_status)
-
-
-class OutcomeUnknown(ProviderError):
-    """A create that may or may not exist remotely; a person decides what happens next."""

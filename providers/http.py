@@ -290,6 +290,8 @@ class HttpClient:
             kwargs["files"] = parts
         elif request.form is not None:
             kwargs["data"] = {k: _form_value(v) for k, v in request.form.items()}
+        # The causes are dropped below on purpose: requests' exceptions name the full URL and
+        # hold the prepared request, headers and all, which can carry a credential.
         try:
             raw = self.session.request(request.method, url, **kwargs)
         except requests.ConnectTimeout:

@@ -23,7 +23,7 @@ from providers.errors import (
     ProviderResponseError,
     ProviderValidationError,
 )
-from providers.http import ApiRequest
+from providers.http import ApiRequest, ApiResponse
 
 KAPTURE_DATETIME = "%Y-%m-%d %H:%M:%S"
 CALLBACK_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
@@ -199,7 +199,9 @@ class KaptureProvider(Provider):
             raise ProviderAuthError(message)
         if "no data found" in lowered:
             raise ProviderNotFoundError(message)
-        field_errors = {}
-        if "title" in lowered:
-            field_errors["title"] = [message]
-        raise ProviderValidationError(message, field_errors=field_errors)
+        raise ProviderValidationError(message, field_errors=self.field_errors(data, None))
+
+    def field_errors(self, data: Any, response: ApiResponse | None) -> dict[str, list[str]]:
+        """Kapture names no fields; a message about the title is put on it."""
+        message = str(data.get("message") or "") if isinstance(data, dict) else ""
+        return {"title": [message]} if "title" in message.lower() else {}

@@ -93,8 +93,8 @@ def decode_extra_attachments(items: Any) -> list[tuple[str, bytes]]:
             raise ValueError("Every attachment needs a file name.")
         try:
             data = base64.b64decode(str(item.get("data_base64") or ""), validate=True)
-        except (binascii.Error, ValueError):
-            raise ValueError(f"The content of '{name}' is not valid base64.") from None
+        except (binascii.Error, ValueError) as exc:
+            raise ValueError(f"The content of '{name}' is not valid base64.") from exc
         files.append((name, data))
     return files
 
@@ -136,7 +136,7 @@ class KeliwebTicketForm(forms.Form):
         try:
             decode_extra_attachments(value)
         except ValueError as exc:
-            raise forms.ValidationError(str(exc)) from None
+            raise forms.ValidationError(str(exc)) from exc
         return value
 
     def clean(self) -> dict:
@@ -253,15 +253,15 @@ class KeliwebProvider(TokenAuthProvider):
         if extra.get("customfields"):
             try:
                 form["customfields"] = encode_customfields(extra["customfields"])
-            except (AttributeError, ValueError):
+            except (AttributeError, ValueError) as exc:
                 message = "Custom fields must be a JSON object of field ID: text or number."
-                raise ProviderValidationError(message, field_errors={"customfields": [message]}) from None
+                raise ProviderValidationError(message, field_errors={"customfields": [message]}) from exc
         files = [(a.name, read_attachment(a)) for a in self.stored_attachments(ticket)]
         if extra.get("attachments"):
             try:
                 files += decode_extra_attachments(extra["attachments"])
             except ValueError as exc:
-                raise ProviderValidationError(str(exc), field_errors={"attachments": [str(exc)]}) from None
+                raise ProviderValidationError(str(exc), field_errors={"attachments": [str(exc)]}) from exc
         if files:
             # Keliweb takes files inline: base64 of the JSON array of {name, data}.
             form["attachments"] = encode_attachments(files)

@@ -163,8 +163,8 @@ class EmailListField(StringListField):
         for email in value:
             try:
                 validate_email(email)
-            except ValidationError:
-                raise ValidationError(f'"{email}" is not a valid email address.') from None
+            except ValidationError as exc:
+                raise ValidationError(f'"{email}" is not a valid email address.') from exc
 
 
 class EnumField(forms.ChoiceField):
@@ -458,19 +458,28 @@ class MotadataProvider(TokenAuthProvider):
     def is_failure(data: Any) -> bool:
         return isinstance(data, dict) and "returnCode" in data and data["returnCode"] != "SUCCESS"
 
-    def raise_failure(self, data: dict, http_status: int | None) -> None:
-        message = self.redactor.text(
+    def failure_message(self, data: dict) -> str:
+        return self.redactor.text(
             str(data.get("userMessage") or f"Motadata answered {data.get('returnCode')}.")
         )
+
+    def field_errors(self, data: Any, response: ApiResponse | None) -> dict[str, list[str]]:
+        """The console field a failure envelope's message is about, by the words it uses."""
+        if not self.is_failure(data):
+            return {}
+        message = self.failure_message(data)
+        field = next((name for word, name in MESSAGE_FIELDS if word in message.lower()), None)
+        return {field: [message]} if field else {}
+
+    def raise_failure(self, data: dict, http_status: int | None) -> None:
+        message = self.failure_message(data)
         lowered = message.lower()
         if http_status in (401, 403) or any(word in lowered for word in AUTH_WORDS):
             raise ProviderAuthError(message, http_status=http_status)
-        field = next((name for word, name in MESSAGE_FIELDS if word in lowered), None)
-        if http_status == 404 or (field is None and "not found" in lowered):
+        field_errors = self.field_errors(data, None)
+        if http_status == 404 or (not field_errors and "not found" in lowered):
             raise ProviderNotFoundError(message, http_status=http_status)
-        raise ProviderValidationError(
-            message, field_errors={field: [message]} if field else {}, http_status=http_status
-        )
+        raise ProviderValidationError(message, field_errors=field_errors, http_status=http_status)
 
     def error_message(self, data: Any, response: ApiResponse) -> str:
         message = ""

@@ -98,18 +98,18 @@ class TokenAuthProvider(Provider):
         except ProviderTransientError as exc:
             # A token call creates nothing: whatever happened to it, the ticket call that
             # needed the token was never sent, so it is safe to retry (not "outcome unknown").
-            raise ProviderTransientError(exc.message, http_status=exc.http_status) from None
+            raise ProviderTransientError(exc.message, http_status=exc.http_status) from exc
         except (ProviderValidationError, ProviderAuthError) as exc:
             # Token endpoints answer 400 invalid_grant / 401 invalid_client for bad secrets.
             raise ProviderAuthError(
                 f"Authentication failed: {exc.message}", http_status=exc.http_status
-            ) from None
+            ) from exc
         # Not "outcome unknown" either (ProviderResponseError): no ticket call was sent.
         no_token = ProviderTransientError("The token answer has no access token.", http_status=200)
         try:
             token = self.parse_token(data)
         except (KeyError, TypeError, ValueError):
-            raise no_token from None
+            raise no_token from None  # the cause may quote the token answer, token included
         if not token.access_token:
             raise no_token
         self.redactor.add(token.access_token)

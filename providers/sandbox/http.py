@@ -37,8 +37,8 @@ class SandboxRequest:
     def json(self) -> Any:
         try:
             return json.loads(self.body or b"null")
-        except ValueError:
-            raise BadRequest("Invalid Json.") from None
+        except ValueError as exc:
+            raise BadRequest("Invalid Json.") from exc
 
     def form(self) -> tuple[dict[str, str], dict[str, tuple[str, bytes]]]:
         """Fields and files of a urlencoded or multipart body."""

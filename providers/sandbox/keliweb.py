@@ -295,8 +295,8 @@ class KeliwebEmulator(Emulator):
             return {}
         try:
             decoded = php_unserialize_flat(base64.b64decode(value, validate=True))
-        except (binascii.Error, ValueError, IndexError, UnicodeDecodeError):
-            raise ValueError("Invalid customfields: expected a base64 encoded serialized array") from None
+        except (binascii.Error, ValueError, IndexError, UnicodeDecodeError) as exc:
+            raise ValueError("Invalid customfields: expected a base64 encoded serialized array") from exc
         return {str(k): v for k, v in decoded.items()}
 
     @staticmethod
@@ -315,10 +315,10 @@ class KeliwebEmulator(Emulator):
                     raise ValueError
                 encoded = base64.b64encode(data).decode()
                 files.append({"name": name, "size": len(data), "data_base64": encoded})
-        except (binascii.Error, ValueError, KeyError, TypeError):
+        except (binascii.Error, ValueError, KeyError, TypeError) as exc:
             raise ValueError(
                 "Invalid attachments: expected a base64 encoded JSON array of name and data"
-            ) from None
+            ) from exc
         return files
 
     @staticmethod

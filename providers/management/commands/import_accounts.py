@@ -22,18 +22,18 @@ class Command(BaseCommand):
         try:
             text = path.read_bytes()  # decoded by parse(), which explains a non-UTF-8 file
         except OSError as exc:
-            raise CommandError(f"Cannot read {path}: {exc.strerror}.") from None
+            raise CommandError(f"Cannot read {path}: {exc.strerror}.") from exc
         user = None
         if options["user"]:
             try:
                 user = get_user_model().objects.get_by_natural_key(options["user"])
-            except get_user_model().DoesNotExist:
-                raise CommandError(f"No user named '{options['user']}'.") from None
+            except get_user_model().DoesNotExist as exc:
+                raise CommandError(f"No user named '{options['user']}'.") from exc
         try:
             report = import_accounts(parse(text, filename=path.name), user=user)
         except ConfigError as exc:
             lines = "\n".join(f"  - {problem}" for problem in exc.problems)
-            raise CommandError(f"Nothing was imported:\n{lines}") from None
+            raise CommandError(f"Nothing was imported:\n{lines}") from exc
         for name in report.created:
             self.stdout.write(f"created: {name}")
         for name, fields in report.updated.items():

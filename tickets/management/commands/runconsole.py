@@ -131,14 +131,14 @@ def hold_run_lock(path: Path):
     handle = open(path, "a+")  # noqa: SIM115 - held open for the life of the process
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    except BlockingIOError as exc:
         handle.seek(0)
         pid = handle.read().strip() or "unknown"
         handle.close()
         raise CommandError(
             f"The console is already running (pid {pid}); stop it with Ctrl-C in its terminal "
             "first, or open the URLs it printed."
-        ) from None
+        ) from exc
     handle.seek(0)
     handle.truncate()
     handle.write(f"{os.getpid()}\n")

@@ -15,9 +15,9 @@ class Command(BaseCommand):
         accounts = visible_accounts(OPERATOR)  # a shell on the deployment is full trust
         try:
             account = accounts.get(name=options["name"])
-        except ProviderAccount.DoesNotExist:
+        except ProviderAccount.DoesNotExist as exc:
             names = ", ".join(accounts.values_list("name", flat=True)) or "none"
-            raise CommandError(f"No account named '{options['name']}'. Accounts: {names}.") from None
+            raise CommandError(f"No account named '{options['name']}'. Accounts: {names}.") from exc
         result = test_connection(account=account)
         line = f"{account.name}: {result.message} ({result.latency_ms} ms)"
         if not result.ok:
