@@ -181,6 +181,17 @@ def rate_wait(account: ProviderAccount, *, now: datetime) -> float:
     return max(0.0, (account.next_request_at - burst_allowance(account) - now).total_seconds())
 
 
+def drain_seconds(account: ProviderAccount, requests: int, *, now: datetime) -> float:
+    """When the last of `requests` more requests could start at the account's rate, from the
+    bucket as `account` was read: the burst's room goes at once, the rest 1/rate apart."""
+    rate = float(account.rate_limit or 0)
+    if rate <= 0 or requests <= 0:
+        return 0.0
+    arrival = max(account.next_request_at or now, now)
+    last_start = arrival + timedelta(seconds=(requests - 1) / rate) - burst_allowance(account)
+    return max(0.0, (last_start - now).total_seconds())
+
+
 def reserve_slot(account: ProviderAccount, *, max_wait: float | None = None) -> float:
     """Reserve the account's next request slot; returns the seconds to wait for it.
 
