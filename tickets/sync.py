@@ -78,8 +78,12 @@ class AttemptLog:
         for index, exchange in enumerate(self.exchanges):
             last = index == len(self.exchanges) - 1
             ok = exchange.status is not None and exchange.status < 300 and not exchange.error
-            # A token call is recorded as signing in, whatever operation needed it.
-            signing_in = {"operation": SyncAttempt.Operation.SIGN_IN} if exchange.purpose == SIGN_IN else {}
+            # A token call is recorded as signing in, whatever operation needed it — except in a
+            # connection test, where signing in is part of what is being tested.
+            signing_in = (
+                {"operation": SyncAttempt.Operation.SIGN_IN}
+                if exchange.purpose == SIGN_IN and operation != SyncAttempt.Operation.TEST else {}
+            )
             rows.append(
                 SyncAttempt(
                     **{**common, **signing_in},
