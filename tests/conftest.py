@@ -78,6 +78,8 @@ def worker_env(broker_url: str, **overrides: str) -> dict[str, str]:
     the sandbox_server fixture: its address is in the allow-list they get."""
     return {
         **os.environ,
+        # The test settings: the workers know the test-only provider the tests register.
+        "DJANGO_SETTINGS_MODULE": settings.SETTINGS_MODULE,
         "DATABASE_URL": _database_url(),
         "CELERY_BROKER_URL": broker_url,
         "CONSOLE_ENCRYPTION_KEYS": ",".join(settings.CONSOLE_ENCRYPTION_KEYS),
