@@ -23,6 +23,8 @@ from django.utils import timezone
 
 from providers.bounds import engine_setting
 from providers.models import ProviderAccount
+from tickets import dispatch
+from tickets.models import Reply, SyncState, Ticket
 
 #: How far in the future "until resumed" is.
 INDEFINITELY = timedelta(days=3650)
@@ -142,9 +144,6 @@ def resume(account: ProviderAccount) -> int:
 def release_waiting(account: ProviderAccount) -> int:
     """Tickets and replies put back to wait for the account are due now: publish them.
     Returns how many tickets were released."""
-    from tickets import replies, sync
-    from tickets.models import Reply, SyncState, Ticket
-
     now = timezone.now()
     waiting = Ticket.objects.filter(
         account_id=account.pk, sync_state=SyncState.PENDING, next_attempt_at__gt=now
@@ -152,17 +151,26 @@ def release_waiting(account: ProviderAccount) -> int:
     ids = list(waiting.values_list("pk", flat=True))
     if ids:
         Ticket.objects.filter(pk__in=ids, sync_state=SyncState.PENDING).update(
-            next_attempt_at=sync.due_after_settle(now)
+            next_attempt_at=due_after_settle(now)
         )
-        transaction.on_commit(lambda: sync.enqueue_push(ids))
+        transaction.on_commit(lambda: dispatch.push_tickets(ids))
     waiting_replies = Reply.objects.filter(
         ticket__account_id=account.pk, sync_state=SyncState.PENDING, next_attempt_at__gt=now
     )
     reply_ids = list(waiting_replies.values_list("pk", flat=True))
     if reply_ids:
         Reply.objects.filter(pk__in=reply_ids, sync_state=SyncState.PENDING).update(next_attempt_at=None)
-        transaction.on_commit(lambda: replies.enqueue(reply_ids))
+        transaction.on_commit(lambda: dispatch.push_replies(reply_ids))
     return len(ids)
+
+
+def due_after_settle(now=None):
+    """`next_attempt_at` for a ticket made due at once (an edit, a retry, a release): now, or
+    the end of its settle window when an unanswered update may still land (the one hold a
+    release must keep)."""
+    now = now or timezone.now()
+    return Case(When(settle_until__gt=now, then=F("settle_until")), default=Value(None),
+                output_field=DateTimeField())
 
 
 # --- the rate limit ----------------------------------------------------------------------

@@ -27,7 +27,9 @@ from django.utils import timezone
 from console.crypto import CredentialsUnreadable
 from providers.errors import ProviderAuthError, ProviderConfigurationError, ProviderValidationError
 from providers.models import ProviderAccount
+from tickets import limits
 from tickets.access import can_manage_accounts
+from tickets.models import Ticket
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +70,6 @@ def field_message(exc: ProviderValidationError, *, account: ProviderAccount) -> 
 
 def field_labels(account: ProviderAccount, keys: list[str]) -> list[str]:
     """Console field names as the forms label them (ticket fields, then the provider's own)."""
-    from tickets.models import Ticket
-
     extra_form = account.provider_class.extra_form
     extra_fields = extra_form.base_fields if extra_form else {}
     labels = []
@@ -159,8 +159,6 @@ def current_problems(accounts: QuerySet[ProviderAccount]) -> list[AccountProblem
 
 def paused_sentence(account: ProviderAccount) -> str:
     """Why an account's calls are held, for the agent waiting on it and for the admins."""
-    from tickets import limits
-
     until = timezone.localtime(account.paused_until)
     if until - timezone.now() > limits.INDEFINITELY / 2:
         when = "until a provider admin resumes it"

@@ -34,9 +34,9 @@ from providers.base import FETCH, UPDATE, RemoteState
 from providers.errors import ProviderAuthError, ProviderConfigurationError, ProviderError, ProviderRateLimited
 from providers.errors import ProviderTransientError as Transient
 from providers.models import ProviderAccount
-from tickets import conversation, limits, problems
+from tickets import conversation, dispatch, limits, problems
+from tickets.attempts import AttemptLog
 from tickets.models import Status, SyncAttempt, SyncState, Ticket
-from tickets.sync import AttemptLog
 
 log = logging.getLogger(__name__)
 UNHEALTHY = (ProviderAuthError, ProviderRateLimited, Transient)
@@ -70,11 +70,8 @@ def _kinds() -> list[str]:
 
 
 def publish_pulls(accounts=None) -> int:
-    from tickets.tasks import pull_account
-
     ids = list((accounts if accounts is not None else fetchable_accounts()).values_list("pk", flat=True))
-    for account_id in ids:
-        pull_account.delay(account_id)
+    dispatch.pull_accounts(ids)
     return len(ids)
 
 

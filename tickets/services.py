@@ -25,7 +25,8 @@ from providers.errors import (
     ProviderTransientError,
 )
 from providers.models import ProviderAccount
-from tickets import sync
+from tickets import dispatch, limits, pull, replies
+from tickets.attempts import AttemptLog
 from tickets.models import Attachment, Priority, Reply, Status, SyncAttempt, SyncState, Ticket
 
 # Fields whose change must reach the provider.
@@ -67,7 +68,7 @@ def create_ticket(
         )
         for upload in files or []:
             add_attachment(ticket=ticket, upload=upload, uploaded_by=created_by)
-        sync.enqueue_push_on_commit(ticket.pk)
+        dispatch.push_ticket_on_commit(ticket.pk)
     return ticket
 
 
@@ -105,7 +106,7 @@ def update_ticket(*, ticket: Ticket, changes: dict[str, Any]) -> Ticket:
 def mark_changed(ticket_id: int) -> None:
     """Bump the revision and make the row pending where it may be sent (inside a transaction)."""
     bump_revision(Ticket.objects.filter(pk=ticket_id))
-    sync.enqueue_push_on_commit(ticket_id)
+    dispatch.push_ticket_on_commit(ticket_id)
 
 
 def bump_revision(tickets) -> int:
@@ -121,7 +122,7 @@ def bump_revision(tickets) -> int:
             default=Value(SyncState.PENDING),
         ),
         attempts=Case(When(sync_state__in=hold, then=F("attempts")), default=Value(0)),
-        next_attempt_at=sync.due_after_settle(),
+        next_attempt_at=limits.due_after_settle(),
     )
 
 
@@ -129,7 +130,7 @@ def keep_here_only(tickets) -> int:
     """A change the provider has no call for (e.g. Keliweb cannot update a ticket): a new
     revision that stays in the console. Nothing is sent for it; a synced row now shows "kept
     here only", any other keeps its state (an update already waiting still goes, and ends
-    "kept here only" too: see sync.finish). Inside the caller's transaction."""
+    "kept here only" too: see TicketPush.write_success in sync.py). Inside the caller's transaction."""
     changed = tickets.update(revision=F("revision") + 1)
     tickets.filter(sync_state=SyncState.SYNCED).update(sync_state=SyncState.LOCAL_ONLY, last_error="")
     return changed
@@ -149,8 +150,8 @@ def remember_kept_here(tickets, rows: list[Ticket], fields: list[str]) -> None:
 
 def fresh_attempts() -> dict[str, Any]:
     """The columns that make a row due again with its attempts reset (a person's retry, one
-    row or many); a settle window still in force is kept (sync.due_after_settle)."""
-    return {"sync_state": SyncState.PENDING, "attempts": 0, "next_attempt_at": sync.due_after_settle(),
+    row or many); a settle window still in force is kept (limits.due_after_settle)."""
+    return {"sync_state": SyncState.PENDING, "attempts": 0, "next_attempt_at": limits.due_after_settle(),
             "last_error": "", "account_problem": False}
 
 
@@ -162,7 +163,7 @@ def retry_sync(*, ticket: Ticket) -> Ticket:
         if not updated:
             raise TicketActionError(f"{ticket.reference} is {ticket.get_sync_state_display()}: "
                                     "there is nothing to retry.")
-        sync.enqueue_push_on_commit(ticket.pk)
+        dispatch.push_ticket_on_commit(ticket.pk)
     ticket.refresh_from_db()
     return ticket
 
@@ -179,8 +180,6 @@ def check_remote_id(*, ticket: Ticket, remote_id: str) -> RemoteRef | None:
     the provider has no such ticket, and TicketActionError when the read failed for another
     reason: then nothing may be linked.
     """
-    from tickets import limits
-
     account = ticket.account
     provider_class = account.provider_class
     label = provider_class.label
@@ -192,7 +191,7 @@ def check_remote_id(*, ticket: Ticket, remote_id: str) -> RemoteRef | None:
     # An unsaved copy carrying the candidate id (never saved): the provider's fetch reads it
     # like any ticket.
     probe = Ticket(account=account, reference=ticket.reference, title=ticket.title, remote_id=remote_id)
-    attempt_log = sync.AttemptLog()
+    attempt_log = AttemptLog()
     states: list[RemoteState] = []
     error: Exception | None = None
     provider = None
@@ -269,7 +268,7 @@ def link_remote_id(
             locked.last_synced_at = timezone.now()
         else:
             locked.sync_state = SyncState.PENDING
-            sync.enqueue_push_on_commit(locked.pk)
+            dispatch.push_ticket_on_commit(locked.pk)
         locked.save()
     return locked
 
@@ -293,8 +292,6 @@ def cancel_sync(*, ticket: Ticket) -> Ticket:
 
 def add_reply(*, ticket: Ticket, body: str, author=None) -> Reply:
     """Queue a reply to the ticket's remote copy; refused where the provider takes none."""
-    from tickets import replies
-
     allowed, reason = replies.can_reply(ticket.account)
     if not allowed:
         raise TicketActionError(reason)
@@ -302,14 +299,12 @@ def add_reply(*, ticket: Ticket, body: str, author=None) -> Reply:
         raise TicketActionError("Write the reply first.")
     with transaction.atomic():
         reply = Reply.objects.create(ticket=ticket, body=body.strip(), author=author)
-        transaction.on_commit(lambda: replies.enqueue([reply.pk]))
+        transaction.on_commit(lambda: dispatch.push_replies([reply.pk]))
     return reply
 
 
 def retry_reply(*, reply: Reply) -> Reply:
     """Send a failed or held reply again (after checking the provider for a lost one)."""
-    from tickets import replies
-
     with transaction.atomic():
         updated = Reply.objects.filter(
             pk=reply.pk, sync_state__in=[SyncState.FAILED, SyncState.NEEDS_ATTENTION],
@@ -317,7 +312,7 @@ def retry_reply(*, reply: Reply) -> Reply:
         ).update(sync_state=SyncState.PENDING, attempts=0, next_attempt_at=None, last_error="")
         if not updated:
             raise TicketActionError(f"The reply is {reply.get_sync_state_display()}: nothing to retry.")
-        transaction.on_commit(lambda: replies.enqueue([reply.pk]))
+        transaction.on_commit(lambda: dispatch.push_replies([reply.pk]))
     reply.refresh_from_db()
     return reply
 
@@ -380,7 +375,7 @@ class ConnectionResult:
 
 def test_connection(*, account: ProviderAccount) -> ConnectionResult:
     """Authenticate against the provider and make its cheapest call; recorded as an attempt."""
-    attempt_log = sync.AttemptLog()
+    attempt_log = AttemptLog()
     started = time.monotonic()
     try:
         provider = account.get_provider()
@@ -408,15 +403,11 @@ def test_connection(*, account: ProviderAccount) -> ConnectionResult:
 
 def pause_account(*, account: ProviderAccount, seconds: float | None = None) -> datetime:
     """Hold every call to the account (sets paused_until) for `seconds`, or until resumed."""
-    from tickets import limits  # the breaker owns paused_until
-
     return limits.pause(account, seconds=seconds)
 
 
 def resume_account(*, account: ProviderAccount) -> int:
     """End a pause (clears paused_until and the failure count); returns tickets released."""
-    from tickets import limits
-
     return limits.resume(account)
 
 
@@ -459,7 +450,7 @@ def mark_changed_many(ticket_ids: list[int]) -> None:
         return
     bump_revision(Ticket.objects.filter(pk__in=ticket_ids))
     ids = list(ticket_ids)
-    transaction.on_commit(lambda: sync.enqueue_push(ids))
+    transaction.on_commit(lambda: dispatch.push_tickets(ids))
 
 
 def _requeue_now(ticket_ids: list[int]) -> None:
@@ -467,7 +458,7 @@ def _requeue_now(ticket_ids: list[int]) -> None:
     if ticket_ids:
         Ticket.objects.filter(pk__in=ticket_ids).update(**fresh_attempts())
         ids = list(ticket_ids)
-        transaction.on_commit(lambda: sync.enqueue_push(ids))
+        transaction.on_commit(lambda: dispatch.push_tickets(ids))
 
 
 def _apply_changes(tickets: list[Ticket], changes: dict[str, Any], outcome: BulkOutcome) -> None:
@@ -591,8 +582,6 @@ def bulk_cancel(*, ticket_ids: list[int]) -> BulkOutcome:
 
 def bulk_pull(*, ticket_ids: list[int]) -> BulkOutcome:
     """Read the remote state of these tickets now, account by account (tickets/pull.py)."""
-    from tickets import limits, pull
-
     outcome = BulkOutcome()
     tickets = list(Ticket.objects.select_related("account").filter(pk__in=ticket_ids).order_by("pk"))
     outcome.add(SKIPPED, "No longer exists", sorted(set(ticket_ids) - {t.pk for t in tickets}))

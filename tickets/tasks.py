@@ -1,4 +1,7 @@
-"""Celery entry points. Thin: they take ids and call tickets.sync / tickets.services."""
+"""Celery entry points. Thin: they take ids and call the modules below.
+
+The top of tickets/: nothing in tickets/ imports this module; work is published by task name
+(tickets/dispatch.py)."""
 
 import logging
 import sqlite3
@@ -6,8 +9,11 @@ import sqlite3
 from celery import shared_task
 from django.conf import settings
 
-from tickets import sync
-from tickets.bulk import run_bulk_job  # noqa: F401 - registers the bulk-job task with the worker
+from tickets import pull, replies, retention, sync
+from tickets.bulk import (
+    republish_stale_jobs,
+    run_bulk_job,  # noqa: F401 - registers the bulk-job task with the worker
+)
 
 log = logging.getLogger(__name__)
 
@@ -19,43 +25,36 @@ def push_ticket(ticket_id: int) -> str:
 
 @shared_task(name="tickets.tasks.push_reply")
 def push_reply(reply_id: int) -> str:
-    from tickets import replies
-
     return replies.push(reply_id)
 
 
 @shared_task(name="tickets.tasks.pull_remote_state")
 def pull_remote_state() -> int:
     """Beat: one pull_account message per account whose provider can be read."""
-    from tickets import pull
-
     return pull.publish_pulls()
 
 
 @shared_task(name="tickets.tasks.pull_account")
 def pull_account(account_id: int) -> dict:
-    from tickets import pull
-
     return pull.pull_account_by_id(account_id)
 
 
 @shared_task(name="tickets.tasks.sweep_sync_queue")
 def sweep_sync_queue() -> dict:
-    return sync.sweep()
+    """Beat: the outbound pipeline's sweep, for tickets and then for replies."""
+    tickets, replies_swept = sync.sweep(), replies.sweep()
+    return {**tickets, "replies_published": replies_swept["published"],
+            "replies_recovered": replies_swept["recovered"]}
 
 
 @shared_task(name="tickets.tasks.republish_stale_bulk_jobs")
 def republish_stale_bulk_jobs() -> int:
-    from tickets.bulk import republish_stale_jobs
-
     return republish_stale_jobs()
 
 
 @shared_task(name="tickets.tasks.purge_old_records")
 def purge_old_records() -> dict:
     """Beat, daily: sync attempts, inbound events and finished bulk jobs past their retention."""
-    from tickets import retention
-
     return retention.purge_old_records()
 
 

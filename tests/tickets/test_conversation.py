@@ -8,8 +8,9 @@ from django.urls import reverse
 from providers.base import RemoteReply
 from tests.helpers import refreshed, wait_for
 from tests.tickets.test_views import make_agent
-from tickets import conversation, pull, services, sync
+from tickets import conversation, pull, services
 from tickets.models import Reply, SyncAttempt, SyncState, Ticket
+from tickets.tasks import sweep_sync_queue
 
 pytestmark = pytest.mark.worker
 
@@ -46,7 +47,7 @@ def test_a_reply_written_in_keliweb_is_pulled_once_shown_and_never_sent_back(
     assert refreshed(ticket).status == "pending"  # Keliweb's "Answered", through the status map
 
     # Never sent back: the sweeper publishes nothing for it and the worker posts nothing.
-    assert sync.sweep()["replies_published"] == 0
+    assert sweep_sync_queue()["replies_published"] == 0
     assert not SyncAttempt.objects.filter(operation="reply").exists()
     assert keliweb_messages(sandbox) == [f"Since 9:00\n\n[Ticket Console {ticket.reference}]",
                                          "We moved your mailbox.\r\nTry again now."]

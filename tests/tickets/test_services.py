@@ -2,7 +2,8 @@
 
 import pytest
 
-from tickets import services, sync
+from tickets import outbound, services, sync
+from tickets.attempts import AttemptLog
 from tickets.models import SyncAttempt, SyncState, Ticket
 
 
@@ -58,8 +59,8 @@ def test_a_stale_worker_cannot_overwrite_the_outcome_of_a_newer_claim(account):
     Ticket.objects.filter(pk=ticket.pk).update(sync_state=SyncState.PENDING)
     current = sync.claim(ticket.pk)
     assert current.attempts == stale.attempts + 1
-    decision = sync.Decision(SyncState.FAILED, SyncAttempt.Outcome.FAILED, "stale failure")
-    sync.finish(stale, operation="create", decision=decision, ref=None, attempt_log=sync.AttemptLog())
+    decision = outbound.Decision(SyncState.FAILED, SyncAttempt.Outcome.FAILED, "stale failure")
+    sync.finish(stale, operation="create", decision=decision, ref=None, attempt_log=AttemptLog())
     ticket.refresh_from_db()
     assert ticket.sync_state == SyncState.SENDING and ticket.last_error == ""
     assert SyncAttempt.objects.get(ticket=ticket).error == "stale failure"  # still audited
@@ -76,7 +77,7 @@ def test_retry_is_refused_for_a_synced_ticket(account):
 
 def test_backoff_grows_exponentially_with_jitter_and_honours_retry_after(settings):
     settings.SYNC_BACKOFF_BASE, settings.SYNC_BACKOFF_CAP = 2.0, 60.0
-    assert 1.0 <= sync.backoff(1) <= 2.0
-    assert 8.0 <= sync.backoff(4) <= 16.0
-    assert 30.0 <= sync.backoff(20) <= 60.0
-    assert sync.backoff(3, retry_after=42) == 42
+    assert 1.0 <= outbound.backoff(1) <= 2.0
+    assert 8.0 <= outbound.backoff(4) <= 16.0
+    assert 30.0 <= outbound.backoff(20) <= 60.0
+    assert outbound.backoff(3, retry_after=42) == 42

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from tickets import access, pull, sync
+from tickets import access, dispatch, pull
 from tickets.models import SyncState
 
 BUSY = (SyncState.PENDING, SyncState.SENDING)
@@ -45,7 +45,7 @@ class Command(BaseCommand):
             .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
             .order_by("pk").values_list("pk", flat=True)
         )
-        sync.enqueue_push(due)
+        dispatch.push_tickets(due)
         self.stdout.write(f"Published {len(due)} due push(es).")
         if do_pull:
             for each in accounts.order_by("name"):
