@@ -127,11 +127,18 @@ class TokenAuthProvider(Provider):
                 try:
                     return self._renew(rows, holder)
                 finally:  # a failed renewal frees the lease at once for the next worker
-                    rows.filter(renewing_by=holder).update(renewing_by="", renewing_until=None)
+                    self._release(rows, holder)
             if time.monotonic() > give_up_at:
                 raise ProviderTransientError("Another worker has been signing in to the provider for too "
                                              "long; the call will be tried again.")
             time.sleep(RENEWAL_POLL_SECONDS)
+
+    @staticmethod
+    def _release(rows, holder: str) -> None:
+        """Give the lease back after a failed renewal (a successful one gave it back with the
+        token). A row made only to hold the lease (no token was ever stored: no expiry) goes."""
+        rows.filter(renewing_by=holder, expires_at__isnull=True).delete()
+        rows.filter(renewing_by=holder).update(renewing_by="", renewing_until=None)
 
     def _renew(self, rows, holder: str) -> Token:
         """Inside the lease: the row again (a renewal may have just ended), then the call."""

@@ -162,5 +162,21 @@ def test_a_refused_sign_in_frees_the_lease_for_the_next_worker(sandbox, account_
     account = account_factory("motadata", credentials={**sandbox.credentials["motadata"], "password": "nope"})
     with pytest.raises(ProviderAuthError):
         MotadataProvider(account).create(ticket())
+    assert not AccessToken.objects.filter(account=account).exists()  # no token, no lease left
+
+
+@pytest.mark.django_db
+def test_a_failed_renewal_of_an_expired_token_gives_the_lease_back(sandbox, account_factory):
+    account = account_factory("motadata")
+    MotadataProvider(account).create(ticket())
+    emulator = sandbox.server.emulators["motadata"]
+    with emulator.lock:
+        emulator.refresh_tokens.clear()  # the refresh is refused, then the password too
+    wrong = {**sandbox.credentials["motadata"], "password": "nope"}
+    # Written around save(), which would drop the cached token with the old credentials.
+    ProviderAccount.objects.filter(pk=account.pk).update(credentials=wrong)
+    AccessToken.objects.filter(account=account).update(expires_at=timezone.now() - timedelta(seconds=1))
+    with pytest.raises(ProviderAuthError):
+        MotadataProvider(ProviderAccount.objects.get(pk=account.pk)).create(ticket())
     row = AccessToken.objects.get(account=account)
-    assert (row.renewing_by, row.renewing_until, row.secret.reveal()) == ("", None, {})
+    assert (row.renewing_by, row.renewing_until) == ("", None)
