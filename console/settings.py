@@ -263,8 +263,15 @@ CELERY_BEAT_SCHEDULE = {
 SYNC_MAX_ATTEMPTS = env.int("SYNC_MAX_ATTEMPTS", default=8)
 SYNC_BACKOFF_BASE = env.float("SYNC_BACKOFF_BASE", default=2.0)
 SYNC_BACKOFF_CAP = env.float("SYNC_BACKOFF_CAP", default=900.0)
-# A row left in `sending` longer than this is treated as abandoned by a dead worker.
-SYNC_SENDING_DEADLINE = env.int("SYNC_SENDING_DEADLINE", default=CELERY_TASK_TIME_LIMIT + 60)
+# The lease on a row being sent: its worker renews it every third of this while the call is in
+# flight, so a row whose lease ran out belongs to a dead worker and the sweeper takes it back.
+SYNC_LEASE = env.int("SYNC_LEASE", default=30)
+# A push nudge names an account: its worker claims up to this many due rows in one statement,
+# sends up to SYNC_MAX_IN_FLIGHT of them at once (an account's settings may lower or raise it:
+# max_in_flight), and keeps claiming for up to SYNC_BATCH_BUDGET seconds before it nudges again.
+SYNC_BATCH_SIZE = env.int("SYNC_BATCH_SIZE", default=50)
+SYNC_MAX_IN_FLIGHT = env.int("SYNC_MAX_IN_FLIGHT", default=8)
+SYNC_BATCH_BUDGET = env.float("SYNC_BATCH_BUDGET", default=60.0)
 # After an update whose answer never came (a timeout, a dropped connection), the provider
 # may still be working on it. The next send of that ticket waits at least this long, so the
 # late request cannot land after a newer one and leave the remote holding older state.

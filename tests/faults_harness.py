@@ -41,8 +41,8 @@ ALL_FAULTS = ["500", "503", "429", "slow", "drop", "garbage", "lost"]
 #: Accounts answer within this; the sandbox's "slow" answers just after it.
 ACCOUNT_TIMEOUT = 1.5
 SLOW_SECONDS = 1.7
-#: How long a row may stay `sending` before the sweeper takes it back (a worker died). Well
-#: above the longest legitimate call (a token call plus a create, each up to the timeout).
+#: The lease on a `sending` row (SYNC_LEASE): a live worker renews it every third of this; one
+#: not renewed for this long belonged to a worker that died, and the sweeper takes it back.
 SENDING_DEADLINE = 8
 #: Pending rows announced longer ago than this are published again (a lost message).
 REQUEUE_AFTER = 10
@@ -73,7 +73,7 @@ class WorkerFleet:
     def env(self) -> dict[str, str]:
         return worker_env(
             self.broker_url,
-            SYNC_SENDING_DEADLINE=str(SENDING_DEADLINE),
+            SYNC_LEASE=str(SENDING_DEADLINE),
             SYNC_REQUEUE_AFTER=str(REQUEUE_AFTER),
             # The breaker stays on, but a trip (five unlucky calls in a row) pauses its
             # account for seconds, not the production minute.

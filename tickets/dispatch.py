@@ -21,7 +21,10 @@ from tickets.models import Reply, SyncState, Ticket
 
 log = logging.getLogger(__name__)
 
-# The names tickets/tasks.py and tickets/bulk.py register their tasks under.
+# The names tickets/tasks.py and tickets/bulk.py register their tasks under. Pushes are
+# published as account nudges (PUSH_ACCOUNT): the worker claims the account's due rows in a
+# batch. PUSH_TICKET and PUSH_REPLY stay registered for messages queued before that.
+PUSH_ACCOUNT = "tickets.tasks.push_account"
 PUSH_TICKET = "tickets.tasks.push_ticket"
 PUSH_REPLY = "tickets.tasks.push_reply"
 PULL_ACCOUNT = "tickets.tasks.pull_account"
@@ -33,21 +36,31 @@ def publish(task_name: str, *args, countdown: float | None = None) -> None:
     app.send_task(task_name, args=args, countdown=countdown or None)
 
 
+def nudge_accounts(account_ids, *, countdown: float = 0) -> list[int]:
+    """One push message per account (duplicates dropped); returns the accounts not nudged
+    because the broker failed (their rows are left to the sweeper)."""
+    accounts = sorted(set(account_ids))
+    for index, account_id in enumerate(accounts):
+        try:
+            publish(PUSH_ACCOUNT, account_id, countdown=countdown)
+        except Exception:  # noqa: BLE001 - any broker failure; the sweeper covers it
+            log.warning("Could not publish a push for account %s; the sweeper will retry.", account_id)
+            return accounts[index:]
+    return []
+
+
 def push_tickets(ticket_ids: list[int], *, countdown: float = 0) -> None:
-    """Publish push messages, noting when each was announced (`enqueued_at`): the sweeper
-    republishes a due row only once its announcement is old or missing."""
+    """Nudge the accounts of these tickets, noting when each ticket was announced
+    (`enqueued_at`): the sweeper republishes a due row only once its announcement is old or
+    missing. One message per account, however many tickets."""
     if not ticket_ids:
         return
     due = timezone.now() + timedelta(seconds=countdown)
-    Ticket.objects.filter(pk__in=ticket_ids).update(enqueued_at=due)
-    for ticket_id in ticket_ids:
-        try:
-            publish(PUSH_TICKET, ticket_id, countdown=countdown)
-        except Exception:  # noqa: BLE001 - any broker failure; the sweeper covers it
-            log.warning("Could not publish push for ticket %s; the sweeper will retry.", ticket_id)
-            unpublished = ticket_ids[ticket_ids.index(ticket_id):]
-            Ticket.objects.filter(pk__in=unpublished).update(enqueued_at=None)
-            return
+    tickets = Ticket.objects.filter(pk__in=ticket_ids)
+    tickets.update(enqueued_at=due)
+    missed = nudge_accounts(tickets.values_list("account_id", flat=True).distinct(), countdown=countdown)
+    if missed:
+        tickets.filter(account_id__in=missed).update(enqueued_at=None)
 
 
 def push_ticket_on_commit(ticket_id: int) -> None:
@@ -55,13 +68,12 @@ def push_ticket_on_commit(ticket_id: int) -> None:
 
 
 def push_replies(reply_ids: list[int], *, countdown: float = 0) -> None:
-    """Publish reply pushes; a failed publish is left to the sweeper."""
-    for reply_id in reply_ids:
-        try:
-            publish(PUSH_REPLY, reply_id, countdown=countdown)
-        except Exception:  # noqa: BLE001 - any broker failure; the sweeper covers it
-            log.warning("Could not publish push for reply %s; the sweeper will retry.", reply_id)
-            return
+    """Nudge the accounts of these replies; a failed publish is left to the sweeper."""
+    if reply_ids:
+        nudge_accounts(
+            Reply.objects.filter(pk__in=reply_ids).values_list("ticket__account_id", flat=True).distinct(),
+            countdown=countdown,
+        )
 
 
 def push_waiting_replies(ticket_id: int) -> None:

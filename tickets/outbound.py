@@ -306,6 +306,8 @@ def sweep(kind: OutboundKind, *, limit: int = 1000) -> dict[str, int]:
     now = timezone.now()
     due_ids = list(kind.due_unannounced(now)[:limit])
     kind.publish(due_ids)
-    deadline = now - timedelta(seconds=settings.SYNC_SENDING_DEADLINE)
-    stuck = kind.model.objects.filter(sync_state=SyncState.SENDING, sending_since__lt=deadline)
+    # `sending_since` is renewed by the worker while its call is in flight (tickets/batch.py):
+    # a row not renewed for a whole lease belongs to a dead worker.
+    lease_expired = now - timedelta(seconds=settings.SYNC_LEASE)
+    stuck = kind.model.objects.filter(sync_state=SyncState.SENDING, sending_since__lt=lease_expired)
     return {"published": len(due_ids), "recovered": kind.recover_stuck(stuck, limit=limit)}

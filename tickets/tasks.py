@@ -9,7 +9,7 @@ import sqlite3
 from celery import shared_task
 from django.conf import settings
 
-from tickets import pull, replies, retention, sync
+from tickets import batch, pull, replies, retention, sync
 from tickets.bulk import (
     republish_stale_jobs,
     run_bulk_job,  # noqa: F401 - registers the bulk-job task with the worker
@@ -18,14 +18,25 @@ from tickets.bulk import (
 log = logging.getLogger(__name__)
 
 
+@shared_task(name="tickets.tasks.push_account")
+def push_account(account_id: int) -> dict:
+    """An account nudge: its due tickets, then its due replies, in batches (tickets/batch.py)."""
+    return {"tickets": batch.push_account(sync.TICKETS, account_id),
+            "replies": batch.push_account(replies.REPLIES, account_id)}
+
+
 @shared_task(name="tickets.tasks.push_ticket")
-def push_ticket(ticket_id: int) -> str:
-    return sync.push(ticket_id)
+def push_ticket(ticket_id: int) -> dict:
+    """A message naming one ticket, queued before pushes became account nudges."""
+    account_id = batch.account_of_row(sync.TICKETS, ticket_id)
+    return push_account(account_id) if account_id is not None else {}
 
 
 @shared_task(name="tickets.tasks.push_reply")
-def push_reply(reply_id: int) -> str:
-    return replies.push(reply_id)
+def push_reply(reply_id: int) -> dict:
+    """A message naming one reply, queued before pushes became account nudges."""
+    account_id = batch.account_of_row(replies.REPLIES, reply_id)
+    return push_account(account_id) if account_id is not None else {}
 
 
 @shared_task(name="tickets.tasks.pull_remote_state")

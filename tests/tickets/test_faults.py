@@ -39,7 +39,7 @@ pytestmark = [pytest.mark.faults, pytest.mark.worker]
 def fast_sweeper(settings):
     """The sweeper the test calls in-process takes back abandoned rows and lost messages
     within seconds, as the workers retry."""
-    settings.SYNC_SENDING_DEADLINE = SENDING_DEADLINE
+    settings.SYNC_LEASE = SENDING_DEADLINE
     settings.SYNC_REQUEUE_AFTER = REQUEUE_AFTER
     settings.SYNC_BACKOFF_BASE = 0.3
     settings.SYNC_BACKOFF_CAP = 2

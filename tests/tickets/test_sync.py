@@ -151,7 +151,7 @@ def test_the_sweeper_publishes_a_ticket_whose_message_was_lost(worker, sandbox, 
 
 def test_a_row_abandoned_by_a_dead_worker_is_recovered(worker, sandbox, account_factory, settings):
     account = account_factory("kapture")
-    long_ago = timezone.now() - timedelta(seconds=settings.SYNC_SENDING_DEADLINE + 5)
+    long_ago = timezone.now() - timedelta(seconds=settings.SYNC_LEASE + 5)
     creating = Ticket.objects.create(account=account, title="Died while creating", revision=1,
                                      sync_state=SyncState.SENDING, attempts=1, sending_since=long_ago)
     updating = Ticket.objects.create(account=account, title="Died while updating", revision=2,

@@ -1,0 +1,132 @@
+"""The batched push (tickets/batch.py): an account's due rows claimed in one statement, sent
+concurrently, fenced per row; leases renewed while calls are in flight.
+
+Against the sandbox over HTTP. Tests that call the batch in-process commit their data
+(transactional_db): the batch's threads read and write on connections of their own."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from tests.faults_harness import WorkerFleet
+from tests.helpers import wait_for
+from tickets import batch, dispatch, services, sync
+from tickets.models import SyncAttempt, SyncState, Ticket
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def nudges(monkeypatch):
+    """The account nudges published, kept here: these tests play the worker themselves, and a
+    session worker draining the same broker must not take their rows."""
+    published: list[int] = []
+    monkeypatch.setattr(dispatch, "nudge_accounts", lambda ids, **kwargs: published.extend(ids) or [])
+    return published
+
+
+def new_tickets(account, count: int, title: str = "Printer on fire") -> list[int]:
+    return [
+        services.create_ticket(account=account, title=f"{title} {n}", requester_email="tim@acme.com").pk
+        for n in range(count)
+    ]
+
+
+def test_one_nudge_sends_all_the_accounts_due_tickets_once_each(sandbox, account_factory, nudges):
+    account = account_factory("kapture", rate_limit=1000, rate_burst=1000)
+    ids = new_tickets(account, 12)
+
+    states = batch.push_account(sync.TICKETS, account.pk)
+
+    assert states == {SyncState.SYNCED: 12}
+    assert set(Ticket.objects.filter(pk__in=ids).values_list("sync_state", flat=True)) == {SyncState.SYNCED}
+    remote_ids = list(Ticket.objects.filter(pk__in=ids).values_list("remote_id", flat=True))
+    assert len(set(remote_ids)) == 12 and all(remote_ids)
+    assert SyncAttempt.objects.filter(ticket_id__in=ids, operation="create").count() == 12
+    # A second nudge (a re-delivered message) finds nothing to send.
+    assert batch.push_account(sync.TICKETS, account.pk) == {}
+
+
+def test_a_claim_takes_each_due_row_once_and_fences_it_by_its_attempt(sandbox, account_factory, nudges):
+    account = account_factory("kapture", rate_limit=1000, rate_burst=1000)
+    other = account_factory("kapture", name="Other Kapture", rate_limit=1000, rate_burst=1000)
+    ids = new_tickets(account, 5)
+    new_tickets(other, 2)
+
+    first = batch.claim_batch(sync.TICKETS, account.pk, limit=3)
+    second = batch.claim_batch(sync.TICKETS, account.pk, limit=10)
+    again = batch.claim_batch(sync.TICKETS, account.pk, limit=10)
+
+    assert [row.pk for row in first] == ids[:3]
+    assert [row.pk for row in second] == ids[3:]  # the rest, never a row the first claim took
+    assert again == []
+    assert all(row.attempts == 1 for row in first + second)
+    assert Ticket.objects.filter(account=other, sync_state=SyncState.PENDING).count() == 2
+
+
+def test_a_slow_live_call_renews_its_lease_and_is_never_taken_over(
+    sandbox, account_factory, settings, nudges
+):
+    settings.SYNC_LEASE = 2  # renewed every ~0.7 s; the call takes 4 s
+    account = account_factory("kapture", rate_limit=1000, rate_burst=1000, timeout=8)
+    [ticket_id] = new_tickets(account, 1)
+    sandbox.faults(rate=1.0, kinds=["slow"], slow_seconds=4, vendors=["kapture"])
+    pushing = threading.Thread(target=batch.push_account, args=(sync.TICKETS, account.pk))
+    pushing.start()
+    try:
+        wait_for(lambda: Ticket.objects.filter(pk=ticket_id, sync_state=SyncState.SENDING).exists(),
+                 timeout=5, interval=0.05)
+        time.sleep(3)  # past the lease: only its renewal keeps the row
+        assert sync.sweep()["recovered"] == 0
+    finally:
+        pushing.join(30)
+    ticket = Ticket.objects.get(pk=ticket_id)
+    assert ticket.sync_state == SyncState.SYNCED and ticket.remote_id
+    assert len(sandbox.state("kapture")["tickets"]) == 1
+
+
+def test_rows_of_a_dead_worker_are_recovered_once_their_lease_runs_out(
+    sandbox, account_factory, settings, nudges
+):
+    settings.SYNC_LEASE = 1
+    account = account_factory("kapture", rate_limit=1000, rate_burst=1000)
+    update_id, create_id = new_tickets(account, 2)
+    Ticket.objects.filter(pk=update_id).update(remote_id="999")
+    batch.claim_batch(sync.TICKETS, account.pk, limit=10)  # ... and the worker dies here
+
+    assert sync.sweep()["recovered"] == 0  # the lease still runs
+    time.sleep(1.2)
+    assert sync.sweep()["recovered"] == 2
+    assert Ticket.objects.get(pk=update_id).sync_state == SyncState.PENDING  # an update is sent again
+    assert Ticket.objects.get(pk=create_id).sync_state == SyncState.NEEDS_ATTENTION  # a create may exist
+
+
+@pytest.fixture
+def fleet(transactional_db, broker_url, sandbox, tmp_path):
+    workers = WorkerFleet(broker_url, tmp_path, concurrency=2)  # the README's worker: prefork, 2
+    yield workers
+    workers.stop_all()
+
+
+@pytest.mark.worker
+def test_a_fast_accounts_tickets_keep_flowing_while_another_account_answers_in_5_s(
+    fleet, sandbox, account_factory
+):
+    slow = account_factory("knight", rate_limit=1000, rate_burst=1000, timeout=8)
+    fast = account_factory("kapture", rate_limit=1000, rate_burst=1000)
+    sandbox.faults(rate=1.0, kinds=["slow"], slow_seconds=5, vendors=["knight"])
+    slow_ids = new_tickets(slow, 10, "Slow")  # queued first, as in the issue
+    fast_ids = new_tickets(fast, 20, "Fast")
+    fleet.start(1)
+
+    wait_for(lambda: Ticket.objects.filter(pk__in=fast_ids, sync_state=SyncState.SYNCED).count() == 20,
+             timeout=60, message="the fast account's tickets were not all synced")
+    # Each slow call takes 5 s and the slow account has ten: the fast account did not wait for them.
+    assert Ticket.objects.filter(pk__in=slow_ids, sync_state=SyncState.SYNCED).count() < 10
+    wait_for(lambda: Ticket.objects.filter(pk__in=slow_ids, sync_state=SyncState.SYNCED).count() == 10,
+             timeout=60, message="the slow account's tickets were not all synced")
+    fleet.assert_alive()
+    assert len(sandbox.state("kapture")["tickets"]) == 20
