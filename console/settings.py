@@ -266,10 +266,9 @@ SYNC_BACKOFF_CAP = env.float("SYNC_BACKOFF_CAP", default=900.0)
 # The lease on a row being sent: its worker renews it every third of this while the call is in
 # flight, so a row whose lease ran out belongs to a dead worker and the sweeper takes it back.
 SYNC_LEASE = env.int("SYNC_LEASE", default=30)
-# A push nudge names an account: its worker claims up to this many due rows in one statement,
-# sends up to SYNC_MAX_IN_FLIGHT of them at once (an account's settings may lower or raise it:
-# max_in_flight), and keeps claiming for up to SYNC_BATCH_BUDGET seconds before it nudges again.
-SYNC_BATCH_SIZE = env.int("SYNC_BATCH_SIZE", default=50)
+# A push nudge names an account: its worker sends up to SYNC_MAX_IN_FLIGHT of the account's
+# rows at once (an account's settings may lower or raise it: max_in_flight), claiming rows as
+# threads come free, for up to SYNC_BATCH_BUDGET seconds before it nudges the account again.
 SYNC_MAX_IN_FLIGHT = env.int("SYNC_MAX_IN_FLIGHT", default=8)
 SYNC_BATCH_BUDGET = env.float("SYNC_BATCH_BUDGET", default=60.0)
 # After an update whose answer never came (a timeout, a dropped connection), the provider

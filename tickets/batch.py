@@ -1,13 +1,13 @@
-"""The batched push: one account's due rows claimed in one statement, sent concurrently, each
-outcome recorded by the pipeline's fenced finish (docs/architecture.md "Sync", Batches).
+"""The batched push: an account's due rows claimed a batch per statement, sent concurrently,
+each outcome recorded by the pipeline's fenced finish (docs/architecture.md "Sync", Batches).
 
-A push message names an account, not a row (`tasks.push_account`). Its worker claims up to a
-batch of the account's due rows with one guarded UPDATE — each row pending -> sending,
-attempts + 1, exactly as the single claim in tickets/outbound.py does, so the fence on the
-outcome is the same — and sends them on up to `max_in_flight` threads at once. The threads only
-make provider calls (with what the adapter needs of the database — the rate-limit bucket, the
-shared token, uploads — on their own connections, closed when they end); this thread renews the
-rows' lease while calls are in flight and records each outcome as it arrives.
+A push message names an account, not a row (`tasks.push_account`). Its worker claims the
+account's due rows with guarded UPDATEs — each row pending -> sending, attempts + 1, exactly as
+the single claim in tickets/outbound.py does, so the fence on the outcome is the same — as many
+at a time as it has free threads (up to `max_in_flight`), and sends them at once. The threads
+only make provider calls (with what the adapter needs of the database — the rate-limit bucket,
+the shared token, uploads — on their own connections, closed when they end); this thread renews
+the rows' lease while calls are in flight and records each outcome as it arrives.
 
 A slow account therefore holds one worker process, whose threads wait, instead of every
 process of the pool: the other accounts' nudges keep flowing through the others.
@@ -21,7 +21,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import reduce
 from operator import or_
 from typing import Any
@@ -66,14 +66,6 @@ def max_in_flight(account: ProviderAccount) -> int:
     if not valid:
         chosen = getattr(account.provider_class, "max_in_flight", None) or settings.SYNC_MAX_IN_FLIGHT
     return max(1, min(int(chosen), MAX_IN_FLIGHT_CEILING))
-
-
-def batch_size(account: ProviderAccount) -> int:
-    """Rows claimed at once: no more than the batch's threads can send within the batch budget
-    if every call took its full timeout twice (a token call, then the call), so a claimed row
-    is not left waiting behind a slow account until the task's time limit."""
-    rounds = max(1, int(settings.SYNC_BATCH_BUDGET // max(0.1, 2 * float(account.timeout or 10))))
-    return max(1, min(settings.SYNC_BATCH_SIZE, rounds * max_in_flight(account)))
 
 
 # --- claim --------------------------------------------------------------------------------
@@ -160,51 +152,42 @@ def send(kind: OutboundKind, item: Sending, breaker: Breaker) -> None:
     breaker.record(item.decision)
 
 
-def send_all(kind: OutboundKind, items: list[Sending], *, width: int, breaker: Breaker, done) -> None:
-    """Send `items` on `width` threads; `done(item)` runs on this thread as each call ends,
-    and the lease of every row not yet done is renewed every third of SYNC_LEASE."""
-    waiting: queue.SimpleQueue[Sending] = queue.SimpleQueue()
-    for item in items:
-        waiting.put(item)
-    finished: queue.SimpleQueue[Sending] = queue.SimpleQueue()
+class Senders:
+    """Up to `width` threads making one account's calls; the task's thread feeds them rows and
+    takes the outcomes back. Each thread's database connections are closed when it ends."""
 
-    def work() -> None:
+    def __init__(self, kind: OutboundKind, width: int, breaker: Breaker) -> None:
+        self.kind, self.width, self.breaker = kind, width, breaker
+        self.todo: queue.SimpleQueue[Sending | None] = queue.SimpleQueue()
+        self.finished: queue.SimpleQueue[Sending] = queue.SimpleQueue()
+        self.threads: list[threading.Thread] = []
+
+    def submit(self, item: Sending) -> None:
+        self.todo.put(item)
+        if len(self.threads) < self.width:
+            thread = threading.Thread(target=self.work, name=f"push-{self.kind.noun}-{len(self.threads)}",
+                                      daemon=True)
+            thread.start()
+            self.threads.append(thread)
+
+    def work(self) -> None:
         try:
-            while True:
+            while (item := self.todo.get()) is not None:
                 try:
-                    item = waiting.get_nowait()
-                except queue.Empty:
-                    return
-                try:
-                    send(kind, item, breaker)
+                    send(self.kind, item, self.breaker)
                 except Exception as exc:  # noqa: BLE001 - a bug here must not lose the row
-                    log.exception("Unexpected error while sending %s %s", kind.noun, item.row.pk)
-                    item.decision = kind.internal_error(exc, operation=item.operation,
-                                                        sent=bool(item.attempt_log.exchanges))
-                finished.put(item)
+                    log.exception("Unexpected error while sending %s %s", self.kind.noun, item.row.pk)
+                    item.decision = self.kind.internal_error(exc, operation=item.operation,
+                                                             sent=bool(item.attempt_log.exchanges))
+                self.finished.put(item)
         finally:
             connections.close_all()  # this thread's own connections
 
-    threads = [threading.Thread(target=work, name=f"push-{kind.noun}-{n}", daemon=True)
-               for n in range(min(width, len(items)))]
-    for thread in threads:
-        thread.start()
-    in_flight = {item.row.pk: item for item in items}
-    renew_every = max(0.5, settings.SYNC_LEASE / 3)
-    next_renewal = time.monotonic() + renew_every
-    while in_flight:
-        try:
-            item = finished.get(timeout=max(0.05, next_renewal - time.monotonic()))
-        except queue.Empty:
-            item = None
-        if item is not None:
-            del in_flight[item.row.pk]
-            done(item)
-        if in_flight and time.monotonic() >= next_renewal:
-            renew_lease(kind, [each.row for each in in_flight.values()])
-            next_renewal = time.monotonic() + renew_every
-    for thread in threads:
-        thread.join()
+    def close(self) -> None:
+        for _ in self.threads:
+            self.todo.put(None)
+        for thread in self.threads:
+            thread.join()
 
 
 def renew_lease(kind: OutboundKind, rows: list) -> int:
@@ -214,71 +197,135 @@ def renew_lease(kind: OutboundKind, rows: list) -> int:
     return kind.model.objects.filter(mine, sync_state=SyncState.SENDING).update(sending_since=timezone.now())
 
 
-# --- the batch ----------------------------------------------------------------------------
-def push_batch(kind: OutboundKind, rows: list) -> Counter:
-    """Send claimed rows (all of one account) and record each outcome; returns states counted."""
-    states: Counter = Counter()
-    account = kind.account_of(rows[0])
-    held_until = limits.admit(account, just_read=True)  # the claim read the account just now
-    if held_until is not None:  # paused: wait, without spending an attempt
+# --- the account's run --------------------------------------------------------------------
+class AccountRun:
+    """One nudge's work for one account and kind: rows are claimed only as threads come free,
+    so what a claim takes is sent at once — a worker killed mid-run leaves at most
+    `max_in_flight` rows whose outcome is unknown, not a queue of rows it never sent."""
+
+    def __init__(self, kind: OutboundKind, account: ProviderAccount) -> None:
+        self.kind, self.account_id = kind, account.pk
+        self.width = max_in_flight(account)
+        self.states: Counter = Counter()
+        self.in_flight: dict[int, Sending] = {}
+        self.breaker: Breaker | None = None
+        self.senders: Senders | None = None
+        #: The last claim came back full: more rows may be due.
+        self.more = True
+        #: Claim no more: the account waits (paused, tripped, no rate-limit slot soon), the
+        #: run is the breaker's probe, or its time is up.
+        self.stopped = False
+
+    def run(self) -> dict[str, int]:
+        if self.another_run_is_sending():
+            return {"left to the account's run in progress": 1}
+        stop_at = time.monotonic() + settings.SYNC_BATCH_BUDGET
+        renew_every = max(0.5, settings.SYNC_LEASE / 3)
+        next_renewal = time.monotonic() + renew_every
+        out_of_time = False
+        try:
+            while True:
+                free = self.width - len(self.in_flight)
+                claimed_nothing = False
+                # With calls in flight, refill once half the threads are free (a claim then
+                # takes several rows) and only while claims come back full; with none in
+                # flight, always look again: the run ends when a claim finds nothing due.
+                if not self.stopped and free and (
+                    not self.in_flight or (self.more and free >= max(1, self.width // 2))
+                ):
+                    if time.monotonic() < stop_at:
+                        rows = claim_batch(self.kind, self.account_id, limit=free)
+                        claimed_nothing = not rows
+                        self.start(rows, asked=free)
+                    else:
+                        self.stopped = out_of_time = True
+                if not self.in_flight:
+                    if self.stopped or claimed_nothing:
+                        break
+                    continue
+                try:
+                    item = self.senders.finished.get(timeout=max(0.05, next_renewal - time.monotonic()))
+                except queue.Empty:
+                    item = None
+                if item is not None:
+                    del self.in_flight[item.row.pk]
+                    self.record(item)
+                if self.in_flight and time.monotonic() >= next_renewal:
+                    renew_lease(self.kind, [each.row for each in self.in_flight.values()])
+                    next_renewal = time.monotonic() + renew_every
+        finally:
+            if self.senders is not None:
+                self.senders.close()
+        if out_of_time:  # rows may still be due: another nudge, rather than holding this process
+            dispatch.nudge_accounts([self.account_id])
+        return dict(self.states)
+
+    def another_run_is_sending(self) -> bool:
+        """A live run (rows `sending` under a lease still renewed) already serves the account:
+        this nudge returns at once instead of holding a second process. That run looks for
+        due rows again before it ends, so rows made due meanwhile are not left behind."""
+        live_since = timezone.now() - timedelta(seconds=settings.SYNC_LEASE)
+        return self.kind.model.objects.filter(
+            sync_state=SyncState.SENDING, sending_since__gt=live_since,
+            **{f"{self.kind.related}_id": self.account_id},
+        ).exists()
+
+    def start(self, rows: list, *, asked: int) -> None:
+        """Hand newly claimed rows to the threads (or put them back when the account waits)."""
+        self.more = len(rows) == asked
+        if not rows:
+            return
+        account = self.kind.account_of(rows[0])
+        held_until = limits.admit(account, just_read=True)  # the claim read the account just now
+        if self.breaker is None:
+            self.breaker = Breaker(account)
+            self.senders = Senders(self.kind, self.width, self.breaker)
+            if held_until is None and self.breaker.open():
+                # This run won the breaker's half-open probe: one call decides.
+                self.stopped, self.width, self.breaker.failures = True, 1, 0
+                until = timezone.now() + limits.breaker_cooldown(account)
+                for row in rows[1:]:
+                    self.put_back(row, until)
+                rows = rows[:1]
+        elif held_until is None and self.breaker.open():  # this run's own failures tripped it
+            held_until = timezone.now() + limits.breaker_cooldown(account)
+        if held_until is not None:  # paused: wait, without spending an attempt
+            self.stopped = True
+            for row in rows:
+                self.put_back(row, held_until)
+            return
         for row in rows:
-            outbound.put_back(kind, row, until=held_until)
-        states["paused"] += len(rows)
-        return states
-    items = []
-    for row in rows:
-        operation = kind.operation(row)
-        kept = kind.kept_here(row, operation)
-        if kept is not None:
-            outbound.finish(kind, row, operation=operation, decision=kept, attempt_log=AttemptLog())
-            states[kept.state] += 1
-        else:
-            items.append(Sending(row, operation))
-    if not items:
-        return states
-    breaker = Breaker(account)
-    width = max_in_flight(account)
-    if breaker.open():  # this batch won the breaker's half-open probe: one call decides
-        for item in items[1:]:
-            item.put_back_until = timezone.now() + limits.breaker_cooldown(account)
-            record(kind, item, states)
-        items, width = items[:1], 1
-        breaker.failures = 0  # the probe itself goes; its failure opens the breaker again
+            operation = self.kind.operation(row)
+            kept = self.kind.kept_here(row, operation)
+            if kept is not None:
+                outbound.finish(self.kind, row, operation=operation, decision=kept, attempt_log=AttemptLog())
+                self.states[kept.state] += 1
+                continue
+            item = Sending(row, operation)
+            self.in_flight[row.pk] = item
+            self.senders.submit(item)
 
-    send_all(kind, items, width=width, breaker=breaker, done=lambda item: record(kind, item, states))
-    return states
+    def put_back(self, row, until: datetime) -> None:
+        outbound.put_back(self.kind, row, until=until)
+        self.states["put back"] += 1
 
-
-def record(kind: OutboundKind, item: Sending, states: Counter) -> None:
-    if item.put_back_until is not None:
-        outbound.put_back(kind, item.row, until=item.put_back_until)
-        states["put back"] += 1
-        return
-    outbound.finish(kind, item.row, operation=item.operation, decision=item.decision,
-                    attempt_log=item.attempt_log, sent=item.sent)
-    states[item.decision.state] += 1
+    def record(self, item: Sending) -> None:
+        if item.put_back_until is not None:  # no rate-limit slot soon, or the breaker tripped
+            self.stopped = True  # the next rows would only be put back too
+            self.put_back(item.row, item.put_back_until)
+            return
+        outbound.finish(self.kind, item.row, operation=item.operation, decision=item.decision,
+                        attempt_log=item.attempt_log, sent=item.sent)
+        self.states[item.decision.state] += 1
 
 
 def push_account(kind: OutboundKind, account_id: int) -> dict[str, int]:
-    """Send the account's due rows of this kind, a batch at a time, for up to SYNC_BATCH_BUDGET
-    seconds; what is still due then gets a new nudge rather than holding this process."""
+    """Send the account's due rows of this kind, `max_in_flight` at a time, for up to
+    SYNC_BATCH_BUDGET seconds; returns how many rows ended in each state."""
     account = ProviderAccount.objects.filter(pk=account_id).first()
     if account is None:
         return {}
-    limit = batch_size(account)
-    states: Counter = Counter()
-    stop_at = time.monotonic() + settings.SYNC_BATCH_BUDGET
-    while True:
-        rows = claim_batch(kind, account_id, limit=limit)
-        if not rows:
-            break
-        states += push_batch(kind, rows)
-        if len(rows) < limit:
-            break
-        if time.monotonic() >= stop_at:
-            dispatch.nudge_accounts([account_id])
-            break
-    return dict(states)
+    return AccountRun(kind, account).run()
 
 
 def account_of_row(kind: OutboundKind, pk: int) -> int | None:
