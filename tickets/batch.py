@@ -183,6 +183,18 @@ class Senders:
         finally:
             connections.close_all()  # this thread's own connections
 
+    def take_finished(self, *, timeout: float) -> list[Sending]:
+        """The calls that ended: waits up to `timeout` for one, then takes all that are there."""
+        try:
+            items = [self.finished.get(timeout=max(0.05, timeout))]
+        except queue.Empty:
+            return []
+        while True:
+            try:
+                items.append(self.finished.get_nowait())
+            except queue.Empty:
+                return items
+
     def close(self) -> None:
         for _ in self.threads:
             self.todo.put(None)
@@ -243,13 +255,7 @@ class AccountRun:
                     if self.stopped or claimed_nothing:
                         break
                     continue
-                try:
-                    item = self.senders.finished.get(timeout=max(0.05, next_renewal - time.monotonic()))
-                except queue.Empty:
-                    item = None
-                if item is not None:
-                    del self.in_flight[item.row.pk]
-                    self.record(item)
+                self.record_group(self.senders.take_finished(timeout=next_renewal - time.monotonic()))
                 if self.in_flight and time.monotonic() >= next_renewal:
                     renew_lease(self.kind, [each.row for each in self.in_flight.values()])
                     next_renewal = time.monotonic() + renew_every
@@ -309,14 +315,31 @@ class AccountRun:
         outbound.put_back(self.kind, row, until=until)
         self.states["put back"] += 1
 
-    def record(self, item: Sending) -> None:
-        if item.put_back_until is not None:  # no rate-limit slot soon, or the breaker tripped
-            self.stopped = True  # the next rows would only be put back too
-            self.put_back(item.row, item.put_back_until)
-            return
-        outbound.finish(self.kind, item.row, operation=item.operation, decision=item.decision,
-                        attempt_log=item.attempt_log, sent=item.sent)
-        self.states[item.decision.state] += 1
+    def record_group(self, items: list[Sending]) -> None:
+        """Record the outcomes of calls that ended together, then feed the account's breaker
+        once for them: a success closes it (one statement, not one per row) and the unhealthy
+        failures after the group's last success count towards a trip, as one by one they would."""
+        healthy_at, unhealthy = None, []
+        for item in items:
+            del self.in_flight[item.row.pk]
+            if item.put_back_until is not None:  # no rate-limit slot soon, or the breaker tripped
+                self.stopped = True  # the next rows would only be put back too
+                self.put_back(item.row, item.put_back_until)
+                continue
+            decision = item.decision
+            applied = outbound.finish(self.kind, item.row, operation=item.operation, decision=decision,
+                                      attempt_log=item.attempt_log, sent=item.sent, in_run=True)
+            self.states[decision.state] += 1
+            if not applied:
+                continue
+            if decision.state == SyncState.SYNCED:
+                healthy_at, unhealthy = item, []
+            elif decision.counts_against_account:
+                unhealthy.append(item)
+        if healthy_at is not None:
+            limits.record_success(self.kind.account_of(healthy_at.row), just_read=True)
+        for item in unhealthy:
+            limits.record_failure(self.kind.account_of(item.row), item.decision.message)
 
 
 def push_account(kind: OutboundKind, account_id: int) -> dict[str, int]:

@@ -250,12 +250,16 @@ def backoff(attempts: int, retry_after: float | None = None) -> float:
 # --- finish -------------------------------------------------------------------------------
 def finish(
     kind: OutboundKind, row, *, operation: str, decision: Decision, attempt_log: AttemptLog,
-    sent: Any = None,
-) -> None:
+    sent: Any = None, in_run: bool = False,
+) -> bool:
     """Record the outcome, fenced by the claimed attempt: a stale worker writes nothing.
+    Returns whether it was applied.
 
     Guarded UPDATEs rather than lock-read-save: one statement in the common case, and only
     the sync columns are written, so an edit saved meanwhile is never overwritten.
+
+    `in_run`: an account's batch run (tickets/batch.py) records the row; it feeds the breaker
+    once for its outcomes together and sends the replies that wait for a ticket itself.
     """
     now = timezone.now()
     fields = {"sending_since": None, "last_error": decision.message,
@@ -280,13 +284,18 @@ def finish(
         if not applied:
             log.warning("%s %s was taken over while this worker sent it; "
                         "its outcome is recorded but not applied.", kind.noun.capitalize(), row.pk)
-            return
-        record_account_health(kind.account_of(row), decision)
+            return False
+        if in_run:
+            if decision.account_problem:
+                problems.report(kind.account_of(row), decision.message)
+        else:
+            record_account_health(kind.account_of(row), decision)
         if requeue_in is not None:
             delay = requeue_in
             transaction.on_commit(lambda: kind.publish([row.pk], countdown=delay))
-        if decision.state == SyncState.SYNCED:
+        if decision.state == SyncState.SYNCED and not in_run:
             transaction.on_commit(lambda: kind.after_success(row))
+    return True
 
 
 def record_account_health(account: ProviderAccount, decision: Decision) -> None:
