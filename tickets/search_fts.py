@@ -30,7 +30,7 @@ TRIGGERS = {
     # Only updates of the searched columns touch the index (sync-state updates do not).
     "ticket_search_update": "AFTER UPDATE OF {columns} ON {content} BEGIN {remove_old}; {add_new}; END",
 }
-CACHE_ATTRIBUTE = "ticket_search_fts"  # on the connection: does the index exist there?
+CACHE_ATTRIBUTE = "ticket_search_fts"  # on the connection wrapper: (database connection, index there?)
 
 
 def _columns(prefix: str = "") -> str:
@@ -96,12 +96,16 @@ def _names(connection: BaseDatabaseWrapper, kind: str) -> set[str]:
 
 
 def in_use(connection: BaseDatabaseWrapper) -> bool:
-    """Whether searches on this connection go through the index (looked up once per connection)."""
+    """Whether searches on this connection go through the index: looked up once per database
+    connection (a new one, e.g. to another file, looks again)."""
     if connection.vendor != "sqlite":
         return False
-    if CACHE_ATTRIBUTE not in connection.__dict__:
-        setattr(connection, CACHE_ATTRIBUTE, TABLE in _names(connection, "table"))
-    return getattr(connection, CACHE_ATTRIBUTE)
+    connection.ensure_connection()
+    opened, there = connection.__dict__.get(CACHE_ATTRIBUTE, (None, False))
+    if opened is not connection.connection:
+        there = TABLE in _names(connection, "table")
+        setattr(connection, CACHE_ATTRIBUTE, (connection.connection, there))
+    return there
 
 
 def narrowing(query: str, connection: BaseDatabaseWrapper) -> Q | None:
