@@ -18,13 +18,19 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
+os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver")
+
+import django  # noqa: E402
+
+django.setup()
 
 from django.contrib.auth.models import User  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
 
-from bench import admin_scale  # noqa: E402 - sets Django up
+from bench import admin_scale  # noqa: E402
 from bench.admin_scale import LARGE, PAGE_LABELS, SAME_MATCHES, SMALL, VARIANTS  # noqa: E402
 from bench.report import record  # noqa: E402
 from providers.models import ProviderAccount  # noqa: E402
