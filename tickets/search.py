@@ -25,6 +25,12 @@ TEXT_FIELDS = ("title", "requester_email")
 EMAIL_ADDRESS = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
+def without_nul(query: str) -> str:
+    """The query without NUL characters: no stored text has one (forms refuse it), PostgreSQL
+    refuses it in a parameter and FTS5's query parser stops at it."""
+    return query.replace("\x00", "")
+
+
 def is_email_address(query: str) -> bool:
     return EMAIL_ADDRESS.fullmatch(query) is not None
 
@@ -64,13 +70,14 @@ def search_tickets(tickets: QuerySet, *, query: str) -> QuerySet:
     """The staff list's search: the tickets of `tickets` (already narrowed to what the user may
     see) matching the whole phrase `query`, exact matches first and otherwise in the list's
     usual order."""
+    query = without_nul(query)
     return exact_first(tickets.filter(term_match(query, using=tickets.db)), query)
 
 
 def admin_terms(search_term: str) -> list[str]:
     """The admin's words: split on spaces, a quoted phrase kept whole (as Django's admin does)."""
     terms = []
-    for bit in smart_split(search_term):
+    for bit in smart_split(without_nul(search_term)):
         if bit.startswith(('"', "'")) and bit[0] == bit[-1]:
             bit = unescape_string_literal(bit)
         if bit:

@@ -110,9 +110,9 @@ def in_use(connection: BaseDatabaseWrapper) -> bool:
 
 def narrowing(query: str, connection: BaseDatabaseWrapper) -> Q | None:
     """The tickets the index says contain `query` somewhere in the searched columns, or None
-    when the index cannot answer (not SQLite, no index, or a query under 3 characters)."""
-    if len(query) < MIN_LENGTH or not in_use(connection):
-        return None
+    when the index cannot answer (not SQLite, no index, a query under 3 characters or with a NUL)."""
+    if len(query) < MIN_LENGTH or "\x00" in query or not in_use(connection):
+        return None  # FTS5's query parser stops at a NUL: LIKE alone answers such a query
     phrase = '"' + query.replace('"', '""') + '"'  # one FTS5 string: every character literal
     # The query is a parameter; the table name a constant.
     return Q(pk__in=RawSQL(f"SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH %s", [phrase]))  # noqa: S608, S611

@@ -102,6 +102,12 @@ def test_a_whole_email_address_finds_that_requester_only_and_a_part_finds_all(cl
         assert titles("tim@acme.te") == []
 
 
+def test_a_nul_in_the_admin_search_box_is_dropped(admin_client, desk):
+    add_ticket(desk, title="Printer jam")
+    assert admin_titles(admin_client, {"q": "prin\x00ter"}) == ["Printer jam"]
+    assert admin_titles(admin_client, {"q": "\x00"}) == ["Printer jam"]  # nothing left to search for
+
+
 def test_search_never_reveals_a_ticket_of_an_account_restricted_to_other_groups(client, admin_client,
                                                                                  account_factory):
     vip = account_factory("kapture", name="VIP desk", settings={"allowed_groups": ["vip"]})
