@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from django import forms
 
 from providers import callback_secret
-from providers.bounds import rate_limit_problem, timeout_problem
+from providers.bounds import rate_burst_problem, rate_limit_problem, timeout_problem
 from providers.errors import (
     ProviderConfigurationError,
     ProviderError,
@@ -110,6 +110,11 @@ class Provider:
     #: Non-secret account settings of the sandbox's demo account (providers/demo.py) and the
     #: keys the account form offers in its Defaults table.
     demo_settings: ClassVar[dict[str, Any]] = {}
+    #: The rate limit (requests/s) and burst a new account of this kind starts with (the
+    #: admin's add form, an import without them, the demo accounts); stored accounts keep
+    #: theirs. Each vendor's docstring says where its figures come from.
+    default_rate_limit: ClassVar[float] = 10.0
+    default_rate_burst: ClassVar[int] = 20
 
     def __init__(
         self,
@@ -126,7 +131,8 @@ class Provider:
         # A stored value outside the bounds (written around the form and the import) is a
         # configuration error before anything is sent: 1/rate would overflow, and requests
         # refuses a zero timeout only once the call is already being recorded as sent.
-        for problem in (rate_limit_problem(account.rate_limit), timeout_problem(account.timeout)):
+        for problem in (rate_limit_problem(account.rate_limit), rate_burst_problem(account.rate_burst),
+                        timeout_problem(account.timeout)):
             if problem:
                 raise ProviderConfigurationError(
                     f"The account '{account.name}' cannot be used: {problem} Fix it under Limits."

@@ -17,6 +17,9 @@ from django.core.validators import URLValidator
 
 #: Requests per second: 0 means "no limit"; otherwise one request per 1,000 s at the slowest.
 RATE_LIMIT_MIN, RATE_LIMIT_MAX = 0.001, 100_000.0
+#: Requests that may go at once after a quiet spell (the bucket's size): 1 spaces every request
+#: by 1/rate; a burst above the rate lets a short queue go in a second instead of in order.
+RATE_BURST_MIN, RATE_BURST_MAX = 1, 10_000
 #: Seconds to wait for each answer: a push may make two calls (a token, then the ticket), and
 #: both must fit in the task's soft time limit (120 s by default).
 TIMEOUT_MIN, TIMEOUT_MAX = 0.1, 60.0
@@ -39,6 +42,12 @@ def rate_limit_problem(value: Any) -> str | None:
             f"{RATE_LIMIT_MIN:g} to {RATE_LIMIT_MAX:,.0f}.")
 
 
+def rate_burst_problem(value: Any) -> str | None:
+    if is_number(value, low=RATE_BURST_MIN, high=RATE_BURST_MAX) and int(value) == value:
+        return None
+    return f"The burst must be a whole number of requests from {RATE_BURST_MIN} to {RATE_BURST_MAX:,}."
+
+
 def timeout_problem(value: Any) -> str | None:
     if is_number(value, low=TIMEOUT_MIN, high=TIMEOUT_MAX):
         return None
@@ -49,6 +58,12 @@ def validate_rate_limit(value: Any) -> None:
     problem = rate_limit_problem(value)
     if problem:
         raise ValidationError(problem, code="rate_limit_range")
+
+
+def validate_rate_burst(value: Any) -> None:
+    problem = rate_burst_problem(value)
+    if problem:
+        raise ValidationError(problem, code="rate_burst_range")
 
 
 def validate_timeout(value: Any) -> None:

@@ -6,6 +6,7 @@
         base_url: https://acme.kapturecrm.com
         enabled: true
         rate_limit: 5.0
+        rate_burst: 10
         timeout: 15.0
         settings: {}
         status_map: {outbound: {...}, inbound: {...}}
@@ -40,14 +41,14 @@ from django.views.decorators.debug import sensitive_variables
 from console.crypto import CredentialsUnreadable
 from console.jsonguard import MAX_DEPTH, JSONRefused, nesting_depth, value_problem
 from console.jsonguard import loads as guarded_loads
-from providers.bounds import rate_limit_problem, timeout_problem
+from providers.bounds import rate_burst_problem, rate_limit_problem, timeout_problem
 from providers.egress import base_url_problem
 from providers.forms import CREDENTIALS_LABEL, SECRET_SETTINGS, mapping_errors, shown
 from providers.models import ProviderAccount
 from providers.registry import PROVIDERS, get_provider_class
 
-PLAIN_FIELDS = ("kind", "base_url", "enabled", "rate_limit", "timeout", "settings", "status_map",
-                "priority_map")
+PLAIN_FIELDS = ("kind", "base_url", "enabled", "rate_limit", "rate_burst", "timeout", "settings",
+                "status_map", "priority_map")
 ALLOWED_KEYS = {"name", *PLAIN_FIELDS, "credentials"}
 #: The user import_accounts' LogEntries name when no --user is given.
 SYSTEM_USERNAME = "config-import"
@@ -187,7 +188,8 @@ def check_entry(entry: Any, position: int, environ: Mapping[str, str]) -> tuple[
                 problems.append(f"{where}: base_url: {problem}")
     if "enabled" in values and not isinstance(values["enabled"], bool):
         problems.append(f"{where}: enabled must be true or false.")
-    for number, problem_of in (("rate_limit", rate_limit_problem), ("timeout", timeout_problem)):
+    for number, problem_of in (("rate_limit", rate_limit_problem), ("rate_burst", rate_burst_problem),
+                               ("timeout", timeout_problem)):
         if number in values and problem_of(values[number]):
             problems.append(f"{where}: {number}: {problem_of(values[number])} (got {shown(values[number])})")
     provider_class = get_provider_class(kind)
@@ -260,7 +262,9 @@ def apply(item: Planned, user_id: Callable[[], int]) -> tuple[str, list[str]]:
         account = ProviderAccount(name=item.name)
     provider_class = get_provider_class(item.values["kind"])
     values = dict(item.values)
-    if created:
+    if created:  # an existing account keeps its stored rate and burst when the document has none
+        values.setdefault("rate_limit", provider_class.default_rate_limit)
+        values.setdefault("rate_burst", provider_class.default_rate_burst)
         values.setdefault("status_map", provider_class.default_status_map)
         values.setdefault("priority_map", provider_class.default_priority_map)
     changed = [name for name, value in values.items() if created or getattr(account, name) != value]

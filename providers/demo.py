@@ -27,6 +27,8 @@ def ensure_demo_accounts(sandbox_url: str, *, acting_user=None) -> list[str]:
                 "kind": kind,
                 "base_url": f"{sandbox_url.rstrip('/')}/{kind}",
                 "settings": dict(provider_class.demo_settings),
+                "rate_limit": provider_class.default_rate_limit,
+                "rate_burst": provider_class.default_rate_burst,
                 "status_map": provider_class.default_status_map,
                 "priority_map": provider_class.default_priority_map,
             },

@@ -321,7 +321,7 @@ class BaseProviderAccountForm(forms.ModelForm):
     class Meta:
         model = ProviderAccount
         fields = [
-            "name", "kind", "base_url", "enabled", "rate_limit", "timeout", "settings",
+            "name", "kind", "base_url", "enabled", "rate_limit", "rate_burst", "timeout", "settings",
             "status_map", "priority_map", "paused_until",
         ]
         widgets = {
@@ -344,6 +344,20 @@ class BaseProviderAccountForm(forms.ModelForm):
             self.fields[name].widget.kind = kind
         for name in ("status_map", "priority_map"):
             self.fields[name].help_text = "Left empty, the provider's defaults are used."
+        # Empty means the kind's default (Provider.default_rate_limit/_burst): a new account
+        # starts empty, so it gets its vendor's figures unless the admin types others.
+        defaults = "; ".join(
+            f"{cls.label} {cls.default_rate_limit:g}/s, burst {cls.default_rate_burst}"
+            for cls in map(get_provider_class, PROVIDERS)
+        )
+        for name in ("rate_limit", "rate_burst"):
+            self.fields[name].required = False
+            if not self.instance.pk and not self.is_bound:
+                self.initial[name] = None
+        self.fields["rate_burst"].help_text = (
+            f"{self.fields['rate_burst'].help_text} Left empty (rate and burst), the provider's "
+            f"defaults are used: {defaults}."
+        )
         # The model form copies the chosen kind onto the instance before save(): remember
         # the stored one to know whether stored credentials still apply.
         self.stored_kind = self.instance.kind if self.instance.pk else None
@@ -384,6 +398,10 @@ class BaseProviderAccountForm(forms.ModelForm):
         kind = cleaned.get("kind")
         if not kind:
             return cleaned
+        for name, default in (("rate_limit", get_provider_class(kind).default_rate_limit),
+                              ("rate_burst", get_provider_class(kind).default_rate_burst)):
+            if name not in self.errors and cleaned.get(name) is None:
+                cleaned[name] = default
         for key in get_provider_class(kind).credential_fields:
             if cleaned.get(credential_field_name(kind, key)) and cleaned.get(clear_field_name(kind, key)):
                 self.add_error(clear_field_name(kind, key), "Enter a new value or clear it, not both.")

@@ -6,6 +6,8 @@ takes a JSON *object*. Failures may come back as HTTP 200 with `"status": "faile
 
 Assumed (no source states it, 2026-11): the update answer is any JSON object without
 `"status": "failed"`; search answers carry the id in `task_details.ticket_id` (or `id`).
+No rate limit is documented for this shared cloud service: new accounts get a cautious
+5 requests/s with a burst of 10; a 429 is honoured if it comes.
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ class KaptureTicketForm(forms.Form):
 
 
 class KaptureProvider(Provider):
+    default_rate_limit = 5.0
+    default_rate_burst = 10
     kind = "kapture"
     label = "Kapture CX"
     capabilities = frozenset({CREATE, UPDATE, FETCH, REPLY, TEST})

@@ -16,6 +16,8 @@ Assumed where the docs are silent (2026-11):
 - `customfields` is base64 of a PHP `serialize()`d flat array (`php_serialize` below).
 - Until Django-storage attachments are wired, `ticket.extra["attachments"]` holds
   `[{"name": ..., "data_base64": ...}]`.
+- No rate limit is documented; WHMCS hosts commonly throttle per IP, so new accounts get a
+  cautious 5 requests/s with a burst of 10; a 429 is honoured if it comes.
 """
 
 from __future__ import annotations
@@ -150,6 +152,8 @@ class KeliwebTicketForm(forms.Form):
 
 # --- the provider ------------------------------------------------------------------------------
 class KeliwebProvider(TokenAuthProvider):
+    default_rate_limit = 5.0
+    default_rate_burst = 10
     kind = "keliweb"
     label = "Keliweb"
     capabilities = frozenset({CREATE, FETCH, REPLY, TEST})

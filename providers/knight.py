@@ -20,6 +20,8 @@ Assumed where the sources are silent (2026-11):
 - The ticket's title has no Knight field: it heads `ticketDesc` and goes into
   `additionalProperties` with the other console fields Knight has no place for.
 - initiateTicket takes no status: a ticket is NEW in Knight until its first update.
+- No rate limit is documented: new accounts get the console's default, 10 requests/s with a
+  burst of 20 (`default_rate_limit`, `default_rate_burst`); a 429 is honoured if it comes.
 """
 
 from __future__ import annotations

@@ -3,10 +3,13 @@ from django.utils import timezone
 
 from providers import callback_secret
 from providers.bounds import (
+    RATE_BURST_MAX,
+    RATE_BURST_MIN,
     RATE_LIMIT_MAX,
     RATE_LIMIT_MIN,
     TIMEOUT_MAX,
     TIMEOUT_MIN,
+    validate_rate_burst,
     validate_rate_limit,
     validate_timeout,
 )
@@ -38,6 +41,13 @@ class ProviderAccount(models.Model):
         help_text=f"Requests per second, shared by all workers: 0 (no limit) or "
         f"{RATE_LIMIT_MIN:g} to {RATE_LIMIT_MAX:,.0f}.",
     )
+    #: The bucket's size: how many requests may go at once after a quiet spell. 1 (the value
+    #: accounts made before bursts existed keep) spaces every request by 1/rate.
+    rate_burst = models.PositiveIntegerField(
+        default=1, validators=[validate_rate_burst], verbose_name="burst",
+        help_text=f"Requests that may go at once before the rate applies ({RATE_BURST_MIN} to "
+        f"{RATE_BURST_MAX:,}).",
+    )
     timeout = models.FloatField(
         default=15.0, validators=[validate_timeout],
         help_text=f"Seconds to wait for each answer ({TIMEOUT_MIN:g} to {TIMEOUT_MAX:g}).",
@@ -54,7 +64,8 @@ class ProviderAccount(models.Model):
     problem_since = models.DateTimeField(
         null=True, blank=True, editable=False, verbose_name="needs a provider admin since"
     )
-    #: The earliest moment the next request may start (rate limit shared by all workers).
+    #: The rate limit's theoretical arrival time (tickets/limits.py): a request may start once
+    #: this moment, less the burst's allowance, has come. Shared by all workers.
     next_request_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -69,6 +80,10 @@ class ProviderAccount(models.Model):
                 condition=models.Q(rate_limit=0)
                 | models.Q(rate_limit__gte=RATE_LIMIT_MIN, rate_limit__lte=RATE_LIMIT_MAX),
                 name="provideraccount_rate_limit_range",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(rate_burst__gte=RATE_BURST_MIN, rate_burst__lte=RATE_BURST_MAX),
+                name="provideraccount_rate_burst_range",
             ),
             models.CheckConstraint(
                 condition=models.Q(timeout__gte=TIMEOUT_MIN, timeout__lte=TIMEOUT_MAX),
@@ -126,6 +141,10 @@ class AccessToken(models.Model):
     secret = EncryptedJSONField(blank=True, default=dict)
     expires_at = models.DateTimeField(null=True, blank=True)
     obtained_at = models.DateTimeField(auto_now=True)
+    #: Single flight (providers/tokens.py): the worker renewing the token now, and until when
+    #: its lease holds (a worker that died mid-call loses it then). Others wait for its token.
+    renewing_by = models.CharField(max_length=32, blank=True, default="")
+    renewing_until = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"access token of {self.account_id}"

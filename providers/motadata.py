@@ -21,6 +21,8 @@ Assumed where the docs are silent (2026-11):
   stringListValue, bigStringValue (CUSTOM_FIELD_TYPES).
 - `attachmentsRefNames` is sent with the create only: resending it on every update could
   attach the same files again.
+- No rate limit is documented (ServiceOps is usually run by the customer): new accounts get
+  10 requests/s with a burst of 20, the console's default; a 429 is honoured if it comes.
 """
 
 from __future__ import annotations

@@ -20,6 +20,8 @@ Assumed where the docs are silent (2026-11):
   that leave them blank. With notify on and no contacts anywhere, the API's own refusal is
   reported (on the `contacts` field) rather than guessed at here.
 - Particle Space has no priority, requester or due-date field: those stay in the console.
+- No rate limit is documented for this shared cloud service: new accounts get a cautious
+  5 requests/s with a burst of 10; a 429 is honoured if it comes.
 """
 
 from __future__ import annotations
@@ -153,6 +155,8 @@ class ParticleSpaceTicketForm(forms.Form):
 
 
 class ParticleSpaceProvider(TokenAuthProvider):
+    default_rate_limit = 5.0
+    default_rate_burst = 10
     kind = "particlespace"
     label = "Particle Space"
     capabilities = frozenset({CREATE, UPDATE, TEST})

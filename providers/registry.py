@@ -1,14 +1,52 @@
-"""Provider kinds: one line each. Adding a provider = one module + one line here."""
+"""Provider kinds: one line each, naming the provider class and its sandbox emulator.
+
+Adding a provider = one module (provider + emulator) + one line here, or one line in the
+`EXTRA_PROVIDERS` setting (a provider living outside this package, e.g. the test-only one in
+tests/example_provider.py that the test settings register). Everything that lists kinds —
+forms, admin, demo accounts, the sandbox, the contract and fault suites — reads this registry.
+"""
 
 from importlib import import_module
 
-PROVIDERS: dict[str, str] = {
-    "kapture": "providers.kapture.KaptureProvider",
-    "keliweb": "providers.keliweb.KeliwebProvider",
-    "knight": "providers.knight.KnightProvider",
-    "motadata": "providers.motadata.MotadataProvider",
-    "particlespace": "providers.particlespace.ParticleSpaceProvider",
+from django.conf import settings
+
+#: kind -> (provider class, sandbox emulator class), as dotted paths.
+BUILT_IN: dict[str, tuple[str, str]] = {
+    "kapture": ("providers.kapture.KaptureProvider", "providers.sandbox.kapture.KaptureEmulator"),
+    "keliweb": ("providers.keliweb.KeliwebProvider", "providers.sandbox.keliweb.KeliwebEmulator"),
+    "knight": ("providers.knight.KnightProvider", "providers.sandbox.knight.KnightEmulator"),
+    "motadata": ("providers.motadata.MotadataProvider", "providers.sandbox.motadata.MotadataEmulator"),
+    "particlespace": (
+        "providers.particlespace.ParticleSpaceProvider",
+        "providers.sandbox.particlespace.ParticleSpaceEmulator",
+    ),
 }
+
+
+def registered() -> dict[str, tuple[str, str]]:
+    """The built-in kinds plus the settings' `EXTRA_PROVIDERS` (same shape, never replacing one)."""
+    extra = dict(getattr(settings, "EXTRA_PROVIDERS", None) or {})
+    clashing = sorted(set(extra) & set(BUILT_IN))
+    if clashing:
+        raise ValueError(f"EXTRA_PROVIDERS names built-in kinds: {', '.join(clashing)}.")
+    for kind, entry in extra.items():
+        if not (isinstance(entry, (tuple, list)) and len(entry) == 2):
+            raise ValueError(
+                f"EXTRA_PROVIDERS['{kind}'] must be (provider class, emulator class) as dotted paths."
+            )
+    return {**BUILT_IN, **{kind: (str(p), str(e)) for kind, (p, e) in extra.items()}}
+
+
+REGISTRY = registered()
+#: kind -> the provider class's dotted path (every place that lists or checks kinds).
+PROVIDERS: dict[str, str] = {kind: provider for kind, (provider, _) in REGISTRY.items()}
+#: kind -> the sandbox emulator's dotted path (providers/sandbox/registry.py).
+EMULATORS: dict[str, str] = {kind: emulator for kind, (_, emulator) in REGISTRY.items()}
+
+
+def load(dotted: str):
+    module, _, name = dotted.rpartition(".")
+    return getattr(import_module(module), name)
 
 
 def get_provider_class(kind: str):
@@ -18,8 +56,7 @@ def get_provider_class(kind: str):
         from providers.errors import ProviderConfigurationError
 
         raise ProviderConfigurationError(f"Unknown provider kind '{kind}'.") from None
-    module, _, name = dotted.rpartition(".")
-    return getattr(import_module(module), name)
+    return load(dotted)
 
 
 def kind_choices() -> list[tuple[str, str]]:

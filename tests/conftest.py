@@ -20,6 +20,9 @@ from tests.helpers import Sandbox, make_account
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER_READY_TIMEOUT = 90
+#: The tests' settings (pyproject), read before any test overrides settings: an override
+#: (pytest-django's `settings` fixture) reports SETTINGS_MODULE as None.
+SETTINGS_MODULE = settings.SETTINGS_MODULE
 
 
 @pytest.fixture(scope="session")
@@ -78,6 +81,8 @@ def worker_env(broker_url: str, **overrides: str) -> dict[str, str]:
     the sandbox_server fixture: its address is in the allow-list they get."""
     return {
         **os.environ,
+        # The test settings: the workers know the test-only provider the tests register.
+        "DJANGO_SETTINGS_MODULE": SETTINGS_MODULE,
         "DATABASE_URL": _database_url(),
         "CELERY_BROKER_URL": broker_url,
         "CONSOLE_ENCRYPTION_KEYS": ",".join(settings.CONSOLE_ENCRYPTION_KEYS),

@@ -13,9 +13,7 @@ Invariants, for every ticket of a run once it has settled:
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -27,17 +25,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from providers.registry import EMULATORS, PROVIDERS, load
 from tests.conftest import ROOT, WORKER_READY_TIMEOUT, worker_env
 from tests.helpers import Sandbox
 from tickets import services, sync
-from tickets.models import SyncState, Ticket
+from tickets.models import SyncAttempt, SyncState, Ticket
 
-KINDS = ("knight", "motadata", "keliweb", "kapture", "particlespace")
-#: What the sandbox calls each provider's list of tickets in its state.
-REMOTE_LISTS = {"motadata": "incidents"}
-MARKER = re.compile(r"\[Ticket Console (TC-\d+)\]")
-#: Token and key-exchange endpoints (Motadata, Keliweb, Particle Space): calls that create nothing.
-TOKEN_CALL = re.compile(r"/oauth/token|/api/v1/authenticate")
+#: Every registered kind, the test settings' test-only provider included. What each provider
+#: holds and how is asked of its sandbox emulator (providers/sandbox/http.py, Emulator).
+KINDS = tuple(PROVIDERS)
 SETTLED = (SyncState.SYNCED, SyncState.FAILED, SyncState.NEEDS_ATTENTION)
 UNSETTLED = (SyncState.PENDING, SyncState.SENDING)
 ALL_FAULTS = ["500", "503", "429", "slow", "drop", "garbage", "lost"]
@@ -259,16 +255,19 @@ def wait_until(predicate: Callable[[], Any], *, timeout: float, message: str) ->
 
 
 # --- a run ----------------------------------------------------------------------------------
-def changes_for(kind: str, ticket: Ticket, number: int) -> dict[str, Any]:
-    """An edit each provider can carry: Kapture's update takes only a status, Keliweb none."""
-    status = ("in_progress", "on_hold", "resolved")[number % 3]
-    if kind == "kapture":
-        return {"status": status}
-    return {
+def emulator_for(kind: str):
+    return load(EMULATORS[kind])
+
+
+def changes_for(ticket: Ticket, number: int) -> dict[str, Any]:
+    """An edit the provider's update carries whole (e.g. Kapture's takes only a status)."""
+    changes = {
         "title": f"{ticket.title} (edited)",
         "description": f"{ticket.description}\nEdited after it was synced.",
-        "status": status,
+        "status": ("in_progress", "on_hold", "resolved")[number % 3],
     }
+    kept_here = set(ticket.account.provider_class.fields_kept_here(changes))
+    return {name: value for name, value in changes.items() if name not in kept_here}
 
 
 @dataclass
@@ -309,7 +308,7 @@ def make_due_edits(run: Run) -> None:
     for ticket in Ticket.objects.select_related("account").filter(pk__in=list(run.edits_due)):
         if ticket.sync_state == SyncState.SYNCED:
             number = run.edits_due.pop(ticket.pk)
-            services.update_ticket(ticket=ticket, changes=changes_for(ticket.account.kind, ticket, number))
+            services.update_ticket(ticket=ticket, changes=changes_for(ticket, number))
             run.edited += 1
         elif ticket.sync_state in (SyncState.FAILED, SyncState.NEEDS_ATTENTION):
             run.edits_due.pop(ticket.pk)
@@ -359,21 +358,16 @@ def wait_for_sending(timeout: float = 10.0) -> None:
 
 # --- the invariants -------------------------------------------------------------------------
 def remote_tickets(sandbox: Sandbox, kind: str) -> list[dict]:
-    return sandbox.state(kind)[REMOTE_LISTS.get(kind, "tickets")]
+    return emulator_for(kind).held_tickets(sandbox.state(kind))
 
 
 def remote_id_of(kind: str, remote: dict) -> str:
-    key = {"knight": "ticketId", "motadata": "id", "keliweb": "ticketid", "kapture": "ticket_id",
-           "particlespace": "id"}[kind]
-    return str(remote[key])
+    return emulator_for(kind).held_id(remote)
 
 
 def references_of(kind: str, remote: dict) -> set[str]:
-    """The console references a remote ticket names: Knight's ticketId is the reference;
-    elsewhere the marker written into the description or first message."""
-    if kind == "knight":
-        return {remote["ticketId"]}
-    return set(MARKER.findall(json.dumps(remote, ensure_ascii=False)))
+    """The console references a remote ticket names (the marker in its text, or Knight's id)."""
+    return emulator_for(kind).references(remote)
 
 
 def text_with_marker(ticket: Ticket) -> str:
@@ -384,39 +378,20 @@ def text_with_marker(ticket: Ticket) -> str:
 
 def remote_view(kind: str, remote: dict) -> dict[str, Any]:
     """Title, description and status as the provider stores them."""
-    if kind == "knight":
-        return {"ticketDesc": remote["ticketDesc"], "status": remote["status"]}
-    if kind == "motadata":
-        return {"subject": remote["subject"], "description": remote["description"],
-                "status": remote["status"]}
-    if kind == "keliweb":
-        return {"subject": remote["subject"], "message": remote["replies"][0]["message"],
-                "status": remote["status"]}
-    if kind == "kapture":
-        return {"title": remote["title"], "ticket_details": remote["ticket_details"],
-                "status": remote["substatus"]}
-    return {"title": remote["title"], "description": remote["description"], "status": remote["status"]}
+    return emulator_for(kind).stored_fields(remote)
 
 
-def console_view(kind: str, ticket: Ticket, remote_status: str) -> dict[str, Any]:
+def console_view(ticket: Ticket, remote_status: str) -> dict[str, Any]:
     """The same fields from the console's copy; the status through the account's status map."""
     status_map = ticket.account.status_map or ticket.account.provider_class.default_status_map
     status = status_map["outbound"].get(ticket.status)
     reads_as = status_map["inbound"].get(remote_status)
-    if kind == "kapture" and ticket.revision == 1 and reads_as == ticket.status:
-        # Kapture's create takes no status: until its first update a ticket holds Kapture's
-        # own initial sub-status, which the account's inbound map reads as the console's.
+    if ticket.revision == 1 and reads_as == ticket.status:
+        # A create may carry no status (Kapture's does not): until its first update a ticket
+        # holds the provider's own initial status, which the account's inbound map reads as
+        # the console's.
         status = remote_status
-    text = text_with_marker(ticket)
-    if kind == "knight":
-        return {"ticketDesc": f"{ticket.title}\n\n{text}", "status": status}
-    if kind == "motadata":
-        return {"subject": ticket.title, "description": text, "status": status}
-    if kind == "keliweb":
-        return {"subject": ticket.title, "message": text, "status": status}
-    if kind == "kapture":
-        return {"title": ticket.title, "ticket_details": text, "status": status}
-    return {"title": ticket.title, "description": text, "status": status}
+    return {"title": ticket.title, "description": text_with_marker(ticket), "status": status}
 
 
 @dataclass
@@ -481,7 +456,7 @@ def check_invariants(sandbox: Sandbox, ticket_ids: list[int]) -> Verdict:
             continue
         # (c) the remote ticket holds what the console holds
         remote_fields = remote_view(kind, remote)
-        expected = console_view(kind, ticket, remote_fields["status"])
+        expected = console_view(ticket, remote_fields["status"])
         if remote_fields != expected:
             differing = {k: (v, remote_fields[k]) for k, v in expected.items() if v != remote_fields[k]}
             problems.append(f"(c) {ticket.reference} ({kind}) differs, console vs remote: {differing}")
@@ -506,12 +481,13 @@ def summary(title: str, run: Run, verdict: Verdict, faults: dict, fleet: WorkerF
 
 
 def held_without_create(run: Run) -> int:
-    """Needs-attention tickets whose recorded calls were all token calls: the create itself was
-    never sent, so holding them is over-cautious (a finding, not an invariant)."""
+    """Needs-attention tickets whose recorded calls were all token calls (the adapters mark
+    them, SyncAttempt.Operation.SIGN_IN): the create itself was never sent, so holding them is
+    over-cautious (a finding, not an invariant)."""
     held = Ticket.objects.filter(pk__in=run.ticket_ids, sync_state=SyncState.NEEDS_ATTENTION)
     count = 0
     for ticket in held.prefetch_related("attempts_log"):
-        urls = [attempt.request_url for attempt in ticket.attempts_log.all()]
-        if urls and all(TOKEN_CALL.search(url) for url in urls):
+        operations = {attempt.operation for attempt in ticket.attempts_log.all()}
+        if operations == {SyncAttempt.Operation.SIGN_IN}:
             count += 1
     return count

@@ -99,7 +99,7 @@ class ProviderAccountAdmin(admin.ModelAdmin):
             ("Defaults", {"fields": ("settings",)}),
             ("Inbound callback", {"fields": ("callback_state",)}),
             ("Status and priority maps", {"fields": ("status_map", "priority_map")}),
-            ("Limits", {"fields": ("rate_limit", "timeout", "paused_until")}),
+            ("Limits", {"fields": ("rate_limit", "rate_burst", "timeout", "paused_until")}),
             ("Health", {"fields": (
                 "test_connection_button", "pause_controls", "credentials_updated_at", "last_ok_at",
                 "last_error", "last_error_at", "problem_since", "consecutive_failures",

@@ -9,6 +9,11 @@ being saved (`Ticket.created_at`) to the start of the successful create call
 are not measured: the moment of an edit is not stored per revision. The median is read from a
 histogram counted in SQL, so it is given as a range ("2–5 s").
 
+Rate limit: "throttled" when a request starting now would be held by the account's rate limit
+(read from the account row, no query); "drains in about …" estimates when the last pending
+ticket's request may start at the account's rate and burst (one request per ticket, so a token
+call or a retry makes it later; nothing drains while the account is paused).
+
 Oldest waiting: the earliest last save (`Ticket.updated_at`) among pending and sending tickets.
 Successes and failures: sync calls (every SyncAttempt but connection tests) per hour; "failures"
 include calls that will be retried and creates whose outcome is unknown.
@@ -44,6 +49,7 @@ from django.utils import timezone
 from providers.models import ProviderAccount
 from tickets.access import can_manage_accounts, can_see_dashboard, dashboard_accounts, watched_accounts
 from tickets.account_admin import pause_state
+from tickets.limits import drain_seconds, rate_wait
 from tickets.models import SyncAttempt, SyncState, Ticket
 from tickets.problems import current_problems
 
@@ -80,6 +86,32 @@ class AccountFigures:
     hours: list[HourBar] = field(default_factory=list)
     latency_counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_EDGES) + 1))
     links: dict[str, str] = field(default_factory=dict)
+    #: Seconds a request starting now would be held by the rate limit (0: not throttled).
+    throttled_for: float = 0.0
+    #: Seconds until the last pending ticket's request may start (None: nothing to drain).
+    drains_in: float | None = None
+
+    @property
+    def rate_words(self) -> str:
+        """The account's rate limit in words, e.g. '10 requests/s, burst 20'."""
+        rate = float(self.account.rate_limit or 0)
+        if rate <= 0:
+            return "no rate limit"
+        return f"{rate:g} requests/s, burst {self.account.rate_burst}"
+
+    @property
+    def throttled_words(self) -> str:
+        if self.throttled_for <= 0:
+            return ""
+        return f"Throttled: the next request waits {in_words(self.throttled_for)} for the rate limit"
+
+    @property
+    def drain_words(self) -> str:
+        if self.drains_in is None:
+            return ""
+        if self.drains_in < 1:
+            return "The queue can go at once"
+        return f"The queue drains in about {in_words(self.drains_in)}"
 
     @property
     def queue_depth(self) -> int:
@@ -118,6 +150,15 @@ class Milliseconds(Func):
     def as_sqlite(self, compiler, connection, **extra_context):
         # SQLite keeps durations as integer microseconds.
         return super().as_sql(compiler, connection, template="(%(expressions)s * 1000)")
+
+
+def in_words(seconds: float) -> str:
+    """A wait in plain words, rounded: '1 s', '40 s', '3 min', '2 h'."""
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 90 * 60:
+        return f"{round(seconds / 60)} min"
+    return f"{round(seconds / 3600)} h"
 
 
 def latency_range(index: int) -> str:
@@ -196,6 +237,9 @@ def collect(*, accounts: QuerySet[ProviderAccount] | None = None,
             item.latency_counts[row["bucket"]] += row["n"]
 
     for item in figures.values():
+        item.throttled_for = rate_wait(item.account, now=now)
+        if item.pending and not item.paused:
+            item.drains_in = drain_seconds(item.account, item.pending, now=now)
         finish(item)
     return list(figures.values())
 

@@ -1,9 +1,10 @@
 """Per-account limits shared by every worker: a rate limit and a circuit breaker.
 
 Both live in the ProviderAccount row, so every process on every machine sees one state:
-- the rate limit keeps a "next request may start at" moment (`next_request_at`), moved on by
-  1/rate with a compare-and-swap UPDATE for each request (GCRA without burst: requests are
-  spaced, never bunched);
+- the rate limit is a token bucket of `rate_limit` requests/s holding `rate_burst` requests,
+  kept as GCRA: a theoretical arrival time (`next_request_at`) moved on by 1/rate with one
+  guarded UPDATE per request; a request passes at once while that time is less than
+  (burst - 1)/rate ahead of now, so a burst goes together and what follows is spaced;
 - the breaker counts consecutive failures that say the service is unhealthy (auth, transient,
   rate limited); at the account's threshold it sets `paused_until`. While paused nothing is
   sent. When the cool-down is over one caller wins a guarded UPDATE and makes the single
@@ -17,7 +18,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, DateTimeField, F, Q, Value, When
+from django.db.models import Case, DateTimeField, ExpressionWrapper, F, Q, Value, When
 from django.utils import timezone
 
 from providers.bounds import engine_setting
@@ -173,33 +174,68 @@ def due_after_settle(now=None):
 
 
 # --- the rate limit ----------------------------------------------------------------------
+def burst_allowance(account: ProviderAccount) -> timedelta:
+    """How far ahead of now the theoretical arrival time may run before a request waits:
+    (burst - 1) intervals, so `burst` requests pass at once after a quiet spell."""
+    rate = float(account.rate_limit or 0)
+    burst = max(1, int(account.rate_burst or 1))
+    return timedelta(seconds=(burst - 1) / rate) if rate > 0 else timedelta(0)
+
+
+def rate_wait(account: ProviderAccount, *, now: datetime) -> float:
+    """Seconds a request arriving `now` would wait, read from `account` as loaded (no query)."""
+    if not account.rate_limit or not account.next_request_at:
+        return 0.0
+    return max(0.0, (account.next_request_at - burst_allowance(account) - now).total_seconds())
+
+
+def drain_seconds(account: ProviderAccount, requests: int, *, now: datetime) -> float:
+    """When the last of `requests` more requests could start at the account's rate, from the
+    bucket as `account` was read: the burst's room goes at once, the rest 1/rate apart."""
+    rate = float(account.rate_limit or 0)
+    if rate <= 0 or requests <= 0:
+        return 0.0
+    arrival = max(account.next_request_at or now, now)
+    last_start = arrival + timedelta(seconds=(requests - 1) / rate) - burst_allowance(account)
+    return max(0.0, (last_start - now).total_seconds())
+
+
 def reserve_slot(account: ProviderAccount, *, max_wait: float | None = None) -> float:
     """Reserve the account's next request slot; returns the seconds to wait for it.
 
-    Raises AccountBusy (reserving nothing) when the wait would exceed `max_wait`, so a
-    worker is not held asleep: the caller puts its work back for later instead.
+    GCRA with a burst tolerance: the row keeps a theoretical arrival time (TAT,
+    `next_request_at`); a request may start once TAT - allowance has come, and moves TAT on
+    by 1/rate from max(TAT, start). Raises AccountBusy (reserving nothing) when the wait
+    would exceed `max_wait`, so a worker is not held asleep: the caller puts its work back.
     """
     rate = float(account.rate_limit or 0)
     if rate <= 0:
         return 0.0  # no limit configured
     interval = timedelta(seconds=1 / rate)
+    allowance = burst_allowance(account)
     max_wait = settings.SYNC_RATE_MAX_WAIT if max_wait is None else max_wait
     accounts = ProviderAccount.objects.filter(pk=account.pk)
-    # Fast path, one statement: the slot is free now (the account is not at its rate).
+    # Fast path, one guarded UPDATE: the bucket has room now. The row is re-read by the
+    # UPDATE itself, so two workers racing here cannot both take the last place.
     now = timezone.now()
-    if accounts.filter(Q(next_request_at__isnull=True) | Q(next_request_at__lte=now)).update(
-        next_request_at=now + interval
+    idle = Q(next_request_at__isnull=True) | Q(next_request_at__lt=now)
+    if accounts.filter(Q(next_request_at__isnull=True) | Q(next_request_at__lte=now + allowance)).update(
+        next_request_at=Case(
+            When(idle, then=Value(now + interval)),
+            default=ExpressionWrapper(F("next_request_at") + interval, output_field=DateTimeField()),
+        )
     ):
         return 0.0
     while True:
         now = timezone.now()
         current = accounts.values_list("next_request_at", flat=True).first()
-        start = max(current or now, now)
+        arrival = max(current or now, now)
+        start = max(arrival - allowance, now)
         wait = (start - now).total_seconds()
         if wait > max_wait:
             raise AccountBusy(start)
         guard = Q(next_request_at=current) if current else Q(next_request_at__isnull=True)
-        if accounts.filter(guard).update(next_request_at=start + interval):
+        if accounts.filter(guard).update(next_request_at=arrival + interval):
             return wait
         # Another worker took the slot between our read and write: read again.
 

@@ -10,8 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs
+
+#: The console reference the providers write into a ticket's text (Provider.marker).
+CONSOLE_MARKER = re.compile(r"\[Ticket Console (TC-\d+)\]")
 
 
 class BadRequest(Exception):
@@ -106,6 +109,33 @@ class Emulator:
         JSON body (tests, demos). Each takes the body and answers a JSON object; a KeyError
         or ValueError is answered as a 400."""
         return {}
+
+    # --- what the contract and fault suites ask (tests/providers/test_contract.py) ---------
+    #: The snapshot key of the tickets this provider holds.
+    tickets_key: ClassVar[str] = "tickets"
+    #: The key of a held ticket that holds the id the provider's ticket calls use.
+    ticket_id_key: ClassVar[str] = "id"
+    #: How to make this emulator refuse a create: console ticket values and account settings it
+    #: turns down, and words its refusal (the provider's validation error) carries.
+    refused_create: ClassVar[dict[str, Any]] = {"ticket": {"title": ""}, "settings": {}, "words": ""}
+
+    @classmethod
+    def held_tickets(cls, snapshot: dict[str, Any]) -> list[dict]:
+        return snapshot[cls.tickets_key]
+
+    @classmethod
+    def held_id(cls, held: dict) -> str:
+        return str(held[cls.ticket_id_key])
+
+    @classmethod
+    def references(cls, held: dict) -> set[str]:
+        """The console references a held ticket names (the marker in its text by default)."""
+        return set(CONSOLE_MARKER.findall(json.dumps(held, ensure_ascii=False)))
+
+    @classmethod
+    def stored_fields(cls, held: dict) -> dict[str, str]:
+        """Title, description (with the console's marker) and status, as this provider stores them."""
+        raise NotImplementedError
 
     @classmethod
     def generate_credentials(cls) -> dict[str, str]:

@@ -25,6 +25,12 @@ def failed(message: str) -> Reply:
 class KaptureEmulator(Emulator):
     name = "kapture"
     credential_keys = ("token",)
+    ticket_id_key = "ticket_id"
+    refused_create = {"ticket": {"title": ""}, "settings": {}, "words": "title is missing"}
+
+    @classmethod
+    def stored_fields(cls, held: dict) -> dict[str, str]:
+        return {"title": held["title"], "description": held["ticket_details"], "status": held["substatus"]}
 
     def reset(self) -> None:
         self.tickets: dict[str, dict] = {}

@@ -124,6 +124,14 @@ def php_unserialize_flat(text: bytes) -> dict[Any, Any]:
 class KeliwebEmulator(Emulator):
     name = "keliweb"
     credential_keys = ("client_id", "client_secret", "username", "password")
+    ticket_id_key = "ticketid"
+    refused_create = {"ticket": {"title": ""}, "settings": {}, "words": "Subject is required"}
+
+    @classmethod
+    def stored_fields(cls, held: dict) -> dict[str, str]:
+        # A WHMCS ticket's text is its first message.
+        first = held["replies"][0]["message"]
+        return {"title": held["subject"], "description": first, "status": held["status"]}
 
     def reset(self) -> None:
         self.tickets: dict[int, dict] = {}

@@ -138,6 +138,23 @@ def validate(body: dict, schema: dict) -> list[dict]:
 class KnightEmulator(Emulator):
     name = "knight"
     credential_keys = ("source_token",)
+    ticket_id_key = "ticketId"
+    # Knight refuses a source whose account locators name no account it knows.
+    refused_create = {
+        "ticket": {},
+        "settings": {"account_code_locators": [{"SearchKey": "accountCode", "SearchValue": "nobody"}]},
+        "words": "No account matches the accountCodeLocators",
+    }
+
+    @classmethod
+    def references(cls, held: dict) -> set[str]:
+        return {held["ticketId"]}  # the console reference is Knight's ticket id
+
+    @classmethod
+    def stored_fields(cls, held: dict) -> dict[str, str]:
+        # One text field: the title, a blank line, then the description (providers/knight.py).
+        title, _, description = held["ticketDesc"].partition("\n\n")
+        return {"title": title, "description": description, "status": held["status"]}
     #: The source id this Knight knows (not secret; the demo account's setting).
     source_id = SANDBOX_SOURCE_ID
     #: Accounts the locators may name ("demo1" is the seed's).

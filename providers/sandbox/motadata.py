@@ -76,6 +76,12 @@ def now_ms() -> int:
 class MotadataEmulator(Emulator):
     name = "motadata"
     credential_keys = ("client_id", "client_secret", "username", "password")
+    tickets_key = "incidents"
+    refused_create = {"ticket": {"title": ""}, "settings": {}, "words": "Subject is required."}
+
+    @classmethod
+    def stored_fields(cls, held: dict) -> dict[str, str]:
+        return {"title": held["subject"], "description": held["description"], "status": held["status"]}
 
     def reset(self) -> None:
         self.incidents: dict[int, dict] = {}

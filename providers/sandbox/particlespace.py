@@ -38,6 +38,11 @@ def invalid(errors: dict[str, list[str]]) -> Reply:
 class ParticleSpaceEmulator(Emulator):
     name = "particlespace"
     credential_keys = ("secret_key", "publish_key")
+    refused_create = {"ticket": {"title": ""}, "settings": {}, "words": "The title field is required."}
+
+    @classmethod
+    def stored_fields(cls, held: dict) -> dict[str, str]:
+        return {"title": held["title"], "description": held["description"], "status": held["status"]}
 
     @classmethod
     def generate_credentials(cls) -> dict[str, str]:

@@ -6,13 +6,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import responses
 
 from providers.errors import (
     ProviderAuthError,
     ProviderNotFoundError,
-    ProviderRateLimited,
-    ProviderTransientError,
     ProviderValidationError,
 )
 from providers.kapture import KaptureProvider, KaptureTicketForm
@@ -111,43 +108,6 @@ def test_extra_form_refuses_a_bad_callback_time_and_reserved_keys():
     assert not form.is_valid()
     assert "yyyy-MM-dd hh:mm:ss" in form.errors["callback_time"][0]
     assert "title" in form.errors["extra_keys"][0]
-
-
-# --- narrow HTTP classification (responses) --------------------------------------------------
-@responses.activate
-@pytest.mark.parametrize(
-    ("status", "headers", "error"),
-    [
-        (401, {}, ProviderAuthError),
-        (403, {}, ProviderAuthError),
-        (400, {}, ProviderValidationError),
-        (404, {}, ProviderNotFoundError),
-        (429, {"Retry-After": "7"}, ProviderRateLimited),
-        (500, {}, ProviderTransientError),
-    ],
-)
-def test_http_status_errors_are_classified(status, headers, error):
-    responses.post(
-        "https://devapi.kapturecrm.com/add-ticket-from-other-source.html/v.2.0",
-        json={"message": "nope", "status": "failed"}, status=status, headers=headers,
-    )
-    with pytest.raises(error) as raised:
-        KaptureProvider(unsaved_account()).create(unsaved_ticket())
-    if status == 429:
-        assert raised.value.retry_after == 7
-    if status == 500:
-        assert raised.value.may_have_applied
-
-
-@responses.activate
-def test_success_status_with_unreadable_body_is_a_response_error():
-    responses.post(
-        "https://devapi.kapturecrm.com/add-ticket-from-other-source.html/v.2.0",
-        body="<html>gateway</html>", status=200,
-    )
-    with pytest.raises(ProviderTransientError) as raised:
-        KaptureProvider(unsaved_account()).create(unsaved_ticket())
-    assert raised.value.may_have_applied
 
 
 # --- contract: the adapter against the sandbox over HTTP -------------------------------------

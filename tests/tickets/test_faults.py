@@ -1,5 +1,6 @@
-"""Proof of the sync engine under faults: hundreds of tickets across all five providers, the
-sandbox failing a fifth of all calls, workers SIGKILLed and the broker restarted mid-run.
+"""Proof of the sync engine under faults: hundreds of tickets across every registered provider
+(the test settings' test-only one too), the sandbox failing a fifth of all calls, workers
+SIGKILLed and the broker restarted mid-run.
 
 Each test ends with the three invariants of tests/faults_harness.py: no ticket lost, no
 ticket created twice remotely, and every synced ticket's remote copy equal to the console's.

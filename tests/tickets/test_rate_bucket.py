@@ -1,0 +1,105 @@
+"""The account's rate limit as a token bucket (rate + burst) shared by every worker: a burst
+goes at once, what follows is spaced by 1/rate, and separate connections share one bucket."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from django.db import connections
+from django.utils import timezone
+
+from providers.models import ProviderAccount
+from tests.helpers import refreshed
+from tickets import limits
+
+
+@pytest.mark.django_db
+def test_a_burst_goes_at_once_and_the_next_request_waits_one_interval(account_factory):
+    account = account_factory("kapture", rate_limit=2, rate_burst=3)
+    assert [limits.reserve_slot(account, max_wait=5) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert limits.reserve_slot(account, max_wait=5) == pytest.approx(0.5, abs=0.05)
+    assert limits.reserve_slot(account, max_wait=5) == pytest.approx(1.0, abs=0.05)
+
+
+@pytest.mark.django_db
+def test_a_quiet_spell_refills_the_bucket_up_to_the_burst_only(account_factory):
+    account = account_factory("kapture", rate_limit=20, rate_burst=4)
+    assert [limits.reserve_slot(account, max_wait=5) for _ in range(4)] == [0.0] * 4
+    time.sleep(0.3)  # six intervals: the bucket is full again, but it holds four
+    waits = [limits.reserve_slot(account, max_wait=5) for _ in range(5)]
+    assert waits[:4] == [0.0] * 4
+    assert waits[4] == pytest.approx(0.05, abs=0.03)
+
+
+@pytest.mark.django_db
+def test_a_slot_beyond_the_longest_wait_is_refused_and_reserves_nothing(account_factory):
+    account = account_factory("kapture", rate_limit=1, rate_burst=2)
+    limits.reserve_slot(account, max_wait=5)
+    limits.reserve_slot(account, max_wait=5)
+    reserved = refreshed(account).next_request_at
+    with pytest.raises(limits.AccountBusy) as busy:
+        limits.reserve_slot(account, max_wait=0.5)
+    # The refused request could have started once the burst's allowance (one interval) passed.
+    assert busy.value.until == pytest.approx(reserved - timedelta(seconds=1), abs=timedelta(milliseconds=1))
+    assert refreshed(account).next_request_at == reserved
+
+
+@pytest.mark.django_db
+def test_an_account_stored_before_bursts_keeps_spacing_every_request(account_factory):
+    account = account_factory("kapture", rate_limit=4)  # the model's burst: 1
+    waits = [limits.reserve_slot(account, max_wait=5) for _ in range(3)]
+    assert waits[0] == 0.0
+    assert waits[1:] == [pytest.approx(0.25, abs=0.05), pytest.approx(0.5, abs=0.05)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_threads_on_their_own_connections_share_one_bucket(account_factory):
+    """Each thread has its own database connection, like workers on other machines. Checked
+    without trusting the threads' timing (the machine may be busy): no reservation is lost, and
+    no more go at once than the burst plus what the rate refilled while they ran."""
+    rate, burst, per_thread, threads = 20.0, 5, 10, 3
+    account = account_factory("kapture", rate_limit=rate, rate_burst=burst)
+    waits: list[float] = []
+    lock = threading.Lock()
+    ready = threading.Barrier(threads)
+
+    def reserve_many():
+        try:
+            mine = ProviderAccount.objects.get(pk=account.pk)
+            ready.wait()
+            for _ in range(per_thread):
+                wait = limits.reserve_slot(mine, max_wait=10)
+                with lock:
+                    waits.append(wait)
+        finally:
+            connections.close_all()
+
+    workers = [threading.Thread(target=reserve_many) for _ in range(threads)]
+    began, began_at = time.monotonic(), timezone.now()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(30)
+    took = time.monotonic() - began
+    total = threads * per_thread
+    assert len(waits) == total
+    # Every reservation moved the one bucket on by 1/rate: none was lost to a race.
+    assert refreshed(account).next_request_at >= began_at + timedelta(seconds=total / rate)
+    at_once = sum(1 for wait in waits if wait == 0)
+    assert burst <= at_once <= burst + int(took * rate) + 1, (at_once, took)
+    # The rest were told to wait their turn, up to (total - burst) intervals.
+    assert max(waits) == pytest.approx((total - burst) / rate, abs=took + 0.05)
+
+
+@pytest.mark.django_db
+def test_the_drain_estimate_counts_the_bursts_room_then_the_rate(account_factory):
+    now = timezone.now()
+    account = account_factory("kapture", rate_limit=2, rate_burst=5)
+    assert limits.drain_seconds(account, 5, now=now) == 0.0  # an idle bucket takes five at once
+    assert limits.drain_seconds(account, 9, now=now) == pytest.approx(2.0)  # four more, 0.5 s apart
+    account.next_request_at = now + timedelta(seconds=10)  # the bucket ran ahead by ten seconds
+    assert limits.rate_wait(account, now=now) == pytest.approx(8.0)  # less the burst's two seconds
+    assert limits.drain_seconds(account, 1, now=now) == pytest.approx(8.0)
