@@ -1,5 +1,5 @@
-"""Ticket search and list counts that scale (tickets/search.py, tickets/paging.py, migration
-0009): the same answers on SQLite and PostgreSQL, exact matches first, a capped count said in
+"""Ticket search and list counts that scale (tickets/search.py, tickets/paging.py, migrations
+0009 and 0011): the same answers on SQLite and PostgreSQL, exact matches first, a capped count said in
 words, and never a ticket the user may not see."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from django.urls import reverse
 from tests.tickets.test_views import make_agent
 from tickets import views
 from tickets.models import Ticket
+from tickets.search import text_match
 
 pytestmark = pytest.mark.django_db
 
@@ -66,6 +67,47 @@ def test_admin_search_finds_by_reference_remote_id_and_title(admin_client, desk)
     assert found("floor 3") == ["Printer jam on floor 3"]
 
 
+def admin_titles(client, query: dict) -> list[str]:
+    response = client.get(reverse("admin:tickets_ticket_changelist"), query)
+    return [ticket.title for ticket in response.context["cl"].result_list]
+
+
+def test_the_admin_lists_exact_matches_first_unless_a_column_sort_is_chosen(admin_client, desk):
+    original = add_ticket(desk, title="Printer jam", remote_number="KC-12")
+    add_ticket(desk, title=f"Follow-up to {original.reference}")  # newer: listed first otherwise
+    add_ticket(desk, title="Mentions kc-12 too")
+    assert admin_titles(admin_client, {"q": original.reference}) == [
+        "Printer jam", f"Follow-up to {original.reference}",
+    ]
+    assert admin_titles(admin_client, {"q": "kc-12"}) == ["Printer jam", "Mentions kc-12 too"]
+    assert admin_titles(admin_client, {"q": "kc-12 printer"}) == ["Printer jam"]  # every word must match
+    # Sorted by title (list_display's second column), A to Z: the user's order wins.
+    assert admin_titles(admin_client, {"q": "kc-12", "o": "2"}) == ["Mentions kc-12 too", "Printer jam"]
+    assert admin_titles(admin_client, {}) == ["Mentions kc-12 too", f"Follow-up to {original.reference}",
+                                              "Printer jam"]
+
+
+def test_a_whole_email_address_finds_that_requester_only_and_a_part_finds_all(client, admin_client, desk):
+    client.force_login(make_agent())
+    add_ticket(desk, title="Tim's printer", requester_email="tim@acme.test")
+    add_ticket(desk, title="Another Tim", requester_email="xtim@acme.test")
+    add_ticket(desk, title="Tim abroad", requester_email="tim@acme.test.uk")
+    staff = lambda q: sorted(listed_titles(client, {"q": q}))  # noqa: E731
+    admin = lambda q: sorted(admin_titles(admin_client, {"q": q}))  # noqa: E731
+    for titles in (staff, admin):
+        assert titles("TIM@acme.test") == ["Tim's printer"]
+        assert titles("tim@acme") == ["Another Tim", "Tim abroad", "Tim's printer"]
+        assert titles("acme.test.uk") == ["Tim abroad"]
+        # Shaped like a whole address (name@domain.tld), so compared whole: no one is tim@acme.te.
+        assert titles("tim@acme.te") == []
+
+
+def test_a_nul_in_the_admin_search_box_is_dropped(admin_client, desk):
+    add_ticket(desk, title="Printer jam")
+    assert admin_titles(admin_client, {"q": "prin\x00ter"}) == ["Printer jam"]
+    assert admin_titles(admin_client, {"q": "\x00"}) == ["Printer jam"]  # nothing left to search for
+
+
 def test_search_never_reveals_a_ticket_of_an_account_restricted_to_other_groups(client, admin_client,
                                                                                  account_factory):
     vip = account_factory("kapture", name="VIP desk", settings={"allowed_groups": ["vip"]})
@@ -100,15 +142,17 @@ def test_the_admin_list_says_more_than_n_when_it_stops_counting(admin_client, de
     assert "More than" not in admin_client.get(url, {"q": "bulk 4"}).content.decode()
 
 
-def test_the_search_indexes_serve_the_lookups_on_postgresql_and_sqlite_has_none(desk):
-    """On PostgreSQL the planner answers the title substring and the reference with the indexes
-    of migration 0009 (only index conditions allowed: the test table is tiny); on SQLite the
-    migration adds nothing."""
+def test_the_search_indexes_serve_the_lookups_on_postgresql_and_sqlite_has_none_of_them(desk):
+    """On PostgreSQL the planner answers the title substring, the reference and the e-mail (whole:
+    B-tree; part: trigram) with the indexes of migrations 0009 and 0011 (only index conditions
+    allowed: the test table is tiny); on SQLite none of them exist (SQLite's FTS5 index:
+    test_search_fts.py)."""
     add_ticket(desk, title="Printer jam on floor 3")
     with connection.cursor() as cursor:
         names = {index for index in connection.introspection.get_constraints(cursor, "tickets_ticket")}
     added = {"ticket_title_trgm", "ticket_requester_email_trgm", "ticket_requester_name_trgm",
-             "ticket_reference_upper", "ticket_remote_id_upper", "ticket_remote_number_upper"}
+             "ticket_reference_upper", "ticket_remote_id_upper", "ticket_remote_number_upper",
+             "ticket_requester_email_upper"}
     if connection.vendor != "postgresql":
         assert not added & names
         return
@@ -121,6 +165,10 @@ def test_the_search_indexes_serve_the_lookups_on_postgresql_and_sqlite_has_none(
         for queryset, index in (
             (Ticket.objects.filter(title__icontains="floor").order_by(), "ticket_title_trgm"),
             (Ticket.objects.filter(reference__iexact="tc-000001").order_by(), "ticket_reference_upper"),
+            (Ticket.objects.filter(text_match("TIM@acme.test", ("requester_email",))).order_by(),
+             "ticket_requester_email_upper"),
+            (Ticket.objects.filter(text_match("tim@acme", ("requester_email",))).order_by(),
+             "ticket_requester_email_trgm"),
         ):
             sql, params = queryset.query.sql_with_params()
             cursor.execute(f"EXPLAIN {sql}", params)
