@@ -124,7 +124,10 @@ def test_a_provider_admin_changes_the_status_of_a_whole_filter_and_retries_the_f
     kapture = account_factory("kapture", rate_limit=0)
     keliweb = account_factory("keliweb")
     waiting = seed(kapture, 145)
-    already = seed(kapture, 5, start=145, status=Status.IN_PROGRESS)
+    # In step with the provider already (a push nudge sends every due row of its account, so
+    # these must not be pending for "never re-sent" below to mean anything).
+    already = seed(kapture, 5, start=145, status=Status.IN_PROGRESS, sync_state=SyncState.SYNCED,
+                   synced_revision=1, remote_id="77")
     elsewhere = seed(keliweb, 4, start=150, sync_state=SyncState.SYNCED, remote_id="88")
     # The first two creates the change sends are lost on the way back: applied, never answered.
     sandbox.faults(script=["lost", "lost"])
@@ -195,7 +198,7 @@ def test_a_provider_admin_changes_the_status_of_a_whole_filter_and_retries_the_f
     assert (retry.action, retry.selection) == ("sync_now", {"ids": unknown})
     assert BulkJob.objects.filter(state=BulkJob.State.DONE).count() == 3
     # Untouched: the tickets already in progress (never re-sent) and the other account's.
-    assert states(already) == {(Status.IN_PROGRESS, SyncState.PENDING, 1)}
+    assert states(already) == {(Status.IN_PROGRESS, SyncState.SYNCED, 1)}
     assert states(elsewhere) == {(Status.NEW, SyncState.SYNCED, 1)}
 
 
