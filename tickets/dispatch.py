@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -55,12 +56,38 @@ def push_tickets(ticket_ids: list[int], *, countdown: float = 0) -> None:
     missing. One message per account, however many tickets."""
     if not ticket_ids:
         return
-    due = timezone.now() + timedelta(seconds=countdown)
+    now = timezone.now()
     tickets = Ticket.objects.filter(pk__in=ticket_ids)
-    tickets.update(enqueued_at=due)
-    missed = nudge_accounts(tickets.values_list("account_id", flat=True).distinct(), countdown=countdown)
+    accounts = set(tickets.values_list("account_id", flat=True).distinct())
+    if not countdown:
+        accounts -= accounts_already_nudged(accounts, now=now, excluding=ticket_ids)
+    if not accounts:
+        return
+    # Only a published nudge announces a row: one left to an earlier nudge keeps its old
+    # `enqueued_at`, so it never makes a later publish look unnecessary, and the sweeper
+    # still publishes it should that nudge be lost.
+    announced = tickets.filter(account_id__in=accounts)
+    announced.update(enqueued_at=now + timedelta(seconds=countdown))
+    missed = nudge_accounts(accounts, countdown=countdown)
     if missed:
-        tickets.filter(account_id__in=missed).update(enqueued_at=None)
+        announced.filter(account_id__in=missed).update(enqueued_at=None)
+
+
+def accounts_already_nudged(account_ids: set[int], *, now, excluding: list[int]) -> set[int]:
+    """Accounts with another ticket due now, announced moments ago and not yet claimed: the
+    nudge that announced it is still to run, and its run claims every due row of the account,
+    these included. (Should that nudge be lost, the sweeper publishes them all.)"""
+    if not account_ids:
+        return set()
+    recently = now - timedelta(seconds=min(10, settings.SYNC_REQUEUE_AFTER))
+    return set(
+        Ticket.objects.filter(account_id__in=account_ids, sync_state=SyncState.PENDING,
+                              enqueued_at__gt=recently, enqueued_at__lte=now)
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .filter(Q(settle_until__isnull=True) | Q(settle_until__lte=now))
+        .exclude(pk__in=excluding)
+        .values_list("account_id", flat=True).distinct()
+    )
 
 
 def push_ticket_on_commit(ticket_id: int) -> None:
