@@ -54,8 +54,10 @@ KINDS = ("kapture", "keliweb", "knight", "motadata", "particlespace")
 
 def require_own_database() -> None:
     if connection.vendor != "postgresql" or "bench" not in connection.settings_dict["NAME"]:
-        sys.exit("Run this on PostgreSQL with a database of its own whose name contains 'bench' "
-                 "(it is emptied), e.g. DATABASE_URL=postgres://postgres@127.0.0.1:5432/console_bench")
+        sys.exit(
+            "Run this on PostgreSQL with a database of its own whose name contains 'bench' "
+            "(it is emptied), e.g. DATABASE_URL=postgres://postgres@127.0.0.1:5432/console_bench"
+        )
     if not settings.CELERY_BROKER_URL.startswith("redis://"):
         sys.exit("Point CELERY_BROKER_URL at a Redis db of the benchmark's own (it is flushed).")
 
@@ -67,15 +69,22 @@ def seed_to(total: int, accounts: list[ProviderAccount]) -> None:
     states = [state for state in SyncState.values if state != SyncState.FAILED]
     batch = []
     for index in range(have, total):
-        batch.append(Ticket(
-            reference=f"TC-B{index:07d}", account=accounts[index % len(accounts)],
-            title=f"Benchmark ticket {index} of the seed",
-            requester_email=UNIQUE_EMAIL if index == UNIQUE_EMAIL_AT else f"user{index % 997}@example.com",
-            requester_name=f"User {index % 997}", status=statuses[index % len(statuses)],
-            priority=priorities[index % len(priorities)],
-            sync_state=SyncState.FAILED if index % 10 == 0 else states[index % len(states)],
-            remote_id=str(index) if index % 3 else "", revision=1,
-        ))
+        batch.append(
+            Ticket(
+                reference=f"TC-B{index:07d}",
+                account=accounts[index % len(accounts)],
+                title=f"Benchmark ticket {index} of the seed",
+                requester_email=UNIQUE_EMAIL
+                if index == UNIQUE_EMAIL_AT
+                else f"user{index % 997}@example.com",
+                requester_name=f"User {index % 997}",
+                status=statuses[index % len(statuses)],
+                priority=priorities[index % len(priorities)],
+                sync_state=SyncState.FAILED if index % 10 == 0 else states[index % len(states)],
+                remote_id=str(index) if index % 3 else "",
+                revision=1,
+            )
+        )
         if len(batch) == 5_000:
             Ticket.objects.bulk_create(batch)
             batch = []
@@ -89,9 +98,12 @@ ADMIN, STAFF = "admin:tickets_ticket_changelist", "tickets:list"
 # part (1 match at 1k, 101 at 100k: the page shows more rows), the unique one, whole and in part,
 # a title phrase and an exact reference (1 match at both sizes).
 SEARCHES = {
-    "email": "user17@example.com", "email part": "user17@exam",
-    "unique email": UNIQUE_EMAIL, "unique email part": "ticket424.req",
-    "title": "ticket 424 of", "reference": "TC-B0000424",
+    "email": "user17@example.com",
+    "email part": "user17@exam",
+    "unique email": UNIQUE_EMAIL,
+    "unique email part": "ticket424.req",
+    "title": "ticket 424 of",
+    "reference": "TC-B0000424",
 }
 SAME_MATCHES = ("unique email", "unique email part", "title", "reference")
 VARIANTS = {
@@ -106,14 +118,22 @@ VARIANTS = {
 
 ADMIN_PLAIN = ("admin", "plain")
 SEARCH_LABELS = {
-    "email": "whole shared e-mail", "email part": "part of the shared e-mail",
-    "unique email": "whole unique e-mail", "unique email part": "part of the unique e-mail",
-    "title": "title phrase", "reference": "reference",
+    "email": "whole shared e-mail",
+    "email part": "part of the shared e-mail",
+    "unique email": "whole unique e-mail",
+    "unique email part": "part of the unique e-mail",
+    "title": "title phrase",
+    "reference": "reference",
 }
 PAGE_LABELS = {
-    ("admin", "plain"): "admin changelist", ("admin", "filtered"): "admin, filtered (status + kind)",
+    ("admin", "plain"): "admin changelist",
+    ("admin", "filtered"): "admin, filtered (status + kind)",
     ("staff", "plain"): "staff list",
-    **{(page, name): f"{page} search, {label}" for page in ("admin", "staff") for name, label in SEARCH_LABELS.items()},
+    **{
+        (page, name): f"{page} search, {label}"
+        for page in ("admin", "staff")
+        for name, label in SEARCH_LABELS.items()
+    },
 }
 
 
@@ -132,7 +152,9 @@ def page_queries(client: Client, url_name: str, query: dict) -> tuple[int, str]:
         response = client.get(url, query)
         assert response.status_code == 200
     page = response.content.decode()
-    pager = page[page.find('class="paginator"' if url_name == ADMIN else 'class="small text-body-secondary"'):]
+    pager = page[
+        page.find('class="paginator"' if url_name == ADMIN else 'class="small text-body-secondary"') :
+    ]
     said = re.search(r"(More than )?(\d+) tickets?\b", pager)
     return len(queries), f"{'> ' if said[1] else ''}{int(said[2]):,}" if said else "none"
 
@@ -185,7 +207,9 @@ def main() -> None:
             account.save()
             accounts.append(account)
         seed_to(size, accounts)
-        user = User.objects.filter(username="bench").first() or User.objects.create_superuser("bench", "", "x")
+        user = User.objects.filter(username="bench").first() or User.objects.create_superuser(
+            "bench", "", "x"
+        )
         clients[size] = Client()
         clients[size].force_login(user)
 
@@ -204,22 +228,42 @@ def main() -> None:
     medians = {key: statistics.median(page for page, _ in values) for key, values in times.items()}
     sql_medians = {key: statistics.median(sql for _, sql in values) for key, values in times.items()}
     for size in databases:
-        print(f"{size:>7} tickets: " + "; ".join(
-            f"{'/'.join(v)} {queries[size][v]} q {medians[size, v]:.1f} ms (SQL {sql_medians[size, v]:.1f})"
-            for v in VARIANTS))
+        print(
+            f"{size:>7} tickets: "
+            + "; ".join(
+                f"{'/'.join(v)} {queries[size][v]} q {medians[size, v]:.1f} ms (SQL {sql_medians[size, v]:.1f})"
+                for v in VARIANTS
+            )
+        )
     use_database(databases[LARGE])
     client = clients[LARGE]
 
     ticked = list(Ticket.objects.order_by("pk").values_list("pk", flat=True)[:TICKED])
-    ids_ms, ids_queries, _ = time_action(client, {
-        "action": "change_priority", "new_priority": "urgent", "_selected_action": [str(pk) for pk in ticked],
-    })
-    all_ms, all_queries, all_job = time_action(client, {
-        "action": "retry_failed", "select_across": "1", "_selected_action": [str(ticked[0])],
-    }, query="sync_state__exact=failed")
-    everything_ms, everything_queries, _ = time_action(client, {
-        "action": "export_csv", "select_across": "1", "_selected_action": [str(ticked[0])],
-    })
+    ids_ms, ids_queries, _ = time_action(
+        client,
+        {
+            "action": "change_priority",
+            "new_priority": "urgent",
+            "_selected_action": [str(pk) for pk in ticked],
+        },
+    )
+    all_ms, all_queries, all_job = time_action(
+        client,
+        {
+            "action": "retry_failed",
+            "select_across": "1",
+            "_selected_action": [str(ticked[0])],
+        },
+        query="sync_state__exact=failed",
+    )
+    everything_ms, everything_queries, _ = time_action(
+        client,
+        {
+            "action": "export_csv",
+            "select_across": "1",
+            "_selected_action": [str(ticked[0])],
+        },
+    )
     print(f"bulk action, {TICKED} ticked: answered in {ids_ms:.0f} ms with {ids_queries} queries")
     print(f"bulk action, select all failed ({SELECTED}): {all_ms:.0f} ms, {all_queries} queries")
     print(f"bulk action, select all {LARGE}: {everything_ms:.0f} ms, {everything_queries} queries")
@@ -231,8 +275,10 @@ def main() -> None:
         pass
     job_s = time.perf_counter() - started
     all_job.refresh_from_db()
-    print(f"job over {all_job.total} tickets: {all_job.state} in {job_s:.1f} s "
-          f"({all_job.succeeded} queued again, {all_job.skipped} skipped, {all_job.failed} failed)")
+    print(
+        f"job over {all_job.total} tickets: {all_job.state} in {job_s:.1f} s "
+        f"({all_job.succeeded} queued again, {all_job.skipped} skipped, {all_job.failed} failed)"
+    )
     broker.flushdb()
 
     small_plain, large_plain = (queries[size][ADMIN_PLAIN] for size in (SMALL, LARGE))
@@ -240,54 +286,61 @@ def main() -> None:
     ratio = ratios[ADMIN_PLAIN]
     ok_queries = small_plain == large_plain <= 10
     small = SMALL
-    body = "\n".join([
-        "## Ticket admin and staff list at scale",
-        "",
-        "`bench/admin_scale.py` on PostgreSQL (bulk_create seed, five accounts, mixed states; two "
-        f"databases measured in alternation, median of {PAGE_RUNS} page loads each through Django's "
-        "test client, logged in as a superuser, DEBUG on).",
-        "",
-        "| page | queries 1k / 100k | count shown 1k / 100k | ms at 1,000 (SQL) | ms at 100,000 (SQL) "
-        "| 100k ÷ 1k, page (SQL) |",
-        "|---|---|---|---|---|---|",
-        *(f"| {PAGE_LABELS[v]} | {queries[SMALL][v]} / {queries[LARGE][v]} | {matches[SMALL][v]} / "
-          f"{matches[LARGE][v]} | {medians[SMALL, v]:.1f} ({sql_medians[SMALL, v]:.1f}) | "
-          f"{medians[LARGE, v]:.1f} ({sql_medians[LARGE, v]:.1f}) | {ratios[v]:.2f} "
-          f"({sql_medians[LARGE, v] / sql_medians[SMALL, v]:.2f}) |" for v in VARIANTS),
-        "",
-        f"Searches: the shared requester e-mail `{SEARCHES['email']}`, whole (matched exactly) and in "
-        f"part (`{SEARCHES['email part']}`, a substring) find 1 ticket at 1,000 and 101 at 100,000, so "
-        "the 100k page renders up to 100 rows in the admin and 25 in the staff list where the 1k page "
-        f"renders one; the unique address `{UNIQUE_EMAIL}`, whole and in part "
-        f"(`{SEARCHES['unique email part']}`), the title phrase `ticket 424 of` (quoted in the admin) "
-        "and the exact reference `TC-B0000424` find 1 at both sizes: the same page, a bigger table. "
-        "The admin splits a search into words (each must match); the staff list searches the whole "
-        "phrase; both list exact matches (reference, remote id, remote number) first and compare a "
-        "whole e-mail address exactly. A filtered or searched "
-        "list counts at most 1,000 + 1 matches (`TICKET_LIST_COUNT_CAP`) and then says \"more "
-        "than 1,000\"; an unfiltered one takes PostgreSQL's row estimate. The filtered admin list "
-        "shows 25 rows at 1,000 tickets and 100 at 100,000, so its times differ by rendering too. "
-        "Load average while measuring: "
-        f"{' / '.join(f'{load:.1f}' for load in os.getloadavg())} (2 cores, shared with other work).",
-        "",
-        f"- Queries the same at both sizes and ≤ 10: **{'yes' if ok_queries else 'NO'}** "
-        f"({small_plain} / {large_plain}).",
-        f"- Page time at {LARGE:,} ÷ at {small:,} (target ≤ 1.5): admin list **{ratio:.2f}**, staff "
-        f"list **{ratios['staff', 'plain']:.2f}**; with the same matches at both sizes (whole unique "
-        "e-mail / part of it / title phrase / reference): admin search "
-        + " / ".join(f"**{ratios['admin', name]:.2f}**" for name in SAME_MATCHES) + ", staff search "
-        + " / ".join(f"**{ratios['staff', name]:.2f}**" for name in SAME_MATCHES) + "; the shared "
-        "e-mail, whose matches grow 1 → 101 (whole / part): admin "
-        f"**{ratios['admin', 'email']:.2f}** / **{ratios['admin', 'email part']:.2f}**, staff "
-        f"**{ratios['staff', 'email']:.2f}** / **{ratios['staff', 'email part']:.2f}**.",
-        f"- A bulk action answers (target < 1 s): over the {SELECTED:,} failed tickets (\"select all\" "
-        f"on the filtered list) in **{all_ms:.0f} ms** ({all_queries} queries); over all {LARGE:,} in "
-        f"**{everything_ms:.0f} ms** ({everything_queries} queries); over {TICKED} ticked boxes in "
-        f"**{ids_ms:.0f} ms** ({ids_queries} queries).",
-        f"- The worker walks that {SELECTED:,}-ticket retry job (500-ticket chunks: one locked read and "
-        f"one UPDATE each, one push message per ticket to Redis) in **{job_s:.1f} s** "
-        f"({all_job.succeeded:,} queued again), run in-process.",
-    ])
+    body = "\n".join(
+        [
+            "## Ticket admin and staff list at scale",
+            "",
+            "`bench/admin_scale.py` on PostgreSQL (bulk_create seed, five accounts, mixed states; two "
+            f"databases measured in alternation, median of {PAGE_RUNS} page loads each through Django's "
+            "test client, logged in as a superuser, DEBUG on).",
+            "",
+            "| page | queries 1k / 100k | count shown 1k / 100k | ms at 1,000 (SQL) | ms at 100,000 (SQL) "
+            "| 100k ÷ 1k, page (SQL) |",
+            "|---|---|---|---|---|---|",
+            *(
+                f"| {PAGE_LABELS[v]} | {queries[SMALL][v]} / {queries[LARGE][v]} | {matches[SMALL][v]} / "
+                f"{matches[LARGE][v]} | {medians[SMALL, v]:.1f} ({sql_medians[SMALL, v]:.1f}) | "
+                f"{medians[LARGE, v]:.1f} ({sql_medians[LARGE, v]:.1f}) | {ratios[v]:.2f} "
+                f"({sql_medians[LARGE, v] / sql_medians[SMALL, v]:.2f}) |"
+                for v in VARIANTS
+            ),
+            "",
+            f"Searches: the shared requester e-mail `{SEARCHES['email']}`, whole (matched exactly) and in "
+            f"part (`{SEARCHES['email part']}`, a substring) find 1 ticket at 1,000 and 101 at 100,000, so "
+            "the 100k page renders up to 100 rows in the admin and 25 in the staff list where the 1k page "
+            f"renders one; the unique address `{UNIQUE_EMAIL}`, whole and in part "
+            f"(`{SEARCHES['unique email part']}`), the title phrase `ticket 424 of` (quoted in the admin) "
+            "and the exact reference `TC-B0000424` find 1 at both sizes: the same page, a bigger table. "
+            "The admin splits a search into words (each must match); the staff list searches the whole "
+            "phrase; both list exact matches (reference, remote id, remote number) first and compare a "
+            "whole e-mail address exactly. A filtered or searched "
+            'list counts at most 1,000 + 1 matches (`TICKET_LIST_COUNT_CAP`) and then says "more '
+            "than 1,000\"; an unfiltered one takes PostgreSQL's row estimate. The filtered admin list "
+            "shows 25 rows at 1,000 tickets and 100 at 100,000, so its times differ by rendering too. "
+            "Load average while measuring: "
+            f"{' / '.join(f'{load:.1f}' for load in os.getloadavg())} (2 cores, shared with other work).",
+            "",
+            f"- Queries the same at both sizes and ≤ 10: **{'yes' if ok_queries else 'NO'}** "
+            f"({small_plain} / {large_plain}).",
+            f"- Page time at {LARGE:,} ÷ at {small:,} (target ≤ 1.5): admin list **{ratio:.2f}**, staff "
+            f"list **{ratios['staff', 'plain']:.2f}**; with the same matches at both sizes (whole unique "
+            "e-mail / part of it / title phrase / reference): admin search "
+            + " / ".join(f"**{ratios['admin', name]:.2f}**" for name in SAME_MATCHES)
+            + ", staff search "
+            + " / ".join(f"**{ratios['staff', name]:.2f}**" for name in SAME_MATCHES)
+            + "; the shared "
+            "e-mail, whose matches grow 1 → 101 (whole / part): admin "
+            f"**{ratios['admin', 'email']:.2f}** / **{ratios['admin', 'email part']:.2f}**, staff "
+            f"**{ratios['staff', 'email']:.2f}** / **{ratios['staff', 'email part']:.2f}**.",
+            f'- A bulk action answers (target < 1 s): over the {SELECTED:,} failed tickets ("select all" '
+            f"on the filtered list) in **{all_ms:.0f} ms** ({all_queries} queries); over all {LARGE:,} in "
+            f"**{everything_ms:.0f} ms** ({everything_queries} queries); over {TICKED} ticked boxes in "
+            f"**{ids_ms:.0f} ms** ({ids_queries} queries).",
+            f"- The worker walks that {SELECTED:,}-ticket retry job (500-ticket chunks: one locked read and "
+            f"one UPDATE each, one push message per ticket to Redis) in **{job_s:.1f} s** "
+            f"({all_job.succeeded:,} queued again), run in-process.",
+        ]
+    )
     print(f"ratio {ratio:.2f}; queries ok: {ok_queries}")
     record("admin-scale", body)
 

@@ -15,7 +15,8 @@ app.conf.update(
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
     task_ignore_result=True,
-    broker_transport_options=(SQLITE_OPTIONS if os.environ["BENCH_BROKER_URL"].startswith("sqla") else {}) | {
+    broker_transport_options=(SQLITE_OPTIONS if os.environ["BENCH_BROKER_URL"].startswith("sqla") else {})
+    | {
         key: float(value) if key == "polling_interval" else value
         for key, value in (
             item.split("=", 1) for item in os.environ.get("BENCH_TRANSPORT_OPTIONS", "").split(";") if item

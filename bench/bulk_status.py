@@ -47,13 +47,29 @@ def main() -> None:
         print(json.dumps(measure(args.tickets, args.latency_ms)))
         return
     with tempfile.TemporaryDirectory(prefix="bulk-bench-") as state:
-        env = {**os.environ, "CONSOLE_STATE_DIR": state, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1",
-               "CELERY_BROKER_URL": f"sqla+sqlite:///{state}/broker.sqlite3"}
+        env = {
+            **os.environ,
+            "CONSOLE_STATE_DIR": state,
+            "PYTHONPATH": str(ROOT),
+            "PYTHONUNBUFFERED": "1",
+            "CELERY_BROKER_URL": f"sqla+sqlite:///{state}/broker.sqlite3",
+        }
         env.pop("DATABASE_URL", None)
         done = subprocess.run(
-            [sys.executable, __file__, "--measure", "--tickets", str(args.tickets),
-             "--latency-ms", str(args.latency_ms)],
-            env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True, check=True,
+            [
+                sys.executable,
+                __file__,
+                "--measure",
+                "--tickets",
+                str(args.tickets),
+                "--latency-ms",
+                str(args.latency_ms),
+            ],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+            check=True,
         )
     figures = json.loads(done.stdout.strip().splitlines()[-1])
     print(json.dumps(figures, indent=2))
@@ -96,20 +112,44 @@ def measure(tickets: int, latency_ms: float) -> dict:
                 except subprocess.TimeoutExpired:
                     process.kill()
     bulk_per_s = tickets / bulk_seconds
-    return {"tickets": tickets, "latency_ms": latency_ms, "raw_per_s": raw_per_s, "bulk_per_s": bulk_per_s,
-            "ratio": bulk_per_s / raw_per_s, "bulk_cpu_ms": bulk_cpu,
-            "fast_alone_s": alone, "fast_beside_slow_s": beside_slow, "slowdown": beside_slow / alone,
-            "load_average": round(os.getloadavg()[1], 1)}
+    return {
+        "tickets": tickets,
+        "latency_ms": latency_ms,
+        "raw_per_s": raw_per_s,
+        "bulk_per_s": bulk_per_s,
+        "ratio": bulk_per_s / raw_per_s,
+        "bulk_cpu_ms": bulk_cpu,
+        "fast_alone_s": alone,
+        "fast_beside_slow_s": beside_slow,
+        "slowdown": beside_slow / alone,
+        "load_average": round(os.getloadavg()[1], 1),
+    }
 
 
 def start_worker(log_dir: Path) -> subprocess.Popen:
     log_path = log_dir / "worker.log"
     log = open(log_path, "wb")  # noqa: SIM115 - lives with the process
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "console", "worker", "--loglevel", "INFO",
-         "--concurrency", str(WORKER_PROCESSES), "--without-gossip", "--without-mingle",
-         "--without-heartbeat", "-n", "bulkbench@%h"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "console",
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--concurrency",
+            str(WORKER_PROCESSES),
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-n",
+            "bulkbench@%h",
+        ],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 90
     while b" ready." not in log_path.read_bytes():
@@ -128,7 +168,8 @@ def wait_synced(ids: list[int], *, at_revision: int | None = None) -> None:
     deadline = time.monotonic() + 1800
     while rows.count() < len(ids):
         bad = Ticket.objects.filter(pk__in=ids).exclude(
-            sync_state__in=[SyncState.SYNCED, SyncState.PENDING, SyncState.SENDING])
+            sync_state__in=[SyncState.SYNCED, SyncState.PENDING, SyncState.SENDING]
+        )
         if bad.exists():
             raise RuntimeError(f"a bench ticket did not sync: {bad.first().last_error}")
         if time.monotonic() > deadline:
@@ -182,7 +223,7 @@ def bulk_change_status(ids: list[int]) -> float:
     revision = max(Ticket.objects.filter(pk__in=ids).values_list("revision", flat=True)) + 1
     started = time.perf_counter()
     for start in range(0, len(ids), 500):
-        services.bulk_change_fields(ticket_ids=ids[start:start + 500], changes={"status": "resolved"})
+        services.bulk_change_fields(ticket_ids=ids[start : start + 500], changes={"status": "resolved"})
     wait_synced(ids, at_revision=revision)
     return time.perf_counter() - started
 
@@ -201,19 +242,32 @@ def isolation_run(base_url: str, *, slow: bool) -> float:
     fast = kapture_account(base_url)
     ProviderAccount.objects.filter(pk=fast.pk).update(name=f"Bench fast {label}")
     if slow:
-        requests.post(f"{base_url}/_sandbox/faults", timeout=5, json={
-            "rate": 1.0, "kinds": ["slow"], "slow_seconds": SLOW_SECONDS, "vendors": ["knight"]})
+        requests.post(
+            f"{base_url}/_sandbox/faults",
+            timeout=5,
+            json={"rate": 1.0, "kinds": ["slow"], "slow_seconds": SLOW_SECONDS, "vendors": ["knight"]},
+        )
         slow_account = ProviderAccount(
-            name="Bench slow Knight", kind="knight", base_url=f"{base_url}/knight",
-            settings=dict(KnightProvider.demo_settings), status_map=KnightProvider.default_status_map,
-            priority_map=KnightProvider.default_priority_map, rate_limit=100000, timeout=10)
+            name="Bench slow Knight",
+            kind="knight",
+            base_url=f"{base_url}/knight",
+            settings=dict(KnightProvider.demo_settings),
+            status_map=KnightProvider.default_status_map,
+            priority_map=KnightProvider.default_priority_map,
+            rate_limit=100000,
+            timeout=10,
+        )
         slow_account.set_credentials(load_or_create()["knight"])
         slow_account.save()
-        slow_ids = [services.create_ticket(account=slow_account, **ticket_fields(n, "slow")).pk
-                    for n in range(SLOW_TICKETS)]
+        slow_ids = [
+            services.create_ticket(account=slow_account, **ticket_fields(n, "slow")).pk
+            for n in range(SLOW_TICKETS)
+        ]
     started = time.perf_counter()
-    ids = [services.create_ticket(account=fast, **ticket_fields(n, f"fast-{label}")).pk
-           for n in range(FAST_TICKETS)]
+    ids = [
+        services.create_ticket(account=fast, **ticket_fields(n, f"fast-{label}")).pk
+        for n in range(FAST_TICKETS)
+    ]
     wait_synced(ids)
     seconds = time.perf_counter() - started
     if slow:  # let the slow account finish before anything else is measured
@@ -224,26 +278,28 @@ def isolation_run(base_url: str, *, slow: bool) -> float:
 
 def report(figures: dict) -> str:
     cpu = figures["bulk_cpu_ms"]
-    return "\n".join([
-        "## Sync engine v2: bulk change of status, isolation",
-        "",
-        f"`bench/bulk_status.py --tickets {figures['tickets']} --latency-ms {figures['latency_ms']:g}`: "
-        "SQLite + the embedded broker, one worker as the README runs it (prefork, 2 processes), the "
-        f"sandbox in its own process answering each request {figures['latency_ms']:g} ms later. *Raw*: "
-        f"{RAW_THREADS} threads, each with its own `requests.Session`, posting the Kapture adapter's "
-        "update payloads. *Bulk*: the same synced tickets get one bulk change of status (chunks of 500, "
-        "as the bulk job runs it), timed to the last row synced at its new revision. *Isolation*: "
-        f"{FAST_TICKETS} tickets of a healthy Kapture account, from their saves to the last synced, alone "
-        f"and with {SLOW_TICKETS} tickets queued first for a Knight account answering in {SLOW_SECONDS} s.",
-        "",
-        "| tickets | latency | raw updates/s | bulk updates/s | ratio | CPU ms per ticket (client / workers / "
-        "sandbox / total) | fast account alone | beside the slow one | slowdown | load avg (5 min) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-        f"| {figures['tickets']} | {figures['latency_ms']:g} ms | {figures['raw_per_s']:.0f} | "
-        f"{figures['bulk_per_s']:.0f} | {figures['ratio']:.2f} | {cpu['client']} / {cpu['workers']} / "
-        f"{cpu['sandbox']} / {sum(cpu.values()):.2f} | {figures['fast_alone_s']:.2f} s | "
-        f"{figures['fast_beside_slow_s']:.2f} s | {figures['slowdown']:.2f}x | {figures['load_average']} |",
-    ])
+    return "\n".join(
+        [
+            "## Sync engine v2: bulk change of status, isolation",
+            "",
+            f"`bench/bulk_status.py --tickets {figures['tickets']} --latency-ms {figures['latency_ms']:g}`: "
+            "SQLite + the embedded broker, one worker as the README runs it (prefork, 2 processes), the "
+            f"sandbox in its own process answering each request {figures['latency_ms']:g} ms later. *Raw*: "
+            f"{RAW_THREADS} threads, each with its own `requests.Session`, posting the Kapture adapter's "
+            "update payloads. *Bulk*: the same synced tickets get one bulk change of status (chunks of 500, "
+            "as the bulk job runs it), timed to the last row synced at its new revision. *Isolation*: "
+            f"{FAST_TICKETS} tickets of a healthy Kapture account, from their saves to the last synced, alone "
+            f"and with {SLOW_TICKETS} tickets queued first for a Knight account answering in {SLOW_SECONDS} s.",
+            "",
+            "| tickets | latency | raw updates/s | bulk updates/s | ratio | CPU ms per ticket (client / workers / "
+            "sandbox / total) | fast account alone | beside the slow one | slowdown | load avg (5 min) |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+            f"| {figures['tickets']} | {figures['latency_ms']:g} ms | {figures['raw_per_s']:.0f} | "
+            f"{figures['bulk_per_s']:.0f} | {figures['ratio']:.2f} | {cpu['client']} / {cpu['workers']} / "
+            f"{cpu['sandbox']} / {sum(cpu.values()):.2f} | {figures['fast_alone_s']:.2f} s | "
+            f"{figures['fast_beside_slow_s']:.2f} s | {figures['slowdown']:.2f}x | {figures['load_average']} |",
+        ]
+    )
 
 
 if __name__ == "__main__":

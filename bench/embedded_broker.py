@@ -45,15 +45,34 @@ def run(name: str, env_extra: dict[str, str], count: int, workers: int, base: Pa
         f"t=time.perf_counter()\nfor i in range({count}): record.delay(i)\n"
         "print(time.perf_counter()-t)"
     )
-    elapsed = float(subprocess.run([sys.executable, "-c", publish], env=env, capture_output=True,
-                                   text=True, check=True).stdout.strip().splitlines()[-1])
+    elapsed = float(
+        subprocess.run([sys.executable, "-c", publish], env=env, capture_output=True, text=True, check=True)
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     started = time.perf_counter()
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "bench.broker_app", "worker", "-c", "1",
-             "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"w{n}@%h",
-             "--loglevel", "WARNING"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "bench.broker_app",
+                "worker",
+                "-c",
+                "1",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-n",
+                f"w{n}@%h",
+                "--loglevel",
+                "WARNING",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         for n in range(workers)
     ]
@@ -72,8 +91,12 @@ def run(name: str, env_extra: dict[str, str], count: int, workers: int, base: Pa
     for proc in procs:
         proc.wait(30)
     return {
-        "publish_per_s": count / elapsed, "drain_s": drain, "drain_per_s": count / drain,
-        "delivered": len(seen), "unique": len(set(seen)), "lost": count - len(set(seen)),
+        "publish_per_s": count / elapsed,
+        "drain_s": drain,
+        "drain_per_s": count / drain,
+        "delivered": len(seen),
+        "unique": len(set(seen)),
+        "lost": count - len(set(seen)),
     }
 
 

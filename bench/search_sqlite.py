@@ -68,7 +68,8 @@ def main() -> None:
             search_fts.in_use = in_use
             for variant, page in SEARCHES.items():
                 queries[size, mode, variant], matches[size, mode, variant] = admin_scale.page_queries(
-                    clients[size], *page)
+                    clients[size], *page
+                )
     for _ in range(RUNS):  # sizes and modes in alternation, so a busy machine slows all alike
         for size, name in databases.items():
             admin_scale.use_database(name)
@@ -76,7 +77,8 @@ def main() -> None:
                 search_fts.in_use = in_use
                 for variant, page in SEARCHES.items():
                     times.setdefault((size, mode, variant), []).append(
-                        admin_scale.page_ms(clients[size], *page)[0])
+                        admin_scale.page_ms(clients[size], *page)[0]
+                    )
     search_fts.in_use = real_in_use
     median = {key: statistics.median(values) for key, values in times.items()}
     for key in sorted(median):
@@ -88,30 +90,34 @@ def main() -> None:
         for mode in modes:
             small, large = median[SMALL, mode, variant], median[LARGE, mode, variant]
             cells.append(f"{small:.1f} / {large:.1f} | **{large / small:.2f}**")
-        rows.append(f"| {PAGE_LABELS[variant]} | {matches[SMALL, 'index', variant]} / "
-                    f"{matches[LARGE, 'index', variant]} | {' | '.join(cells)} |")
-    body = "\n".join([
-        "## Ticket search on SQLite",
-        "",
-        "`bench/search_sqlite.py`: the searches of `bench/admin_scale.py` (same seed, superuser, "
-        f"DEBUG on, Django's test client) on SQLite {connection.Database.sqlite_version}, median of "
-        f"{RUNS} page loads at each size, two ways: through the FTS5 trigram index (*index*, the "
-        "console's behaviour) and with the index switched off so every search reads the table "
-        "(*table*, the behaviour before migration 0011 and the fallback where SQLite lacks the "
-        "trigram tokenizer).",
-        "",
-        "| page | matches 1k / 100k | index: ms 1k / 100k | index: 100k ÷ 1k | table: ms 1k / 100k "
-        "| table: 100k ÷ 1k |",
-        "|---|---|---|---|---|---|",
-        *rows,
-        "",
-        "Like with like: the unique e-mail (whole and in part), the title phrase and the reference "
-        "find one ticket at both sizes, so their 100k ÷ 1k ratios compare the same page over a "
-        f"{LARGE // SMALL}× bigger table. The shared e-mail finds 1 ticket at 1,000 and 101 at 100,000 "
-        "(whole or in part), so its pages render more rows at 100k and its ratios compare different "
-        "pages. A search under 3 characters has no trigram and reads the table (not measured). "
-        f"Load average while measuring: {load} (2 cores, shared with other work).",
-    ])
+        rows.append(
+            f"| {PAGE_LABELS[variant]} | {matches[SMALL, 'index', variant]} / "
+            f"{matches[LARGE, 'index', variant]} | {' | '.join(cells)} |"
+        )
+    body = "\n".join(
+        [
+            "## Ticket search on SQLite",
+            "",
+            "`bench/search_sqlite.py`: the searches of `bench/admin_scale.py` (same seed, superuser, "
+            f"DEBUG on, Django's test client) on SQLite {connection.Database.sqlite_version}, median of "
+            f"{RUNS} page loads at each size, two ways: through the FTS5 trigram index (*index*, the "
+            "console's behaviour) and with the index switched off so every search reads the table "
+            "(*table*, the behaviour before migration 0011 and the fallback where SQLite lacks the "
+            "trigram tokenizer).",
+            "",
+            "| page | matches 1k / 100k | index: ms 1k / 100k | index: 100k ÷ 1k | table: ms 1k / 100k "
+            "| table: 100k ÷ 1k |",
+            "|---|---|---|---|---|---|",
+            *rows,
+            "",
+            "Like with like: the unique e-mail (whole and in part), the title phrase and the reference "
+            "find one ticket at both sizes, so their 100k ÷ 1k ratios compare the same page over a "
+            f"{LARGE // SMALL}× bigger table. The shared e-mail finds 1 ticket at 1,000 and 101 at 100,000 "
+            "(whole or in part), so its pages render more rows at 100k and its ratios compare different "
+            "pages. A search under 3 characters has no trigram and reads the table (not measured). "
+            f"Load average while measuring: {load} (2 cores, shared with other work).",
+        ]
+    )
     record("search-sqlite", body)
 
 

@@ -55,12 +55,17 @@ def main() -> None:
     parser.add_argument("--tickets", type=int, default=2000)
     parser.add_argument("--rss-tasks", type=int, default=20000)
     parser.add_argument("--setups", default="redis,embedded")
-    parser.add_argument("--latency-ms", type=float, default=0.0,
-                        help="the sandbox answers each request this much later")
+    parser.add_argument(
+        "--latency-ms", type=float, default=0.0, help="the sandbox answers each request this much later"
+    )
     parser.add_argument("--measure", help=argparse.SUPPRESS)  # internal: run one setup here
     parser.add_argument("--serve-sandbox", type=int, help=argparse.SUPPRESS)  # internal: on this port
-    parser.add_argument("--report-from", nargs="+", metavar="LOG",
-                        help="record the figures printed by earlier runs instead of measuring")
+    parser.add_argument(
+        "--report-from",
+        nargs="+",
+        metavar="LOG",
+        help="record the figures printed by earlier runs instead of measuring",
+    )
     args = parser.parse_args()
     if args.report_from:
         results = {}
@@ -88,9 +93,14 @@ def main() -> None:
 
 def run_setup(setup: str, tickets: int, rss_tasks: int, latency_ms: float) -> dict:
     with tempfile.TemporaryDirectory(prefix="sync-bench-") as state:
-        env = {**os.environ, "CONSOLE_STATE_DIR": state, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1",
-               # Children keep running for the whole bench, so memory growth is visible.
-               "CELERY_WORKER_MAX_TASKS_PER_CHILD": "1000000"}
+        env = {
+            **os.environ,
+            "CONSOLE_STATE_DIR": state,
+            "PYTHONPATH": str(ROOT),
+            "PYTHONUNBUFFERED": "1",
+            # Children keep running for the whole bench, so memory growth is visible.
+            "CELERY_WORKER_MAX_TASKS_PER_CHILD": "1000000",
+        }
         env.pop("DATABASE_URL", None)
         database = None
         if setup.startswith("redis"):
@@ -103,9 +113,23 @@ def run_setup(setup: str, tickets: int, rss_tasks: int, latency_ms: float) -> di
             env["CELERY_BROKER_URL"] = f"sqla+sqlite:///{state}/broker.sqlite3"
         try:
             done = subprocess.run(
-                [sys.executable, __file__, "--measure", setup, "--tickets", str(tickets),
-                 "--rss-tasks", str(rss_tasks), "--latency-ms", str(latency_ms)],
-                env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True, check=True,
+                [
+                    sys.executable,
+                    __file__,
+                    "--measure",
+                    setup,
+                    "--tickets",
+                    str(tickets),
+                    "--rss-tasks",
+                    str(rss_tasks),
+                    "--latency-ms",
+                    str(latency_ms),
+                ],
+                env=env,
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                text=True,
+                check=True,
             )
         finally:
             if database:
@@ -153,12 +177,21 @@ def measure(setup: str, tickets: int, rss_tasks: int, latency_ms: float = 0.0) -
             saving, total = through(account, tickets, prefix="timed", timed_saves=True)
             e2e_cpu = cpu.per_item(tickets)
             e2e_per_s, saves_per_s = tickets / total, tickets / saving
-            print(f"{setup}: end to end {e2e_per_s:.1f} creates/s (saves {saves_per_s:.0f}/s)",
-                  file=sys.stderr, flush=True)
-            figures = {"raw_per_s": raw_per_s, "e2e_per_s": e2e_per_s, "ratio": e2e_per_s / raw_per_s,
-                       "saves_per_s": saves_per_s, "latency_ms": latency_ms,
-                       "raw_cpu_ms": raw_cpu, "e2e_cpu_ms": e2e_cpu,
-                       "load_average": round(os.getloadavg()[1], 1)}
+            print(
+                f"{setup}: end to end {e2e_per_s:.1f} creates/s (saves {saves_per_s:.0f}/s)",
+                file=sys.stderr,
+                flush=True,
+            )
+            figures = {
+                "raw_per_s": raw_per_s,
+                "e2e_per_s": e2e_per_s,
+                "ratio": e2e_per_s / raw_per_s,
+                "saves_per_s": saves_per_s,
+                "latency_ms": latency_ms,
+                "raw_cpu_ms": raw_cpu,
+                "e2e_cpu_ms": e2e_cpu,
+                "load_average": round(os.getloadavg()[1], 1),
+            }
         memory = worker_memory(account, workers, rss_tasks) if rss_tasks else {}
     finally:
         for process in [*workers, sandbox]:
@@ -187,9 +220,12 @@ def start_sandbox(log_dir: Path, latency_ms: float = 0.0) -> tuple[subprocess.Po
     port = free_port()
     allow_in_this_run(f"127.0.0.1:{port}")  # loopback: this process and the workers started later
     log = open(log_dir / "sandbox.log", "wb")  # noqa: SIM115 - lives as long as the process
-    process = subprocess.Popen([sys.executable, __file__, "--serve-sandbox", str(port),
-                                "--latency-ms", str(latency_ms)],
-                               cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--serve-sandbox", str(port), "--latency-ms", str(latency_ms)],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -238,11 +274,15 @@ def kapture_account(base_url: str):
     from providers.sandbox.credentials import load_or_create
 
     account = ProviderAccount(
-        name="Bench Kapture", kind="kapture", base_url=f"{base_url}/kapture",
+        name="Bench Kapture",
+        kind="kapture",
+        base_url=f"{base_url}/kapture",
         settings=dict(getattr(KaptureProvider, "demo_settings", {})),
-        status_map=KaptureProvider.default_status_map, priority_map=KaptureProvider.default_priority_map,
+        status_map=KaptureProvider.default_status_map,
+        priority_map=KaptureProvider.default_priority_map,
         # The shared limiter stays in the path (one compare-and-swap per call) but never waits.
-        rate_limit=100000, timeout=10,
+        rate_limit=100000,
+        timeout=10,
     )
     account.set_credentials(load_or_create()["kapture"])
     account.save()
@@ -250,8 +290,11 @@ def kapture_account(base_url: str):
 
 
 def ticket_fields(number: int, prefix: str) -> dict:
-    return {"title": f"Bench {prefix} #{number}", "description": f"Throughput run, ticket {number}.",
-            "requester_email": f"user{number}@example.com"}
+    return {
+        "title": f"Bench {prefix} #{number}",
+        "description": f"Throughput run, ticket {number}.",
+        "requester_email": f"user{number}@example.com",
+    }
 
 
 def raw_loop(account, count: int) -> float:
@@ -283,12 +326,30 @@ def start_workers(log_dir: Path) -> list[subprocess.Popen]:
     workers = []
     for number in range(WORKERS):
         log = open(log_dir / f"worker-{number}.log", "wb")  # noqa: SIM115 - lives with the process
-        workers.append(subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "console", "worker", "--loglevel", "INFO",
-             "--concurrency", "1", "--without-gossip", "--without-mingle", "--without-heartbeat",
-             "-n", f"bench{number}@%h"],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-        ))
+        workers.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "console",
+                    "worker",
+                    "--loglevel",
+                    "INFO",
+                    "--concurrency",
+                    "1",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--without-heartbeat",
+                    "-n",
+                    f"bench{number}@%h",
+                ],
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
     deadline = time.monotonic() + 90
     for number in range(WORKERS):
         while b" ready." not in (log_dir / f"worker-{number}.log").read_bytes():
@@ -365,7 +426,11 @@ def proc_table() -> dict[int, tuple[int, str, int]]:
             except OSError:
                 continue  # exited meanwhile
             fields = rest.split()
-            table[int(entry.name)] = (int(fields[1]), head.partition("(")[2], int(fields[11]) + int(fields[12]))
+            table[int(entry.name)] = (
+                int(fields[1]),
+                head.partition("(")[2],
+                int(fields[11]) + int(fields[12]),
+            )
     return table
 
 
@@ -424,8 +489,11 @@ def report(results: dict[str, dict], tickets: int, rss_tasks: int) -> str:
     ]
     for key, r in results.items():
         setup = key.partition("@")[0]
-        rss = (f"{r['rss_before_mb']} → {r['rss_after_mb']} MB over {r['rss_tasks']:,} tasks"
-               if "rss_tasks" in r else "not measured")
+        rss = (
+            f"{r['rss_before_mb']} → {r['rss_after_mb']} MB over {r['rss_tasks']:,} tasks"
+            if "rss_tasks" in r
+            else "not measured"
+        )
         growth = f"{r['rss_growth_mb']} MB" if r.get("rss_growth_mb") is not None else "-"
         if "raw_per_s" not in r:  # a memory-only run
             lines.append(f"| {names.get(setup, setup)} | - | - | - | - | - | - | {rss} | {growth} | - |")

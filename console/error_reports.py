@@ -23,8 +23,13 @@ def secrets_of(request) -> set[str]:
     post = getattr(request, "POST", None) if request is not None else None
     if not post:
         return set()
-    return {value for key, values in post.lists() if SECRET_FIELD.search(key)
-            for value in values if isinstance(value, str) and len(value) >= MIN_SECRET_LENGTH}
+    return {
+        value
+        for key, values in post.lists()
+        if SECRET_FIELD.search(key)
+        for value in values
+        if isinstance(value, str) and len(value) >= MIN_SECRET_LENGTH
+    }
 
 
 class CredentialHidingFilter(SafeExceptionReporterFilter):
@@ -46,8 +51,10 @@ class CredentialHidingFilter(SafeExceptionReporterFilter):
         secrets = secrets_of(request)
         if not secrets:
             return variables
-        return [(name, self.cleansed_substitute if self.holds(value, secrets) else value)
-                for name, value in variables]
+        return [
+            (name, self.cleansed_substitute if self.holds(value, secrets) else value)
+            for name, value in variables
+        ]
 
     @staticmethod
     def holds(value: Any, secrets: set[str]) -> bool:

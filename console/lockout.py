@@ -21,8 +21,10 @@ LOCKED_OUT_STATUS = 429
 
 def lockout_message() -> str:
     minutes = max(1, math.ceil(settings.AXES_COOLOFF_TIME.total_seconds() / 60))
-    return (f"Too many failed sign-in attempts for this account from your address. "
-            f"Try again in {minutes} minute{'s' if minutes != 1 else ''}.")
+    return (
+        f"Too many failed sign-in attempts for this account from your address. "
+        f"Try again in {minutes} minute{'s' if minutes != 1 else ''}."
+    )
 
 
 def locked_out_form(form_class: type[AuthenticationForm], request: HttpRequest, username: str):
@@ -45,9 +47,12 @@ def lockout_response(request: HttpRequest, original_response=None, credentials=N
     if request.path.startswith(reverse("admin:index")):
         context = {
             **admin.site.each_context(request),
-            "title": "Log in", "subtitle": None, "app_path": request.get_full_path(),
+            "title": "Log in",
+            "subtitle": None,
+            "app_path": request.get_full_path(),
             "form": locked_out_form(AdminAuthenticationForm, request, username),
-            "username": username, REDIRECT_FIELD_NAME: redirect_to or reverse("admin:index"),
+            "username": username,
+            REDIRECT_FIELD_NAME: redirect_to or reverse("admin:index"),
         }
         return render(request, "admin/login.html", context, status=LOCKED_OUT_STATUS)
     context = {"form": locked_out_form(AuthenticationForm, request, username), "next": redirect_to}

@@ -68,7 +68,9 @@ class ConsoleCollector:
         counts = {
             (row["account_id"], row["sync_state"]): row["n"]
             for row in Ticket.objects.filter(sync_state__in=QUEUE_STATES)
-            .values("account_id", "sync_state").annotate(n=Count("id")).order_by()
+            .values("account_id", "sync_state")
+            .annotate(n=Count("id"))
+            .order_by()
         }
         oldest_age = GaugeMetricFamily(
             f"{PREFIX}_oldest_waiting_ticket_age_seconds",
@@ -77,8 +79,11 @@ class ConsoleCollector:
             labels=["account", "provider"],
         )
         oldest = dict(
-            Ticket.objects.filter(sync_state__in=WAITING_STATES).values("account_id")
-            .annotate(oldest=Min("updated_at")).values_list("account_id", "oldest").order_by()
+            Ticket.objects.filter(sync_state__in=WAITING_STATES)
+            .values("account_id")
+            .annotate(oldest=Min("updated_at"))
+            .values_list("account_id", "oldest")
+            .order_by()
         )
         for account in accounts:
             # Every account has every series, zeros included, so alerts and graphs never
@@ -130,9 +135,12 @@ class ConsoleCollector:
             "(success, failed, retry: a passing fault, unknown: the answer was lost).",
             labels=["provider", "operation", "outcome"],
         )
-        for row in recent.exclude(operation=SyncAttempt.Operation.TEST).values(
-            "account__kind", "operation", "outcome"
-        ).annotate(n=Count("id")).order_by("account__kind", "operation", "outcome"):
+        for row in (
+            recent.exclude(operation=SyncAttempt.Operation.TEST)
+            .values("account__kind", "operation", "outcome")
+            .annotate(n=Count("id"))
+            .order_by("account__kind", "operation", "outcome")
+        ):
             calls.add_metric([row["account__kind"], row["operation"], row["outcome"]], row["n"])
         yield calls
 
@@ -145,9 +153,12 @@ class ConsoleCollector:
             f"le_{index}": Count("id", filter=Q(duration_ms__lte=bound * 1000))
             for index, bound in enumerate(LATENCY_BUCKETS)
         }
-        for row in recent.filter(operation__in=PUSH_OPERATIONS).values("account__kind").annotate(
-            n=Count("id"), total_ms=Sum("duration_ms"), **bucket_counts
-        ).order_by("account__kind"):
+        for row in (
+            recent.filter(operation__in=PUSH_OPERATIONS)
+            .values("account__kind")
+            .annotate(n=Count("id"), total_ms=Sum("duration_ms"), **bucket_counts)
+            .order_by("account__kind")
+        ):
             buckets = [(str(bound), row[f"le_{index}"]) for index, bound in enumerate(LATENCY_BUCKETS)]
             latency.add_metric(
                 [row["account__kind"]], [*buckets, ("+Inf", row["n"])], (row["total_ms"] or 0) / 1000

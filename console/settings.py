@@ -32,8 +32,11 @@ if not PRODUCTION:
 
 if PRODUCTION:
     # Production never invents keys: a lost key would make stored credentials unreadable.
-    missing = [name for name in ("DJANGO_SECRET_KEY", "CONSOLE_ENCRYPTION_KEYS")
-               if not env.str(name, default="").strip()]
+    missing = [
+        name
+        for name in ("DJANGO_SECRET_KEY", "CONSOLE_ENCRYPTION_KEYS")
+        if not env.str(name, default="").strip()
+    ]
     if missing:
         # One line naming what to set, not a traceback, from manage.py, gunicorn and celery alike.
         raise SystemExit(
@@ -200,9 +203,7 @@ DEFAULT_EXCEPTION_REPORTER_FILTER = "console.error_reports.CredentialHidingFilte
 X_FRAME_OPTIONS = "DENY"
 
 # --- Celery ------------------------------------------------------------------------------
-CELERY_BROKER_URL = env.str(
-    "CELERY_BROKER_URL", default=f"sqla+sqlite:///{STATE_DIR / 'broker.sqlite3'}"
-)
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=f"sqla+sqlite:///{STATE_DIR / 'broker.sqlite3'}")
 # At-least-once delivery: a message is acknowledged only after its task ran, and a task
 # whose worker died is handed back to the broker. Duplicates are harmless because workers
 # claim rows with a guarded UPDATE (tickets/sync.py).
@@ -309,8 +310,10 @@ EXTRA_PROVIDERS: dict[str, tuple[str, str]] = {}
 
 # Mail: provider admins are e-mailed when an account needs them (tickets/problems.py).
 # Embedded default: printed to the console; production: SMTP to EMAIL_HOST (EMAIL_* below).
-EMAIL_BACKEND_PATH = env.str("EMAIL_BACKEND", default="django.core.mail.backends.{}.EmailBackend".format(
-    "smtp" if PRODUCTION else "console"))
+EMAIL_BACKEND_PATH = env.str(
+    "EMAIL_BACKEND",
+    default="django.core.mail.backends.{}.EmailBackend".format("smtp" if PRODUCTION else "console"),
+)
 MAILERS = {"default": {"BACKEND": EMAIL_BACKEND_PATH}}
 if EMAIL_BACKEND_PATH.endswith(".smtp.EmailBackend"):
     MAILERS["default"]["OPTIONS"] = {
@@ -361,6 +364,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     # "django": without Django's own DEBUG-only handler, which would print every refused
     # request's traceback before ours; everything goes through the one filtered handler.
-    "loggers": {"django": {"handlers": [], "level": "INFO", "propagate": True},
-                "django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        "django.db.backends": {"level": "WARNING"},
+    },
 }

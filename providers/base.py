@@ -131,8 +131,11 @@ class Provider:
         # A stored value outside the bounds (written around the form and the import) is a
         # configuration error before anything is sent: 1/rate would overflow, and requests
         # refuses a zero timeout only once the call is already being recorded as sent.
-        for problem in (rate_limit_problem(account.rate_limit), rate_burst_problem(account.rate_burst),
-                        timeout_problem(account.timeout)):
+        for problem in (
+            rate_limit_problem(account.rate_limit),
+            rate_burst_problem(account.rate_burst),
+            timeout_problem(account.timeout),
+        ):
             if problem:
                 raise ProviderConfigurationError(
                     f"The account '{account.name}' cannot be used: {problem} Fix it under Limits."

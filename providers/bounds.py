@@ -28,8 +28,10 @@ TIMEOUT_MIN, TIMEOUT_MAX = 0.1, 60.0
 def is_number(value: Any, *, low: float, high: float) -> bool:
     """A real, finite number within [low, high] (JSON lets through NaN, Infinity and 1e999)."""
     return (
-        isinstance(value, int | float) and not isinstance(value, bool)
-        and math.isfinite(value) and low <= value <= high
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and low <= value <= high
     )
 
 
@@ -38,8 +40,10 @@ def rate_limit_problem(value: Any) -> str | None:
         return None
     if is_number(value, low=RATE_LIMIT_MIN, high=RATE_LIMIT_MAX):
         return None
-    return (f"The rate limit must be 0 (no limit) or a number of requests per second from "
-            f"{RATE_LIMIT_MIN:g} to {RATE_LIMIT_MAX:,.0f}.")
+    return (
+        f"The rate limit must be 0 (no limit) or a number of requests per second from "
+        f"{RATE_LIMIT_MIN:g} to {RATE_LIMIT_MAX:,.0f}."
+    )
 
 
 def rate_burst_problem(value: Any) -> str | None:
@@ -88,9 +92,13 @@ def _web_url(value: Any) -> bool:
 
 def _search_url(value: Any) -> bool:
     # Exactly one {query} and no other braces: the page puts the text to look for there.
-    return (isinstance(value, str) and value.count("{query}") == 1
-            and "{" not in value.replace("{query}", "") and "}" not in value.replace("{query}", "")
-            and _web_url(value.replace("{query}", "x")))
+    return (
+        isinstance(value, str)
+        and value.count("{query}") == 1
+        and "{" not in value.replace("{query}", "")
+        and "}" not in value.replace("{query}", "")
+        and _web_url(value.replace("{query}", "x"))
+    )
 
 
 #: Account settings the console reads (tickets/sync.py, tickets/limits.py, tickets/access.py,
@@ -98,15 +106,22 @@ def _search_url(value: Any) -> bool:
 #: push of the account.
 ENGINE_SETTINGS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "retry_unknown_creates": (lambda v: isinstance(v, bool), "true or false"),
-    "breaker_threshold": (lambda v: is_number(v, low=1, high=1000) and int(v) == v,
-                          "a whole number from 1 to 1000"),
-    "breaker_cooldown": (lambda v: is_number(v, low=0.1, high=86400),
-                         "a number of seconds from 0.1 to 86400 (a day; pause the account for longer)"),
+    "breaker_threshold": (
+        lambda v: is_number(v, low=1, high=1000) and int(v) == v,
+        "a whole number from 1 to 1000",
+    ),
+    "breaker_cooldown": (
+        lambda v: is_number(v, low=0.1, high=86400),
+        "a number of seconds from 0.1 to 86400 (a day; pause the account for longer)",
+    ),
     "allowed_groups": (_group_names, 'a group name or a list of them, e.g. ["Support EU"]'),
     # The provider's own UI, linked from a ticket whose create's outcome is unknown.
     "web_url": (_web_url, "an http(s) address of the provider's own UI"),
-    "web_search_url": (_search_url, "an http(s) address with {query} where the text to search "
-                                    "for goes, e.g. https://acme.example.com/search?q={query}"),
+    "web_search_url": (
+        _search_url,
+        "an http(s) address with {query} where the text to search "
+        "for goes, e.g. https://acme.example.com/search?q={query}",
+    ),
 }
 
 

@@ -30,6 +30,7 @@ from providers.registry import PROVIDERS, get_provider_class
 if TYPE_CHECKING:
     from providers.models import ProviderAccount
 
+
 def calls_back(account: ProviderAccount) -> bool:
     # An unknown kind (not yet validated, or a module since removed) does not call back.
     return account.kind in PROVIDERS and get_provider_class(account.kind).inbound is not None
@@ -82,8 +83,11 @@ def make_if_needed(account: ProviderAccount) -> None:
     """Make the first secret of a calling-back account whose settings name a callback_base_url
     (not saved: called from ProviderAccount.save)."""
     # callback_secret_set_at is set with every secret: no decryption on each save.
-    if (calls_back(account) and (account.settings or {}).get("callback_base_url")
-            and not account.callback_secret_set_at):
+    if (
+        calls_back(account)
+        and (account.settings or {}).get("callback_base_url")
+        and not account.callback_secret_set_at
+    ):
         put_new(account, now=timezone.now())
 
 

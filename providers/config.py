@@ -47,8 +47,17 @@ from providers.forms import CREDENTIALS_LABEL, SECRET_SETTINGS, mapping_errors, 
 from providers.models import ProviderAccount
 from providers.registry import PROVIDERS, get_provider_class
 
-PLAIN_FIELDS = ("kind", "base_url", "enabled", "rate_limit", "rate_burst", "timeout", "settings",
-                "status_map", "priority_map")
+PLAIN_FIELDS = (
+    "kind",
+    "base_url",
+    "enabled",
+    "rate_limit",
+    "rate_burst",
+    "timeout",
+    "settings",
+    "status_map",
+    "priority_map",
+)
 ALLOWED_KEYS = {"name", *PLAIN_FIELDS, "credentials"}
 #: The user import_accounts' LogEntries name when no --user is given.
 SYSTEM_USERNAME = "config-import"
@@ -113,11 +122,13 @@ def parse(text: str | bytes, *, filename: str = "") -> Any:
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError as exc:  # its cause holds the document, credentials too: dropped
-            raise ConfigError([f"{label} is not UTF-8 text (byte {exc.start} cannot be read); "
-                               "save it as UTF-8."]) from None
+            raise ConfigError(
+                [f"{label} is not UTF-8 text (byte {exc.start} cannot be read); save it as UTF-8."]
+            ) from None
     if len(text) > DOCUMENT_MAX_CHARS:
-        raise ConfigError([f"{label} is too large ({len(text):,} characters; at most "
-                           f"{DOCUMENT_MAX_CHARS:,})."])
+        raise ConfigError(
+            [f"{label} is too large ({len(text):,} characters; at most {DOCUMENT_MAX_CHARS:,})."]
+        )
     if nesting_depth(text) > MAX_DEPTH:  # flow-style YAML nests with the same brackets
         raise ConfigError([f"{label} nests deeper than {MAX_DEPTH} levels."])
     try:
@@ -188,14 +199,19 @@ def check_entry(entry: Any, position: int, environ: Mapping[str, str]) -> tuple[
                 problems.append(f"{where}: base_url: {problem}")
     if "enabled" in values and not isinstance(values["enabled"], bool):
         problems.append(f"{where}: enabled must be true or false.")
-    for number, problem_of in (("rate_limit", rate_limit_problem), ("rate_burst", rate_burst_problem),
-                               ("timeout", timeout_problem)):
+    for number, problem_of in (
+        ("rate_limit", rate_limit_problem),
+        ("rate_burst", rate_burst_problem),
+        ("timeout", timeout_problem),
+    ):
         if number in values and problem_of(values[number]):
             problems.append(f"{where}: {number}: {problem_of(values[number])} (got {shown(values[number])})")
     provider_class = get_provider_class(kind)
     for name_, messages in mapping_errors(
-        settings=values.get("settings", {}), status_map=values.get("status_map", {}),
-        priority_map=values.get("priority_map", {}), kind=kind,
+        settings=values.get("settings", {}),
+        status_map=values.get("status_map", {}),
+        priority_map=values.get("priority_map", {}),
+        kind=kind,
     ).items():
         problems += [f"{where}: {name_}: {message}" for message in messages]
     credentials = None
@@ -226,8 +242,10 @@ def resolve_credentials(
         else:
             values[key] = environ[variable]
     if not problems:
-        problems += [f"credential '{key}': {message}"
-                     for key, message in provider_class.validate_credentials(values).items()]
+        problems += [
+            f"credential '{key}': {message}"
+            for key, message in provider_class.validate_credentials(values).items()
+        ]
     return values, problems
 
 
@@ -247,8 +265,9 @@ def check(document: Any, environ: Mapping[str, str]) -> list[Planned]:
     for item in planned:
         account = existing.get(item.name)
         if item.credentials is None and (account is None or account.kind != item.values["kind"]):
-            problems.append(f"account '{item.name}': credentials are required for a new account "
-                            "or a change of kind.")
+            problems.append(
+                f"account '{item.name}': credentials are required for a new account or a change of kind."
+            )
     if problems:
         raise ConfigError(problems)
     return planned
@@ -284,14 +303,20 @@ def apply(item: Planned, user_id: Callable[[], int]) -> tuple[str, list[str]]:
     try:
         account.full_clean(exclude=["credentials"])
     except ValidationError as exc:  # raised inside the import's transaction: all is rolled back
-        raise ConfigError([f"account '{item.name}': {field}: {' '.join(messages)}"
-                           for field, messages in exc.message_dict.items()]) from exc
+        raise ConfigError(
+            [
+                f"account '{item.name}': {field}: {' '.join(messages)}"
+                for field, messages in exc.message_dict.items()
+            ]
+        ) from exc
     account.save()
     fields = [ProviderAccount._meta.get_field(name).verbose_name for name in changed]
     if credentials_changed:
         fields.append(CREDENTIALS_LABEL)
     LogEntry.objects.log_actions(
-        user_id=user_id(), queryset=[account], action_flag=ADDITION if created else CHANGE,
+        user_id=user_id(),
+        queryset=[account],
+        action_flag=ADDITION if created else CHANGE,
         change_message=[{"added": {}}] if created else [{"changed": {"fields": fields}}],
         single_object=True,
     )
@@ -309,9 +334,7 @@ def system_user_id() -> int:
     return user.pk
 
 
-def import_accounts(
-    document: Any, *, environ: Mapping[str, str] | None = None, user=None
-) -> ImportReport:
+def import_accounts(document: Any, *, environ: Mapping[str, str] | None = None, user=None) -> ImportReport:
     """Check the whole document, then create/update accounts in one transaction."""
     planned = check(document, os.environ if environ is None else environ)
     report = ImportReport()

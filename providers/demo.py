@@ -49,7 +49,9 @@ def record_credentials_change(account: ProviderAccount, user) -> None:
     if user is None:
         return
     LogEntry.objects.log_actions(
-        user_id=user.pk, queryset=[account], action_flag=CHANGE,
+        user_id=user.pk,
+        queryset=[account],
+        action_flag=CHANGE,
         change_message=f"Changed {CREDENTIALS_LABEL}: reset to the sandbox's by ./scripts/run.",
         single_object=True,
     )

@@ -172,8 +172,10 @@ def url_problem(url: str, *, resolve: bool) -> str | None:
     if parts.scheme not in DEFAULT_PORTS:
         return "Provider URLs must start with http:// or https://."
     if parts.username is not None or parts.password is not None:
-        return ("Provider URLs may not carry a user name or password (user:password@host); "
-                "enter credentials in the account's credential fields.")
+        return (
+            "Provider URLs may not carry a user name or password (user:password@host); "
+            "enter credentials in the account's credential fields."
+        )
     host = parts.hostname
     if not host:
         return f"'{url}' has no host."
@@ -190,8 +192,10 @@ def url_problem(url: str, *, resolve: bool) -> str | None:
     except (socket.gaierror, UnicodeError):
         pass
     if is_console_host(host):
-        return (f"{host} is this console's own address (DJANGO_ALLOWED_HOSTS); provider accounts "
-                f"may only reach provider services. To allow it anyway, add it to {ALLOW_LIST_SETTING}.")
+        return (
+            f"{host} is this console's own address (DJANGO_ALLOWED_HOSTS); provider accounts "
+            f"may only reach provider services. To allow it anyway, add it to {ALLOW_LIST_SETTING}."
+        )
     return None
 
 

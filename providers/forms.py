@@ -54,7 +54,8 @@ def write_only_credential_fields() -> dict[str, forms.Field]:
             fields[credential_field_name(kind, key)] = field
             if key in optional_credentials(kind):
                 fields[clear_field_name(kind, key)] = forms.BooleanField(
-                    required=False, label=f"Clear {field.label or key}",
+                    required=False,
+                    label=f"Clear {field.label or key}",
                     help_text="Remove the stored value on save.",
                 )
     return fields
@@ -70,8 +71,7 @@ def vocabulary(kind: str) -> dict[str, list]:
     return {
         "status": sorted(remote_statuses, key=str),
         "priority": sorted(set(provider_class.default_priority_map.values()), key=str),
-        "settings": sorted({*provider_class.demo_settings, *extra_fields,
-                            *ENGINE_SETTINGS}),
+        "settings": sorted({*provider_class.demo_settings, *extra_fields, *ENGINE_SETTINGS}),
     }
 
 
@@ -92,18 +92,42 @@ class Table:
 
 
 STATUS_TABLES = (
-    Table("outbound", "Console status → provider status (sent)", "Console status", "Provider value",
-          fixed_keys=CONSOLE_STATUSES, value_vocabulary="status"),
-    Table("inbound", "Provider status → console status (read back)", "Provider value", "Console status",
-          key_vocabulary="status", value_choices=CONSOLE_STATUSES),
+    Table(
+        "outbound",
+        "Console status → provider status (sent)",
+        "Console status",
+        "Provider value",
+        fixed_keys=CONSOLE_STATUSES,
+        value_vocabulary="status",
+    ),
+    Table(
+        "inbound",
+        "Provider status → console status (read back)",
+        "Provider value",
+        "Console status",
+        key_vocabulary="status",
+        value_choices=CONSOLE_STATUSES,
+    ),
 )
 PRIORITY_TABLES = (
-    Table(None, "Console priority → provider priority", "Console priority", "Provider value",
-          fixed_keys=CONSOLE_PRIORITIES, value_vocabulary="priority"),
+    Table(
+        None,
+        "Console priority → provider priority",
+        "Console priority",
+        "Provider value",
+        fixed_keys=CONSOLE_PRIORITIES,
+        value_vocabulary="priority",
+    ),
 )
 SETTINGS_TABLES = (
-    Table(None, "Defaults", "Setting", "Value (text, or JSON for numbers, true/false, lists)",
-          key_vocabulary="settings", json_values=True),
+    Table(
+        None,
+        "Defaults",
+        "Setting",
+        "Value (text, or JSON for numbers, true/false, lists)",
+        key_vocabulary="settings",
+        json_values=True,
+    ),
 )
 
 
@@ -155,8 +179,11 @@ class MappingTableWidget(forms.Widget):
 
     def rows_of(self, table: Table, mapping: dict) -> list[dict]:
         rows = [{"key": key, "fixed": True, "value": mapping.get(key)} for key in table.fixed_keys]
-        rows += [{"key": key, "fixed": False, "value": value}
-                 for key, value in mapping.items() if key not in table.fixed_keys]
+        rows += [
+            {"key": key, "fixed": False, "value": value}
+            for key, value in mapping.items()
+            if key not in table.fixed_keys
+        ]
         if not table.fixed_keys:
             rows += [{"key": "", "fixed": False, "value": None}] * table.blank_rows
         for row in rows:
@@ -175,17 +202,27 @@ class MappingTableWidget(forms.Widget):
         for table in self.tables:
             section = data.get(table.section) if table.section else data
             prefix = f"{name}__{table.section or 'all'}"
-            tables.append({
-                "spec": table, "prefix": prefix,
-                "rows": self.rows_of(table, section if isinstance(section, dict) else {}),
-                "key_lists": {k: v[table.key_vocabulary] for k, v in vocabularies.items()}
-                if table.key_vocabulary else {},
-                "value_lists": {k: v[table.value_vocabulary] for k, v in vocabularies.items()}
-                if table.value_vocabulary else {},
-            })
-        return render_to_string("admin/providers/widgets/mapping_table.html", {
-            "name": name, "tables": tables, "kind": self.kind,
-        })
+            tables.append(
+                {
+                    "spec": table,
+                    "prefix": prefix,
+                    "rows": self.rows_of(table, section if isinstance(section, dict) else {}),
+                    "key_lists": {k: v[table.key_vocabulary] for k, v in vocabularies.items()}
+                    if table.key_vocabulary
+                    else {},
+                    "value_lists": {k: v[table.value_vocabulary] for k, v in vocabularies.items()}
+                    if table.value_vocabulary
+                    else {},
+                }
+            )
+        return render_to_string(
+            "admin/providers/widgets/mapping_table.html",
+            {
+                "name": name,
+                "tables": tables,
+                "kind": self.kind,
+            },
+        )
 
     def value_from_datadict(self, data, files, name):
         if f"{name}__tables" not in data:
@@ -206,7 +243,8 @@ class MappingTableWidget(forms.Widget):
                 if key and text:
                     try:
                         mapping[key] = read_value(
-                            text, json_values=table.json_values,
+                            text,
+                            json_values=table.json_values,
                             samples=samples.get(table.value_vocabulary, []),
                         )
                     except JSONRefused as exc:
@@ -244,15 +282,22 @@ def numeric_default_errors(kind: Any, settings: dict) -> list[str]:
     if kind not in PROVIDERS or get_provider_class(kind).extra_form is None:
         return []
     form_class = get_provider_class(kind).extra_form
-    numeric = {key: value for key, value in settings.items()
-               if isinstance(form_class.base_fields.get(key), NUMBER_FIELDS)}
+    numeric = {
+        key: value
+        for key, value in settings.items()
+        if isinstance(form_class.base_fields.get(key), NUMBER_FIELDS)
+    }
     if not numeric:
         return []
-    form = form_class(data={key: value if isinstance(value, str) else json.dumps(value)
-                            for key, value in numeric.items()})
+    form = form_class(
+        data={key: value if isinstance(value, str) else json.dumps(value) for key, value in numeric.items()}
+    )
     form.is_valid()
-    return [f"'{key}' (default of the ticket field \"{form.fields[key].label or key}\"): {message}"
-            for key in numeric for message in form.errors.get(key, [])]
+    return [
+        f"'{key}' (default of the ticket field \"{form.fields[key].label or key}\"): {message}"
+        for key in numeric
+        for message in form.errors.get(key, [])
+    ]
 
 
 def mapping_errors(
@@ -273,13 +318,18 @@ def mapping_errors(
     if not isinstance(settings, dict):
         errors["settings"] = ["Defaults must be an object of setting → value."]
     else:
-        problems = [f"'{key}' must be {expected} (got {shown(settings[key])})."
-                    for key, (valid, expected) in ENGINE_SETTINGS.items()
-                    if key in settings and not valid(settings[key])]
+        problems = [
+            f"'{key}' must be {expected} (got {shown(settings[key])})."
+            for key, (valid, expected) in ENGINE_SETTINGS.items()
+            if key in settings and not valid(settings[key])
+        ]
         # The value is not repeated: it is the secret.
-        problems += [f"'{key}' is not a setting: the callback secret is kept encrypted and "
-                     "changed with the \"Rotate callback secret\" action." for key in SECRET_SETTINGS
-                     if key in settings]
+        problems += [
+            f"'{key}' is not a setting: the callback secret is kept encrypted and "
+            'changed with the "Rotate callback secret" action.'
+            for key in SECRET_SETTINGS
+            if key in settings
+        ]
         problems += numeric_default_errors(kind, settings)
         if problems:
             errors["settings"] = problems
@@ -294,21 +344,32 @@ def mapping_errors(
         if not isinstance(outbound, dict) or not isinstance(inbound, dict):
             problems.append("Each section must be an object of value → value.")
         else:
-            problems += [f"'{key}' is not a console status."
-                         for key in outbound if key not in CONSOLE_STATUSES]
-            problems += [f"Provider value for '{key}' must be text or a number."
-                         for key, value in outbound.items() if not scalar(value)]
-            problems += [f"'{value}' (for provider value '{key}') is not a console status."
-                         for key, value in inbound.items() if value not in CONSOLE_STATUSES]
+            problems += [
+                f"'{key}' is not a console status." for key in outbound if key not in CONSOLE_STATUSES
+            ]
+            problems += [
+                f"Provider value for '{key}' must be text or a number."
+                for key, value in outbound.items()
+                if not scalar(value)
+            ]
+            problems += [
+                f"'{value}' (for provider value '{key}') is not a console status."
+                for key, value in inbound.items()
+                if value not in CONSOLE_STATUSES
+            ]
         if problems:
             errors["status_map"] = problems
     if not isinstance(priority_map, dict):
         errors["priority_map"] = ["The priority map must be an object of console priority → value."]
     else:
-        problems = [f"'{key}' is not a console priority."
-                    for key in priority_map if key not in CONSOLE_PRIORITIES]
-        problems += [f"Provider value for '{key}' must be text or a number."
-                     for key, value in priority_map.items() if not scalar(value)]
+        problems = [
+            f"'{key}' is not a console priority." for key in priority_map if key not in CONSOLE_PRIORITIES
+        ]
+        problems += [
+            f"Provider value for '{key}' must be text or a number."
+            for key, value in priority_map.items()
+            if not scalar(value)
+        ]
         if problems:
             errors["priority_map"] = problems
     return errors
@@ -321,8 +382,17 @@ class BaseProviderAccountForm(forms.ModelForm):
     class Meta:
         model = ProviderAccount
         fields = [
-            "name", "kind", "base_url", "enabled", "rate_limit", "rate_burst", "timeout", "settings",
-            "status_map", "priority_map", "paused_until",
+            "name",
+            "kind",
+            "base_url",
+            "enabled",
+            "rate_limit",
+            "rate_burst",
+            "timeout",
+            "settings",
+            "status_map",
+            "priority_map",
+            "paused_until",
         ]
         widgets = {
             "settings": MappingTableWidget(SETTINGS_TABLES),
@@ -331,7 +401,9 @@ class BaseProviderAccountForm(forms.ModelForm):
         }
         # Bounded parsing (depth, size, NaN/Infinity): a refusal is a message on the field.
         field_classes = {
-            "settings": GuardedJSONField, "status_map": GuardedJSONField, "priority_map": GuardedJSONField,
+            "settings": GuardedJSONField,
+            "status_map": GuardedJSONField,
+            "priority_map": GuardedJSONField,
         }
 
     credentials_changed = False
@@ -398,8 +470,10 @@ class BaseProviderAccountForm(forms.ModelForm):
         kind = cleaned.get("kind")
         if not kind:
             return cleaned
-        for name, default in (("rate_limit", get_provider_class(kind).default_rate_limit),
-                              ("rate_burst", get_provider_class(kind).default_rate_burst)):
+        for name, default in (
+            ("rate_limit", get_provider_class(kind).default_rate_limit),
+            ("rate_burst", get_provider_class(kind).default_rate_burst),
+        ):
             if name not in self.errors and cleaned.get(name) is None:
                 cleaned[name] = default
         for key in get_provider_class(kind).credential_fields:
@@ -410,8 +484,10 @@ class BaseProviderAccountForm(forms.ModelForm):
             if refused and name in cleaned:
                 self.add_error(name, [f"{cell} Enter it again." for cell in refused])
         for name, problems in mapping_errors(
-            settings=cleaned.get("settings", {}), status_map=cleaned.get("status_map", {}),
-            priority_map=cleaned.get("priority_map", {}), kind=kind,
+            settings=cleaned.get("settings", {}),
+            status_map=cleaned.get("status_map", {}),
+            priority_map=cleaned.get("priority_map", {}),
+            kind=kind,
         ).items():
             if name in cleaned:
                 self.add_error(name, problems)
@@ -437,9 +513,7 @@ class BaseProviderAccountForm(forms.ModelForm):
 
 
 # Declared (not added in __init__) so the admin's fieldsets can name them.
-ProviderAccountForm = type(
-    "ProviderAccountForm", (BaseProviderAccountForm,), write_only_credential_fields()
-)
+ProviderAccountForm = type("ProviderAccountForm", (BaseProviderAccountForm,), write_only_credential_fields())
 
 
 def describe_changes(changed_fields: list[str], labels: dict[str, str], *, credentials: bool) -> list[dict]:

@@ -127,10 +127,7 @@ class Redactor:
 
     def fields(self, data: Any) -> Any:
         if isinstance(data, dict):
-            return {
-                k: REDACTED if SECRET_FIELD.search(str(k)) else self.fields(v)
-                for k, v in data.items()
-            }
+            return {k: REDACTED if SECRET_FIELD.search(str(k)) else self.fields(v) for k, v in data.items()}
         if isinstance(data, list):
             return [self.fields(v) for v in data]
         if isinstance(data, str):
@@ -277,7 +274,9 @@ class HttpClient:
         check_request_url(url)
         # A 3xx is answered as an error (error_for_status), never followed.
         kwargs: dict[str, Any] = {
-            "headers": request.headers, "timeout": self.timeout, "allow_redirects": False,
+            "headers": request.headers,
+            "timeout": self.timeout,
+            "allow_redirects": False,
         }
         if request.params:
             kwargs["params"] = request.params
@@ -295,9 +294,7 @@ class HttpClient:
         try:
             raw = self.session.request(request.method, url, **kwargs)
         except requests.ConnectTimeout:
-            raise ProviderTransientError(
-                "Connection timed out before the request was sent."
-            ) from None
+            raise ProviderTransientError("Connection timed out before the request was sent.") from None
         except requests.ReadTimeout:
             raise ProviderTransientError(
                 f"No answer within {self.timeout:g} s; the request may have been applied.",
@@ -307,8 +304,7 @@ class HttpClient:
             if _never_connected(exc):
                 raise ProviderTransientError("Could not connect to the provider.") from None
             raise ProviderTransientError(
-                "The connection was dropped before an answer arrived; "
-                "the request may have been applied.",
+                "The connection was dropped before an answer arrived; the request may have been applied.",
                 may_have_applied=True,
             ) from None
         except requests.RequestException as exc:

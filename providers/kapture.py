@@ -181,8 +181,9 @@ class KaptureProvider(Provider):
 
     def ref_from_state(self, state: RemoteState) -> RemoteRef:
         number = lenient_get(state.fields, "id")
-        return RemoteRef(remote_id=state.remote_id, remote_number=str(number or ""),
-                         remote_status=state.remote_status)
+        return RemoteRef(
+            remote_id=state.remote_id, remote_number=str(number or ""), remote_status=state.remote_status
+        )
 
     # --- test ----------------------------------------------------------------------------
     def build_test(self) -> ApiRequest:

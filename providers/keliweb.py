@@ -106,7 +106,9 @@ class KeliwebTicketForm(forms.Form):
     """Keliweb's own ticket fields, kept in Ticket.extra."""
 
     deptid = forms.IntegerField(
-        required=False, min_value=1, label="Department ID",
+        required=False,
+        min_value=1,
+        label="Department ID",
         help_text="The Keliweb department to open the ticket in (the account's default when blank).",
     )
     clientid = forms.IntegerField(required=False, min_value=1, label="Client ID")
@@ -325,13 +327,16 @@ class KeliwebProvider(TokenAuthProvider):
                 "message": last.get("message", ""),
             }
         remote_id = str(data.get("ticketid") or tickets[0].remote_id)
-        return [RemoteState(remote_id, str(data["status"]), fields=fields,
-                            replies=self.conversation(replies))]
+        return [
+            RemoteState(remote_id, str(data["status"]), fields=fields, replies=self.conversation(replies))
+        ]
 
     def ref_from_state(self, state: RemoteState) -> RemoteRef:
         tid, access_key = str(state.fields.get("tid") or ""), str(state.fields.get("c") or "")
         return RemoteRef(
-            remote_id=state.remote_id, remote_number=tid, remote_status=state.remote_status,
+            remote_id=state.remote_id,
+            remote_number=tid,
+            remote_status=state.remote_status,
             remote_url=self.ticket_url(tid, access_key) if tid and access_key else "",
         )
 
@@ -351,14 +356,21 @@ class KeliwebProvider(TokenAuthProvider):
                 continue
             admin = str(entry.get("admin") or "").strip()
             if not reply_id:  # not seen in WHMCS answers; the entry itself identifies it then
-                reply_id = "sha256:" + hashlib.sha256(
-                    json.dumps([entry.get("date"), admin, entry.get("message")]).encode()
-                ).hexdigest()
-            conversation.append(RemoteReply(
-                remote_id=reply_id, body=str(entry.get("message") or ""),
-                author=admin or str(entry.get("name") or "").strip(), by_provider_staff=bool(admin),
-                date=str(entry.get("date") or ""),
-            ))
+                reply_id = (
+                    "sha256:"
+                    + hashlib.sha256(
+                        json.dumps([entry.get("date"), admin, entry.get("message")]).encode()
+                    ).hexdigest()
+                )
+            conversation.append(
+                RemoteReply(
+                    remote_id=reply_id,
+                    body=str(entry.get("message") or ""),
+                    author=admin or str(entry.get("name") or "").strip(),
+                    by_provider_staff=bool(admin),
+                    date=str(entry.get("date") or ""),
+                )
+            )
         return conversation
 
     # --- reply -----------------------------------------------------------------------------------

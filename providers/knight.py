@@ -50,7 +50,16 @@ SANDBOX_ACCOUNT_CODE = "ticket-console-demo"
 DEFAULT_APPLICATION_NAME = "Ticket Console"
 PROBE_TICKET_ID = "TICKET-CONSOLE-CONNECTION-TEST"
 STATUSES = (
-    "NEW", "DISCOVERY", "OPEN", "INPROGRESS", "REOPEN", "HOLD", "PENDING", "CLOSE", "CANCEL", "RESOLVE",
+    "NEW",
+    "DISCOVERY",
+    "OPEN",
+    "INPROGRESS",
+    "REOPEN",
+    "HOLD",
+    "PENDING",
+    "CLOSE",
+    "CANCEL",
+    "RESOLVE",
 )
 IMPACTS = {"high": "High", "medium": "Medium", "low": "Low"}
 #: Knight's body fields -> the console's ticket or extra-form fields, for field errors.
@@ -107,7 +116,8 @@ class KnightTicketForm(forms.Form):
     ticket_type = forms.CharField(required=False, max_length=100, help_text='Default "Incident".')
     assignment_groups = StringListField(required=False, help_text="Comma-separated group names.")
     callback_address = forms.URLField(
-        required=False, assume_scheme="https",
+        required=False,
+        assume_scheme="https",
         help_text="Where Knight posts status changes back. Leave blank for the console's own.",
     )
     ticket_priority = forms.IntegerField(
@@ -232,8 +242,11 @@ class KnightProvider(Provider):
     @staticmethod
     def transaction_id(ticket, operation: str) -> str:
         """Stable per ticket revision and operation, so a retried call carries the same id."""
-        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"ticket-console:knight:{ticket.reference}:"
-                                                  f"{ticket.revision}:{operation}"))
+        return str(
+            uuid.uuid5(
+                uuid.NAMESPACE_URL, f"ticket-console:knight:{ticket.reference}:{ticket.revision}:{operation}"
+            )
+        )
 
     def ticket_fields(self, ticket) -> dict[str, Any]:
         """What initiateTicket and updateTicket both carry: the full state of the ticket."""
@@ -267,7 +280,7 @@ class KnightProvider(Provider):
 
     def parse_create(self, data: Any, ticket) -> RemoteRef:
         if not (isinstance(data, dict) and data.get("success") is True):
-            raise ProviderResponseError("Knight answered initiateTicket without \"success\": true.")
+            raise ProviderResponseError('Knight answered initiateTicket without "success": true.')
         # The ticketId is ours; Knight returns no id, number or link of its own.
         return RemoteRef(remote_id=ticket.reference, remote_number=ticket.reference)
 
@@ -380,7 +393,7 @@ class KnightProvider(Provider):
         if not secret:
             raise ProviderConfigurationError(
                 f"The account '{self.account.name}' has a callback_base_url but no callback secret: "
-                "use \"Rotate callback secret\" on the account, then retry."
+                'use "Rotate callback secret" on the account, then retry.'
             )
         return callback_secret.address(self.account, base_url=str(base_url), secret=secret)
 
@@ -392,11 +405,13 @@ class KnightProvider(Provider):
     def account_fields(self, ticket) -> dict[str, Any]:
         """The three fields Knight requires on every ticket call."""
         missing = [
-            label for key, label in (
+            label
+            for key, label in (
                 ("account_code_locators", "account code locators"),
                 ("environment", "environment"),
                 ("event_id", "event id"),
-            ) if self.value(ticket, key) in BLANK
+            )
+            if self.value(ticket, key) in BLANK
         ]
         if missing:
             raise ProviderConfigurationError(

@@ -37,19 +37,23 @@ class ProviderAccount(models.Model):
     priority_map = models.JSONField(default=dict, blank=True)
     enabled = models.BooleanField(default=True)
     rate_limit = models.FloatField(
-        default=5.0, validators=[validate_rate_limit],
+        default=5.0,
+        validators=[validate_rate_limit],
         help_text=f"Requests per second, shared by all workers: 0 (no limit) or "
         f"{RATE_LIMIT_MIN:g} to {RATE_LIMIT_MAX:,.0f}.",
     )
     #: The bucket's size: how many requests may go at once after a quiet spell. 1 (the value
     #: accounts made before bursts existed keep) spaces every request by 1/rate.
     rate_burst = models.PositiveIntegerField(
-        default=1, validators=[validate_rate_burst], verbose_name="burst",
+        default=1,
+        validators=[validate_rate_burst],
+        verbose_name="burst",
         help_text=f"Requests that may go at once before the rate applies ({RATE_BURST_MIN} to "
         f"{RATE_BURST_MAX:,}).",
     )
     timeout = models.FloatField(
-        default=15.0, validators=[validate_timeout],
+        default=15.0,
+        validators=[validate_timeout],
         help_text=f"Seconds to wait for each answer ({TIMEOUT_MIN:g} to {TIMEOUT_MAX:g}).",
     )
     # health

@@ -487,8 +487,11 @@ class MotadataProvider(TokenAuthProvider):
         message = ""
         if isinstance(data, dict):
             message = next(
-                (str(data[k]) for k in ("userMessage", "error_description", "message", "error")
-                 if isinstance(data.get(k), str) and data[k]),
+                (
+                    str(data[k])
+                    for k in ("userMessage", "error_description", "message", "error")
+                    if isinstance(data.get(k), str) and data[k]
+                ),
                 "",
             )
         message = self.redactor.text(message or super().error_message(data, response))

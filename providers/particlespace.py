@@ -270,11 +270,13 @@ class ParticleSpaceProvider(TokenAuthProvider):
         if notify:
             # As in the seed's example: time goes even when blank; subject and message only
             # when set (a PUT replaces the whole ticket, so leaving them out clears them).
-            fields.update({
-                "time": extra.get("time") or "",
-                "type": chosen("type") or "",
-                "contacts": ",".join(split_contacts(str(chosen("contacts") or ""))),
-            })
+            fields.update(
+                {
+                    "time": extra.get("time") or "",
+                    "type": chosen("type") or "",
+                    "contacts": ",".join(split_contacts(str(chosen("contacts") or ""))),
+                }
+            )
             for key, name in (("notify_subject", "notifySubject"), ("notify_message", "notifyMessage")):
                 if extra.get(key):
                     fields[name] = extra[key]

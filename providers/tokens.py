@@ -129,8 +129,10 @@ class TokenAuthProvider(Provider):
                 finally:  # a failed renewal frees the lease at once for the next worker
                     self._release(rows, holder)
             if time.monotonic() > give_up_at:
-                raise ProviderTransientError("Another worker has been signing in to the provider for too "
-                                             "long; the call will be tried again.")
+                raise ProviderTransientError(
+                    "Another worker has been signing in to the provider for too "
+                    "long; the call will be tried again."
+                )
             time.sleep(RENEWAL_POLL_SECONDS)
 
     @staticmethod
@@ -164,7 +166,9 @@ class TokenAuthProvider(Provider):
         rows.filter(renewing_by=holder).update(
             secret={"access_token": token.access_token, "refresh_token": token.refresh_token},
             expires_at=timezone.now() + timedelta(seconds=float(lifetime)),
-            obtained_at=timezone.now(), renewing_by="", renewing_until=None,
+            obtained_at=timezone.now(),
+            renewing_by="",
+            renewing_until=None,
         )
         return token
 

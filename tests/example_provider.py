@@ -48,8 +48,14 @@ class ExampleProvider(TokenAuthProvider):
     }
     default_status_map = {
         "outbound": {
-            "new": "open", "open": "open", "in_progress": "open", "on_hold": "waiting",
-            "pending": "waiting", "resolved": "solved", "closed": "closed", "cancelled": "closed",
+            "new": "open",
+            "open": "open",
+            "in_progress": "open",
+            "on_hold": "waiting",
+            "pending": "waiting",
+            "resolved": "solved",
+            "closed": "closed",
+            "cancelled": "closed",
         },
         "inbound": {"open": "open", "waiting": "pending", "solved": "resolved", "closed": "closed"},
     }
@@ -64,11 +70,15 @@ class ExampleProvider(TokenAuthProvider):
 
     # --- auth ----------------------------------------------------------------------------
     def build_token_request(self, refresh_token: str = "") -> ApiRequest:
-        return ApiRequest("POST", self.TOKEN_PATH, form={
-            "grant_type": "client_credentials",
-            "client_id": self.credential("client_id"),
-            "client_secret": self.credential("client_secret"),
-        })
+        return ApiRequest(
+            "POST",
+            self.TOKEN_PATH,
+            form={
+                "grant_type": "client_credentials",
+                "client_id": self.credential("client_id"),
+                "client_secret": self.credential("client_secret"),
+            },
+        )
 
     def parse_token(self, data: Any) -> Token:
         return Token(access_token=str(data["access_token"]), expires_in=data.get("expires_in"))
@@ -105,9 +115,13 @@ class ExampleProvider(TokenAuthProvider):
         if not isinstance(data, dict) or not data.get("id"):
             raise ProviderResponseError("Example Desk's ticket answer has no id.")
         replies = [
-            RemoteReply(remote_id=str(reply["id"]), body=str(reply.get("body") or ""),
-                        author=str(reply.get("author") or ""), by_provider_staff=bool(reply.get("staff")),
-                        date=str(reply.get("created_at") or ""))
+            RemoteReply(
+                remote_id=str(reply["id"]),
+                body=str(reply.get("body") or ""),
+                author=str(reply.get("author") or ""),
+                by_provider_staff=bool(reply.get("staff")),
+                date=str(reply.get("created_at") or ""),
+            )
             for reply in data.get("replies") or []
         ]
         return [RemoteState(str(data["id"]), str(data.get("status") or ""), fields=data, replies=replies)]
@@ -123,8 +137,12 @@ class ExampleProvider(TokenAuthProvider):
 
     @staticmethod
     def ref(data: dict) -> RemoteRef:
-        return RemoteRef(remote_id=str(data["id"]), remote_number=str(data.get("number") or ""),
-                         remote_url=str(data.get("url") or ""), remote_status=str(data.get("status") or ""))
+        return RemoteRef(
+            remote_id=str(data["id"]),
+            remote_number=str(data.get("number") or ""),
+            remote_url=str(data.get("url") or ""),
+            remote_status=str(data.get("status") or ""),
+        )
 
     # --- errors --------------------------------------------------------------------------
     def field_errors(self, data: Any, response: ApiResponse | None) -> dict[str, list[str]]:
@@ -132,6 +150,7 @@ class ExampleProvider(TokenAuthProvider):
         if not isinstance(errors, dict):
             return {}
         return {FIELD_NAMES.get(key, "__all__"): list(value) for key, value in errors.items()}
+
 
 class ExampleEmulator(Emulator):
     name = "example"
@@ -156,8 +175,10 @@ class ExampleEmulator(Emulator):
         ]
 
     def snapshot(self) -> dict:
-        return {"tickets": [dict(t, replies=list(t["replies"])) for t in self.tickets.values()],
-                "tokens_issued": self.tokens_issued}
+        return {
+            "tickets": [dict(t, replies=list(t["replies"])) for t in self.tickets.values()],
+            "tokens_issued": self.tokens_issued,
+        }
 
     def expire_tokens(self) -> None:
         self.tokens = dict.fromkeys(self.tokens, 0.0)
@@ -198,9 +219,14 @@ class ExampleEmulator(Emulator):
             return self.unprocessable(errors)
         number = next(self.ids)
         ticket = {
-            "id": number, "number": f"EX-{number}", "url": f"https://example.invalid/t/{number}",
-            "subject": body["subject"], "body": body.get("body", ""), "status": body.get("status") or "open",
-            "priority": body.get("priority") or "normal", "requester": body.get("requester", ""),
+            "id": number,
+            "number": f"EX-{number}",
+            "url": f"https://example.invalid/t/{number}",
+            "subject": body["subject"],
+            "body": body.get("body", ""),
+            "status": body.get("status") or "open",
+            "priority": body.get("priority") or "normal",
+            "requester": body.get("requester", ""),
             "replies": [],
         }
         self.tickets[str(number)] = ticket

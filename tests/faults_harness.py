@@ -88,10 +88,27 @@ class WorkerFleet:
             log_path = self.log_dir / f"fault-worker-{self.started}.log"
             with open(log_path, "wb") as log:
                 process = subprocess.Popen(
-                    [sys.executable, "-m", "celery", "-A", "console", "worker", "--loglevel", "INFO",
-                     "--concurrency", str(self.concurrency), "--without-gossip", "--without-mingle",
-                     "--without-heartbeat", "-n", f"faults-{os.getpid()}-{self.started}@%h"],
-                    cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
+                    [
+                        sys.executable,
+                        "-m",
+                        "celery",
+                        "-A",
+                        "console",
+                        "worker",
+                        "--loglevel",
+                        "INFO",
+                        "--concurrency",
+                        str(self.concurrency),
+                        "--without-gossip",
+                        "--without-mingle",
+                        "--without-heartbeat",
+                        "-n",
+                        f"faults-{os.getpid()}-{self.started}@%h",
+                    ],
+                    cwd=ROOT,
+                    env=self.env(),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )
             new.append(WorkerProcess(process, log_path))
@@ -169,9 +186,19 @@ class PrivateRedis:
     def start(self) -> None:
         # As scripts/services.sh starts Redis: no persistence, so a restart loses every message.
         self.process = subprocess.Popen(
-            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-             "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                "redis-server",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wait_until(lambda: redis_answers(self.cli), timeout=15, message="Redis did not start")
 
@@ -316,9 +343,13 @@ def make_due_edits(run: Run) -> None:
 
 
 def drive(
-    run: Run, *, timeout: float, interval: float = 1.0,
+    run: Run,
+    *,
+    timeout: float,
+    interval: float = 1.0,
     events: list[tuple[float, Callable[[], None]]] | None = None,
-    fleet: WorkerFleet | None = None, supervised: bool = False,
+    fleet: WorkerFleet | None = None,
+    supervised: bool = False,
 ) -> None:
     """Play beat until every ticket has settled: sweep, make the edits that are due, and fire
     each (seconds after start, action) event once its time has come. A worker that dies on its
@@ -416,8 +447,10 @@ def check_invariants(sandbox: Sandbox, ticket_ids: list[int]) -> Verdict:
         outcomes[ticket.account.kind][ticket.sync_state] += 1
         if ticket.sync_state == SyncState.SYNCED:
             if ticket.synced_revision != ticket.revision or not ticket.remote_id:
-                problems.append(f"(a) {ticket.reference} is synced at revision {ticket.synced_revision} "
-                                f"of {ticket.revision}, remote id {ticket.remote_id!r}")
+                problems.append(
+                    f"(a) {ticket.reference} is synced at revision {ticket.synced_revision} "
+                    f"of {ticket.revision}, remote id {ticket.remote_id!r}"
+                )
         elif ticket.sync_state in (SyncState.FAILED, SyncState.NEEDS_ATTENTION):
             if not ticket.last_error.strip():
                 problems.append(f"(a) {ticket.reference} is {ticket.sync_state} without a reason")
@@ -434,8 +467,10 @@ def check_invariants(sandbox: Sandbox, ticket_ids: list[int]) -> Verdict:
         for remote in found:
             references = references_of(kind, remote)
             if len(references) != 1 or not references <= by_reference.keys():
-                problems.append(f"(b) a {kind} ticket {remote_id_of(kind, remote)} names "
-                                f"{sorted(references) or 'no console reference'}")
+                problems.append(
+                    f"(b) a {kind} ticket {remote_id_of(kind, remote)} names "
+                    f"{sorted(references) or 'no console reference'}"
+                )
             for reference in references:
                 remotes[reference].append((kind, remote))
     for reference, found in remotes.items():
@@ -451,8 +486,10 @@ def check_invariants(sandbox: Sandbox, ticket_ids: list[int]) -> Verdict:
             continue
         kind, remote = found[0]
         if (kind, remote_id_of(kind, remote)) != (ticket.account.kind, ticket.remote_id):
-            problems.append(f"(b) synced {ticket.reference} points at {ticket.remote_id}, "
-                            f"the remote ticket is {kind}:{remote_id_of(kind, remote)}")
+            problems.append(
+                f"(b) synced {ticket.reference} points at {ticket.remote_id}, "
+                f"the remote ticket is {kind}:{remote_id_of(kind, remote)}"
+            )
             continue
         # (c) the remote ticket holds what the console holds
         remote_fields = remote_view(kind, remote)
@@ -471,8 +508,10 @@ def summary(title: str, run: Run, verdict: Verdict, faults: dict, fleet: WorkerF
     lines.append(f"  edits made after sync: {run.edited} (dropped: {run.edits_dropped})")
     lines.append(f"  sweeper: published {run.sweeps['published']}, recovered {run.sweeps['recovered']}")
     if fleet is not None:
-        lines.append(f"  workers started {fleet.started}, SIGKILLed {fleet.killed}, "
-                     f"died on their own and replaced {fleet.died}")
+        lines.append(
+            f"  workers started {fleet.started}, SIGKILLed {fleet.killed}, "
+            f"died on their own and replaced {fleet.died}"
+        )
     lines.append(f"  faults injected: {dict(sorted(faults.get('injected', {}).items()))}")
     for reason, count in verdict.attention_reasons.most_common(6):
         lines.append(f"  {count:4} x {reason}")

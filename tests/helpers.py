@@ -23,8 +23,10 @@ class Sandbox:
 
     def control(self, path: str, payload: dict | None = None) -> dict:
         url = f"{self.server.url}/_sandbox/{path}"
-        response = requests.post(url, json=payload or {}, timeout=5) if payload is not None else (
-            requests.get(url, timeout=5)
+        response = (
+            requests.post(url, json=payload or {}, timeout=5)
+            if payload is not None
+            else (requests.get(url, timeout=5))
         )
         response.raise_for_status()
         return response.json()

@@ -64,8 +64,15 @@ def test_members_of_the_group_see_the_eu_rows(world):
 
 def test_a_ticket_cannot_be_added_to_an_account_outside_ones_groups(world):
     staff = world.client("staff_outside")
-    data = {"account": world.eu_account.pk, "title": "Sneaky", "requester_email": "x@example.com",
-            "priority": "medium", "status": "new", "tags": "[]", "extra": "{}"}
+    data = {
+        "account": world.eu_account.pk,
+        "title": "Sneaky",
+        "requester_email": "x@example.com",
+        "priority": "medium",
+        "status": "new",
+        "tags": "[]",
+        "extra": "{}",
+    }
     admin_answer = staff.post(reverse("admin:tickets_ticket_add"), data)
     assert admin_answer.status_code == 200
     assert "Select a valid choice" in admin_answer.content.decode()
@@ -77,10 +84,14 @@ def test_a_ticket_cannot_be_added_to_an_account_outside_ones_groups(world):
 
 def test_a_forged_selection_in_a_bulk_action_leaves_the_eu_ticket_alone(world):
     staff = world.client("staff_outside")
-    answer = staff.post(reverse("admin:tickets_ticket_changelist"), {
-        "action": "change_priority", "new_priority": "urgent",
-        "_selected_action": [world.eu_ticket.pk, world.open_ticket.pk],
-    })
+    answer = staff.post(
+        reverse("admin:tickets_ticket_changelist"),
+        {
+            "action": "change_priority",
+            "new_priority": "urgent",
+            "_selected_action": [world.eu_ticket.pk, world.open_ticket.pk],
+        },
+    )
     assert answer.status_code == 302
     job = BulkJob.objects.filter(created_by=world.users["staff_outside"]).get()
     assert job.total == 1  # only the ticket the user may see was recorded
@@ -93,8 +104,9 @@ def test_a_forged_selection_in_a_bulk_action_leaves_the_eu_ticket_alone(world):
 def test_a_job_only_touches_what_its_starter_may_see_when_it_runs(world):
     """Ids recorded while the starter was in the group are skipped once they are not."""
     starter = world.users["agent"]
-    job = BulkJob.objects.create(action="export_csv", selection={"ids": [world.eu_ticket.pk]}, total=1,
-                                 created_by=starter)
+    job = BulkJob.objects.create(
+        action="export_csv", selection={"ids": [world.eu_ticket.pk]}, total=1, created_by=starter
+    )
     starter.groups.clear()
     bulk.run_job(job.pk)
     job.refresh_from_db()
@@ -106,9 +118,14 @@ def test_a_job_only_touches_what_its_starter_may_see_when_it_runs(world):
 
 def test_select_all_exports_only_what_the_starter_sees(world):
     staff = world.client("staff_outside")
-    staff.post(reverse("admin:tickets_ticket_changelist"), {
-        "action": "export_csv", "select_across": "1", "_selected_action": [world.open_ticket.pk],
-    })
+    staff.post(
+        reverse("admin:tickets_ticket_changelist"),
+        {
+            "action": "export_csv",
+            "select_across": "1",
+            "_selected_action": [world.open_ticket.pk],
+        },
+    )
     job = BulkJob.objects.get(created_by=world.users["staff_outside"])
     bulk.run_job(job.pk)
     download = staff.get(reverse("admin:tickets_ticket_bulk_job_download", args=[job.pk]))
@@ -118,8 +135,12 @@ def test_select_all_exports_only_what_the_starter_sees(world):
 
 def test_jobs_and_exports_belong_to_their_starter_unless_allowed_to_see_all(world):
     other = make_user("other-staff", staff=True, permissions=("view_ticket", "change_ticket"))
-    job = BulkJob.objects.create(action="export_csv", selection={"ids": [world.open_ticket.pk]}, total=1,
-                                 created_by=world.users["staff_outside"])
+    job = BulkJob.objects.create(
+        action="export_csv",
+        selection={"ids": [world.open_ticket.pk]},
+        total=1,
+        created_by=world.users["staff_outside"],
+    )
     bulk.run_job(job.pk)
     download = reverse("admin:tickets_ticket_bulk_job_download", args=[job.pk])
     assert world.client("staff_outside").get(download).status_code == 200

@@ -59,10 +59,12 @@ TICKET_ACTION = answers("login redirect missing missing denied redirect")
 RULES: dict[str, Rule] = {
     "tickets:list": Rule(answers("login ok ok ok ok ok"), named("tickets:list")),
     "tickets:create": Rule(answers("login ok ok ok denied ok"), named("tickets:create")),
-    "tickets:sync_states": Rule(answers("login ok ok ok ok ok"),
-                                lambda w: f"{reverse('tickets:sync_states')}?id={w.eu_ticket.pk}"),
-    "tickets:detail": Rule(answers("login ok missing missing missing ok"),
-                           named("tickets:detail", pk=eu_ticket)),
+    "tickets:sync_states": Rule(
+        answers("login ok ok ok ok ok"), lambda w: f"{reverse('tickets:sync_states')}?id={w.eu_ticket.pk}"
+    ),
+    "tickets:detail": Rule(
+        answers("login ok missing missing missing ok"), named("tickets:detail", pk=eu_ticket)
+    ),
     "tickets:edit": Rule(answers("login ok missing missing denied ok"), named("tickets:edit", pk=eu_ticket)),
     **{
         f"tickets:{action}": Rule(TICKET_ACTION, named(f"tickets:{action}", pk=eu_ticket), method="post")
@@ -76,54 +78,80 @@ RULES: dict[str, Rule] = {
     # Prometheus authenticates with METRICS_TOKEN, never a session: unset (as here), no one.
     "metrics": Rule(answers("missing missing missing missing missing missing"), named("metrics")),
     # A wrong secret is a 404 for everyone, signed in or not.
-    "inbound": Rule(answers("missing missing missing missing missing missing"),
-                    named("inbound", route=lambda w: "knight", account_id=lambda w: w.eu_account.pk,
-                          secret=lambda w: "not-the-secret"), method="post"),
+    "inbound": Rule(
+        answers("missing missing missing missing missing missing"),
+        named(
+            "inbound",
+            route=lambda w: "knight",
+            account_id=lambda w: w.eu_account.pk,
+            secret=lambda w: "not-the-secret",
+        ),
+        method="post",
+    ),
 }
 
 # --- the admin: pages of its own ------------------------------------------------------------
 # Agents who are not staff are sent to the admin's sign-in, as anonymous visitors are.
 STAFF_ONLY = "admin_login admin_login admin_login"
-RULES.update({
-    "sync_dashboard": Rule(answers(f"{STAFF_ONLY} ok ok ok"), named("sync_dashboard")),
-    "admin:index": Rule(answers(f"{STAFF_ONLY} ok ok ok"), named("admin:index")),
-    "admin:login": Rule(answers("ok ok ok index index index"), named("admin:login")),
-    # Signing out of the admin ends up on a sign-in page, signed in or not.
-    "admin:logout": Rule(answers("index index index login login login"), named("admin:logout"),
-                         method="post"),
-    "admin:password_change": Rule(answers(f"{STAFF_ONLY} ok ok ok"), named("admin:password_change")),
-    "admin:password_change_done": Rule(answers(f"{STAFF_ONLY} ok ok ok"),
-                                       named("admin:password_change_done")),
-    "admin:autocomplete": Rule(answers(f"{STAFF_ONLY} denied denied denied"),
-                               named("admin:autocomplete")),
-    "admin:jsi18n": Rule(answers(f"{STAFF_ONLY} ok ok ok"), named("admin:jsi18n")),
-    # Tickets have no public page: the shortcut finds nothing to redirect to, for anyone.
-    "admin:view_on_site": Rule(answers(f"{STAFF_ONLY} missing missing missing"), named(
-        "admin:view_on_site", content_type_id=lambda w: ContentType.objects.get_for_model(w.eu_ticket).pk,
-        object_id=eu_ticket)),
-    "admin:app_list": Rule(answers(f"{STAFF_ONLY} ok ok ok"),
-                           named("admin:app_list", app_label=lambda w: "tickets")),
-    "admin/(?P<url>.*)$": Rule(answers(f"{STAFF_ONLY} missing missing missing"),
-                               lambda w: "/admin/no-such-page/"),
-    # Bulk jobs belong to whoever started them (here the superuser): others meet a 404.
-    "admin:tickets_ticket_bulk_job": Rule(answers(f"{STAFF_ONLY} missing denied ok"),
-                                          named("admin:tickets_ticket_bulk_job", job_id=eu_job)),
-    "admin:tickets_ticket_bulk_job_progress": Rule(
-        answers(f"{STAFF_ONLY} missing denied ok"),
-        named("admin:tickets_ticket_bulk_job_progress", job_id=eu_job)),
-    "admin:tickets_ticket_bulk_job_download": Rule(
-        answers(f"{STAFF_ONLY} missing denied ok"),
-        named("admin:tickets_ticket_bulk_job_download", job_id=eu_job)),
-    "admin:tickets_ticket_bulk_job_retry": Rule(
-        answers(f"{STAFF_ONLY} missing denied redirect"),
-        named("admin:tickets_ticket_bulk_job_retry", job_id=eu_job), method="post"),
-    **{
-        f"admin:providers_provideraccount_{view}": Rule(
-            answers(f"{STAFF_ONLY} denied redirect redirect"),
-            named(f"admin:providers_provideraccount_{view}", pk=lambda w: w.eu_account.pk), method="post")
-        for view in ("test", "pause", "resume", "rotate_callback_secret")
-    },
-})
+RULES.update(
+    {
+        "sync_dashboard": Rule(answers(f"{STAFF_ONLY} ok ok ok"), named("sync_dashboard")),
+        "admin:index": Rule(answers(f"{STAFF_ONLY} ok ok ok"), named("admin:index")),
+        "admin:login": Rule(answers("ok ok ok index index index"), named("admin:login")),
+        # Signing out of the admin ends up on a sign-in page, signed in or not.
+        "admin:logout": Rule(
+            answers("index index index login login login"), named("admin:logout"), method="post"
+        ),
+        "admin:password_change": Rule(answers(f"{STAFF_ONLY} ok ok ok"), named("admin:password_change")),
+        "admin:password_change_done": Rule(
+            answers(f"{STAFF_ONLY} ok ok ok"), named("admin:password_change_done")
+        ),
+        "admin:autocomplete": Rule(
+            answers(f"{STAFF_ONLY} denied denied denied"), named("admin:autocomplete")
+        ),
+        "admin:jsi18n": Rule(answers(f"{STAFF_ONLY} ok ok ok"), named("admin:jsi18n")),
+        # Tickets have no public page: the shortcut finds nothing to redirect to, for anyone.
+        "admin:view_on_site": Rule(
+            answers(f"{STAFF_ONLY} missing missing missing"),
+            named(
+                "admin:view_on_site",
+                content_type_id=lambda w: ContentType.objects.get_for_model(w.eu_ticket).pk,
+                object_id=eu_ticket,
+            ),
+        ),
+        "admin:app_list": Rule(
+            answers(f"{STAFF_ONLY} ok ok ok"), named("admin:app_list", app_label=lambda w: "tickets")
+        ),
+        "admin/(?P<url>.*)$": Rule(
+            answers(f"{STAFF_ONLY} missing missing missing"), lambda w: "/admin/no-such-page/"
+        ),
+        # Bulk jobs belong to whoever started them (here the superuser): others meet a 404.
+        "admin:tickets_ticket_bulk_job": Rule(
+            answers(f"{STAFF_ONLY} missing denied ok"), named("admin:tickets_ticket_bulk_job", job_id=eu_job)
+        ),
+        "admin:tickets_ticket_bulk_job_progress": Rule(
+            answers(f"{STAFF_ONLY} missing denied ok"),
+            named("admin:tickets_ticket_bulk_job_progress", job_id=eu_job),
+        ),
+        "admin:tickets_ticket_bulk_job_download": Rule(
+            answers(f"{STAFF_ONLY} missing denied ok"),
+            named("admin:tickets_ticket_bulk_job_download", job_id=eu_job),
+        ),
+        "admin:tickets_ticket_bulk_job_retry": Rule(
+            answers(f"{STAFF_ONLY} missing denied redirect"),
+            named("admin:tickets_ticket_bulk_job_retry", job_id=eu_job),
+            method="post",
+        ),
+        **{
+            f"admin:providers_provideraccount_{view}": Rule(
+                answers(f"{STAFF_ONLY} denied redirect redirect"),
+                named(f"admin:providers_provideraccount_{view}", pk=lambda w: w.eu_account.pk),
+                method="post",
+            )
+            for view in ("test", "pause", "resume", "rotate_callback_secret")
+        },
+    }
+)
 
 
 # --- the admin: each registered model's standard pages ----------------------------------------
@@ -145,8 +173,7 @@ MODEL_PAGES = {
     "auth_group": ModelPages(lambda w: w.eu_group.pk, *[SUPERUSER_ONLY] * 5),
     "auth_user": ModelPages(lambda w: w.users[AGENT].pk, *[SUPERUSER_ONLY] * 5),
     # Provider admins configure every account, restricted or not: they set the restriction.
-    "providers_provideraccount": ModelPages(
-        lambda w: w.eu_account.pk, *[f"{STAFF_ONLY} denied ok ok"] * 5),
+    "providers_provideraccount": ModelPages(lambda w: w.eu_account.pk, *[f"{STAFF_ONLY} denied ok ok"] * 5),
     # Staff outside the group: the EU ticket does not exist for them ("index"); the provider
     # admin may view tickets but not add or change them. Nobody deletes a ticket: tickets are
     # cancelled, never deleted (they may exist at the provider).
@@ -189,25 +216,33 @@ def admin_model_rules() -> dict[str, Rule]:
             # No object of ours to open: an id that does not exist checks who is let in.
             # (the history page asks whether the object exists before it asks who is asking)
             # (sign-in records are written by the sign-in alone: no one adds one by hand)
-            pages = ModelPages(lambda w: 0, SUPERUSER_ONLY, f"{STAFF_ONLY} denied denied denied",
-                               change=f"{STAFF_ONLY} denied denied index",
-                               history=f"{STAFF_ONLY} index index index",
-                               delete=f"{STAFF_ONLY} denied denied index")
+            pages = ModelPages(
+                lambda w: 0,
+                SUPERUSER_ONLY,
+                f"{STAFF_ONLY} denied denied denied",
+                change=f"{STAFF_ONLY} denied denied index",
+                history=f"{STAFF_ONLY} index index index",
+                delete=f"{STAFF_ONLY} denied denied index",
+            )
         if pages is None:
             continue  # no rule: the completeness check names the model's routes
         target = pages.target
-        rules[f"admin:{prefix}_changelist"] = Rule(answers(pages.changelist),
-                                                   named(f"admin:{prefix}_changelist"))
+        rules[f"admin:{prefix}_changelist"] = Rule(
+            answers(pages.changelist), named(f"admin:{prefix}_changelist")
+        )
         rules[f"admin:{prefix}_add"] = Rule(answers(pages.add), named(f"admin:{prefix}_add"))
         for view in ("change", "history", "delete"):
             rules[f"admin:{prefix}_{view}"] = Rule(
-                answers(getattr(pages, view)), named(f"admin:{prefix}_{view}", object_id=target))
+                answers(getattr(pages, view)), named(f"admin:{prefix}_{view}", object_id=target)
+            )
         # admin/<app>/<model>/<id>/ only redirects to the change page, which decides.
         rules[f"admin/{model._meta.app_label}/{model._meta.model_name}/<path:object_id>/"] = Rule(
             answers(f"{STAFF_ONLY} redirect redirect redirect"),
-            lambda w, m=model, t=target: f"/admin/{m._meta.app_label}/{m._meta.model_name}/{t(w)}/")
+            lambda w, m=model, t=target: f"/admin/{m._meta.app_label}/{m._meta.model_name}/{t(w)}/",
+        )
     rules["admin:auth_user_password_change"] = Rule(
-        answers(SUPERUSER_ONLY), named("admin:auth_user_password_change", id=lambda w: w.users[AGENT].pk))
+        answers(SUPERUSER_ONLY), named("admin:auth_user_password_change", id=lambda w: w.users[AGENT].pk)
+    )
     return rules
 
 
@@ -216,8 +251,11 @@ def every_route(patterns=None, prefix: str = "", namespace: str = ""):
     """(key, route) for every URL pattern: the key is its name, or its route when unnamed."""
     for pattern in get_resolver().url_patterns if patterns is None else patterns:
         if isinstance(pattern, URLResolver):
-            inner = f"{namespace}:{pattern.namespace}" if namespace and pattern.namespace else (
-                pattern.namespace or namespace)
+            inner = (
+                f"{namespace}:{pattern.namespace}"
+                if namespace and pattern.namespace
+                else (pattern.namespace or namespace)
+            )
             yield from every_route(pattern.url_patterns, prefix + str(pattern.pattern), inner)
         elif isinstance(pattern, URLPattern):
             route = prefix + str(pattern.pattern)
@@ -233,8 +271,9 @@ def classify(response) -> str:
         if location.startswith("/admin/login/"):
             return "admin_login"
         return "index" if location == "/admin/" else "redirect"
-    return {200: "ok", 403: "denied", 404: "missing", 405: "method"}.get(response.status_code,
-                                                                          str(response.status_code))
+    return {200: "ok", 403: "denied", 404: "missing", 405: "method"}.get(
+        response.status_code, str(response.status_code)
+    )
 
 
 @pytest.mark.django_db

@@ -77,9 +77,13 @@ def visible_accounts(user: Principal) -> QuerySet[ProviderAccount]:
     member_of = set(user.groups.values_list("name", flat=True))
     # Accounts are few and the restriction lives in JSON: decide in Python, portably
     # across SQLite and PostgreSQL, and hand back a queryset for filtering.
-    restricted = {pk: groups for pk, groups in (
-        (account.pk, allowed_groups(account)) for account in accounts.only("pk", "settings")
-    ) if groups}
+    restricted = {
+        pk: groups
+        for pk, groups in (
+            (account.pk, allowed_groups(account)) for account in accounts.only("pk", "settings")
+        )
+        if groups
+    }
     hidden = [pk for pk, groups in restricted.items() if not groups & member_of]
     return accounts.exclude(pk__in=hidden)
 
@@ -104,8 +108,10 @@ def visible_tickets(user: Principal, tickets: QuerySet[Ticket] | None = None) ->
     return tickets.filter(account__in=visible_accounts(user))
 
 
-def visible_sync_attempts(user: Principal, attempts: QuerySet[SyncAttempt] | None = None,
-                          ) -> QuerySet[SyncAttempt]:
+def visible_sync_attempts(
+    user: Principal,
+    attempts: QuerySet[SyncAttempt] | None = None,
+) -> QuerySet[SyncAttempt]:
     """Call records follow their account (a connection test has no ticket, but an account)."""
     if attempts is None:
         attempts = SyncAttempt.objects.all()
@@ -115,8 +121,10 @@ def visible_sync_attempts(user: Principal, attempts: QuerySet[SyncAttempt] | Non
 
 
 def can_see_dashboard(user: Principal) -> bool:
-    return is_signed_in(user) and user.is_staff and (
-        can_manage_accounts(user) or user.has_perm("tickets.view_ticket")
+    return (
+        is_signed_in(user)
+        and user.is_staff
+        and (can_manage_accounts(user) or user.has_perm("tickets.view_ticket"))
     )
 
 

@@ -68,8 +68,15 @@ class ProviderAccountAdmin(admin.ModelAdmin):
     list_filter = ("kind", "enabled")
     search_fields = ("name", "base_url")
     readonly_fields = (
-        "credentials_updated_at", "last_ok_at", "last_error", "last_error_at", "problem_since",
-        "consecutive_failures", "test_connection_button", "pause_controls", "recent_changes",
+        "credentials_updated_at",
+        "last_ok_at",
+        "last_error",
+        "last_error_at",
+        "problem_since",
+        "consecutive_failures",
+        "test_connection_button",
+        "pause_controls",
+        "recent_changes",
         "callback_state",
     )
     actions = ["test_connections", "rotate_callback_secrets"]
@@ -86,24 +93,37 @@ class ProviderAccountAdmin(admin.ModelAdmin):
                 fields.append(credential_field_name(kind, key))
                 if key in optional_credentials(kind):
                     fields.append(clear_field_name(kind, key))
-            fieldsets.append((
-                f"{provider_class.label} credentials",
-                {
-                    "fields": fields,
-                    "classes": ("credentials", f"credentials-{kind}"),
-                    "description": "Stored encrypted and never shown again. "
-                    "Only the fields of the account's kind are used.",
-                },
-            ))
+            fieldsets.append(
+                (
+                    f"{provider_class.label} credentials",
+                    {
+                        "fields": fields,
+                        "classes": ("credentials", f"credentials-{kind}"),
+                        "description": "Stored encrypted and never shown again. "
+                        "Only the fields of the account's kind are used.",
+                    },
+                )
+            )
         fieldsets += [
             ("Defaults", {"fields": ("settings",)}),
             ("Inbound callback", {"fields": ("callback_state",)}),
             ("Status and priority maps", {"fields": ("status_map", "priority_map")}),
             ("Limits", {"fields": ("rate_limit", "rate_burst", "timeout", "paused_until")}),
-            ("Health", {"fields": (
-                "test_connection_button", "pause_controls", "credentials_updated_at", "last_ok_at",
-                "last_error", "last_error_at", "problem_since", "consecutive_failures",
-            )}),
+            (
+                "Health",
+                {
+                    "fields": (
+                        "test_connection_button",
+                        "pause_controls",
+                        "credentials_updated_at",
+                        "last_ok_at",
+                        "last_error",
+                        "last_error_at",
+                        "problem_since",
+                        "consecutive_failures",
+                    )
+                },
+            ),
         ]
         if obj is not None:
             fieldsets.append(("Recent changes", {"fields": ("recent_changes",)}))
@@ -128,9 +148,12 @@ class ProviderAccountAdmin(admin.ModelAdmin):
     def health(self, obj):
         paused = pause_state(obj)
         if obj.consecutive_failures:
-            return format_html('<span style="color:#b00">{}{} failure(s): {}</span>',
-                               f"{paused}. " if paused else "", obj.consecutive_failures,
-                               obj.last_error[:80])
+            return format_html(
+                '<span style="color:#b00">{}{} failure(s): {}</span>',
+                f"{paused}. " if paused else "",
+                obj.consecutive_failures,
+                obj.last_error[:80],
+            )
         if paused:
             return paused
         return "OK" if obj.last_ok_at else "—"
@@ -153,8 +176,9 @@ class ProviderAccountAdmin(admin.ModelAdmin):
         # formaction posts the change form (with its CSRF token) to the pause/resume view.
         if paused:
             url = reverse("admin:providers_provideraccount_resume", args=[obj.pk])
-            return format_html('{} <button type="submit" class="button" formaction="{}">Resume</button>',
-                               paused, url)
+            return format_html(
+                '{} <button type="submit" class="button" formaction="{}">Resume</button>', paused, url
+            )
         url = reverse("admin:providers_provideraccount_pause", args=[obj.pk])
         return format_html('Running <button type="submit" class="button" formaction="{}">Pause</button>', url)
 
@@ -176,8 +200,9 @@ class ProviderAccountAdmin(admin.ModelAdmin):
         if until:
             state = format_html("{} The previous secret is accepted until {}.", state, when(until))
         if not (obj.settings or {}).get("callback_base_url"):
-            state = format_html("{} Tickets carry no callback address until callback_base_url is set "
-                                "in the defaults.", state)
+            state = format_html(
+                "{} Tickets carry no callback address until callback_base_url is set in the defaults.", state
+            )
         return format_html("{}{}", state, button)
 
     @admin.display(description="Changes")
@@ -187,17 +212,28 @@ class ProviderAccountAdmin(admin.ModelAdmin):
         entries = (
             LogEntry.objects.filter(
                 content_type=ContentType.objects.get_for_model(ProviderAccount), object_id=str(obj.pk)
-            ).select_related("user").order_by("-action_time")[:HISTORY_ON_PAGE]
+            )
+            .select_related("user")
+            .order_by("-action_time")[:HISTORY_ON_PAGE]
         )
         rows = format_html_join(
-            "", "<li>{} — {}: {}</li>",
-            ((formats.date_format(timezone.localtime(e.action_time), "DATETIME_FORMAT"),
-              e.user.get_username(), e.get_change_message() or e.get_action_flag_display())
-             for e in entries),
+            "",
+            "<li>{} — {}: {}</li>",
+            (
+                (
+                    formats.date_format(timezone.localtime(e.action_time), "DATETIME_FORMAT"),
+                    e.user.get_username(),
+                    e.get_change_message() or e.get_action_flag_display(),
+                )
+                for e in entries
+            ),
         )
         history = reverse("admin:providers_provideraccount_history", args=[obj.pk])
-        return format_html('<ul style="margin:0">{}</ul><a href="{}">Full history</a>',
-                           rows or mark_safe("<li>No changes recorded.</li>"), history)
+        return format_html(
+            '<ul style="margin:0">{}</ul><a href="{}">Full history</a>',
+            rows or mark_safe("<li>No changes recorded.</li>"),
+            history,
+        )
 
     # --- the change log: field names, never credential values -------------------------------
     def construct_change_message(self, request, form, formsets, add=False):
@@ -210,14 +246,18 @@ class ProviderAccountAdmin(admin.ModelAdmin):
     def get_urls(self):
         def view(func, suffix):
             """An account button: a POST, by someone who may change accounts (403 otherwise)."""
+
             def guarded(request, pk):
                 if not self.has_change_permission(request):
                     raise PermissionDenied
                 return func(request, pk)
 
             name = suffix.replace("-connection", "").replace("-", "_")
-            return path(f"<int:pk>/{suffix}/", self.admin_site.admin_view(require_POST(guarded)),
-                        name=f"providers_provideraccount_{name}")
+            return path(
+                f"<int:pk>/{suffix}/",
+                self.admin_site.admin_view(require_POST(guarded)),
+                name=f"providers_provideraccount_{name}",
+            )
 
         return [
             view(self.test_view, "test-connection"),
@@ -269,11 +309,15 @@ class ProviderAccountAdmin(admin.ModelAdmin):
             self.message_user(request, f"{account.name}: {exc}", messages.WARNING)
             return
         self.log_change(request, account, "Rotated the callback secret.")
-        message = (f"new callback secret: {account.provider_class.label} tickets created from now on "
-                   "carry the new callback address.")
+        message = (
+            f"new callback secret: {account.provider_class.label} tickets created from now on "
+            "carry the new callback address."
+        )
         if previous_until:
-            message += (f" The old secret keeps working until {when(previous_until)}; after that, "
-                        "callbacks about tickets created before this rotation are refused.")
+            message += (
+                f" The old secret keeps working until {when(previous_until)}; after that, "
+                "callbacks about tickets created before this rotation are refused."
+            )
         if not (account.settings or {}).get("callback_base_url"):
             message += " Until callback_base_url is set in the defaults, tickets carry no callback address."
         self.message_user(request, f"{account.name}: {message}", messages.SUCCESS)

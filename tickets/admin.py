@@ -42,8 +42,12 @@ BADGE_COLOURS = {
 LATEST_ATTEMPTS = 20
 #: Provider fields appear in the admin form as "extra__<name>".
 EXTRA_PREFIX = "extra__"
-OPERATION_WORDS = {CREATE: "create tickets", UPDATE: "update tickets", FETCH: "read tickets back",
-                   REPLY: "take replies"}
+OPERATION_WORDS = {
+    CREATE: "create tickets",
+    UPDATE: "update tickets",
+    FETCH: "read tickets back",
+    REPLY: "take replies",
+}
 
 
 class LatestAttemptsFormSet(forms.BaseInlineFormSet):
@@ -72,16 +76,17 @@ class VisibleAccountFilter(admin.RelatedFieldListFilter):
     restricted account's name is not shown to those outside its groups."""
 
     def field_choices(self, field, request, model_admin):
-        return [(account.pk, str(account)) for account in
-                access.visible_accounts(request.user).order_by("name").only("pk", "name")]
+        return [
+            (account.pk, str(account))
+            for account in access.visible_accounts(request.user).order_by("name").only("pk", "name")
+        ]
 
 
 class TicketActionForm(helpers.ActionForm):
     """The changelist's action bar, with the values the change actions need."""
 
     new_status = forms.ChoiceField(required=False, label="Status", choices=[("", "—"), *Status.choices])
-    new_priority = forms.ChoiceField(required=False, label="Priority",
-                                     choices=[("", "—"), *Priority.choices])
+    new_priority = forms.ChoiceField(required=False, label="Priority", choices=[("", "—"), *Priority.choices])
 
 
 class TicketAdminForm(TicketForm):
@@ -96,7 +101,9 @@ class TicketAdminForm(TicketForm):
     # Typed as text, not as raw JSON ("[]" and "null" on an empty ticket).
     tags = TagsField(required=False, help_text="Comma-separated, e.g. vpn, outage.")
     extra = forms.JSONField(
-        required=False, label="Provider fields (JSON)", widget=forms.Textarea(attrs={"rows": 3}),
+        required=False,
+        label="Provider fields (JSON)",
+        widget=forms.Textarea(attrs={"rows": 3}),
         help_text='The provider\'s own fields as a JSON object, e.g. {"queue": "L2"}; empty for none.',
     )
 
@@ -147,30 +154,80 @@ class TicketAdminForm(TicketForm):
 class TicketAdmin(admin.ModelAdmin):
     form = TicketAdminForm
     action_form = TicketActionForm
-    list_display = ("reference", "title", "account", "provider_kind", "status", "priority", "sync_badge",
-                    "remote_link", "created_at")
-    list_filter = (("account", VisibleAccountFilter), "account__kind", "sync_state", "status", "priority",
-                   "created_at")
+    list_display = (
+        "reference",
+        "title",
+        "account",
+        "provider_kind",
+        "status",
+        "priority",
+        "sync_badge",
+        "remote_link",
+        "created_at",
+    )
+    list_filter = (
+        ("account", VisibleAccountFilter),
+        "account__kind",
+        "sync_state",
+        "status",
+        "priority",
+        "created_at",
+    )
     # What the search box compares; get_search_results does the searching (tickets/search.py).
-    search_fields = ("=reference", "=remote_id", "=remote_number", "title", "requester_email",
-                     "requester_name")
+    search_fields = (
+        "=reference",
+        "=remote_id",
+        "=remote_number",
+        "title",
+        "requester_email",
+        "requester_name",
+    )
     list_select_related = ("account",)
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER  # a count query per filter choice: not at 100k rows
     paginator = EstimatedCountPaginator
     readonly_fields = (
-        "reference", "sync_badge", "last_error", "remote_id", "remote_number", "remote_link",
-        "remote_status_label", "revision", "synced_revision", "attempts", "next_attempt_at",
-        "last_synced_at", "created_by", "created_at", "updated_at",
+        "reference",
+        "sync_badge",
+        "last_error",
+        "remote_id",
+        "remote_number",
+        "remote_link",
+        "remote_status_label",
+        "revision",
+        "synced_revision",
+        "attempts",
+        "next_attempt_at",
+        "last_synced_at",
+        "created_by",
+        "created_at",
+        "updated_at",
     )
     sync_fields = (
-        "sync_badge", "last_error", "remote_id", "remote_number", "remote_link",
-        "remote_status_label", "revision", "synced_revision", "attempts", "next_attempt_at",
-        "last_synced_at", "created_by", "created_at", "updated_at",
+        "sync_badge",
+        "last_error",
+        "remote_id",
+        "remote_number",
+        "remote_link",
+        "remote_status_label",
+        "revision",
+        "synced_revision",
+        "attempts",
+        "next_attempt_at",
+        "last_synced_at",
+        "created_by",
+        "created_at",
+        "updated_at",
     )
     inlines = [SyncAttemptInline]
     actions = [
-        "sync_now", "retry_failed", "pull_now", "change_status", "change_priority", "cancel", "export_csv",
+        "sync_now",
+        "retry_failed",
+        "pull_now",
+        "change_status",
+        "change_priority",
+        "cancel",
+        "export_csv",
     ]
     change_form_template = "admin/tickets/ticket/change_form.html"
 
@@ -248,20 +305,26 @@ class TicketAdmin(admin.ModelAdmin):
         if provider_class is None:
             return {"provider_chosen": False}
         capabilities = [
-            {"operation": op, "words": words, "supported": provider_class.supports(op),
-             "reason": "" if provider_class.supports(op) else provider_class.reason_unsupported(op)}
+            {
+                "operation": op,
+                "words": words,
+                "supported": provider_class.supports(op),
+                "reason": "" if provider_class.supports(op) else provider_class.reason_unsupported(op),
+            }
             for op, words in OPERATION_WORDS.items()
         ]
-        context = {"provider_chosen": True, "provider_label": provider_class.label,
-                   "capabilities": capabilities}
+        context = {
+            "provider_chosen": True,
+            "provider_label": provider_class.label,
+            "capabilities": capabilities,
+        }
         if obj is not None:
             context["update_refused"] = (
                 provider_class.reason_unsupported(UPDATE)
-                if obj.remote_id and not provider_class.supports(UPDATE) else ""
+                if obj.remote_id and not provider_class.supports(UPDATE)
+                else ""
             )
-            context["attempts_url"] = (
-                reverse("admin:tickets_syncattempt_changelist") + f"?q={obj.reference}"
-            )
+            context["attempts_url"] = reverse("admin:tickets_syncattempt_changelist") + f"?q={obj.reference}"
             try:
                 preview = obj.account.get_provider().preview(obj)
                 context["preview"] = {**preview, "headers": json.dumps(preview["headers"], indent=2)}
@@ -302,7 +365,8 @@ class TicketAdmin(admin.ModelAdmin):
         colour = BADGE_COLOURS.get(obj.sync_state, "#777")
         return format_html(
             '<span style="background:{};color:#fff;padding:1px 6px;border-radius:8px">{}</span>',
-            colour, obj.get_sync_state_display(),
+            colour,
+            obj.get_sync_state_display(),
         )
 
     @admin.display(description="Remote status")
@@ -377,15 +441,26 @@ class TicketAdmin(admin.ModelAdmin):
     # --- the job page ------------------------------------------------------------------------
     def get_urls(self):
         own = [
-            path("bulk-jobs/<int:job_id>/", self.admin_site.admin_view(self.bulk_job_view),
-                 name="tickets_ticket_bulk_job"),
-            path("bulk-jobs/<int:job_id>/progress.json", self.admin_site.admin_view(self.bulk_job_progress),
-                 name="tickets_ticket_bulk_job_progress"),
-            path("bulk-jobs/<int:job_id>/retry-failed/",
-                 self.admin_site.admin_view(require_POST(self.bulk_job_retry_failed)),
-                 name="tickets_ticket_bulk_job_retry"),
-            path("bulk-jobs/<int:job_id>/download/", self.admin_site.admin_view(self.bulk_job_download),
-                 name="tickets_ticket_bulk_job_download"),
+            path(
+                "bulk-jobs/<int:job_id>/",
+                self.admin_site.admin_view(self.bulk_job_view),
+                name="tickets_ticket_bulk_job",
+            ),
+            path(
+                "bulk-jobs/<int:job_id>/progress.json",
+                self.admin_site.admin_view(self.bulk_job_progress),
+                name="tickets_ticket_bulk_job_progress",
+            ),
+            path(
+                "bulk-jobs/<int:job_id>/retry-failed/",
+                self.admin_site.admin_view(require_POST(self.bulk_job_retry_failed)),
+                name="tickets_ticket_bulk_job_retry",
+            ),
+            path(
+                "bulk-jobs/<int:job_id>/download/",
+                self.admin_site.admin_view(self.bulk_job_download),
+                name="tickets_ticket_bulk_job_download",
+            ),
         ]
         return own + super().get_urls()
 
@@ -400,7 +475,9 @@ class TicketAdmin(admin.ModelAdmin):
         context = {
             **self.admin_site.each_context(request),
             "title": f"Bulk job #{job.pk}: {bulk.progress(job)['action']}",
-            "opts": self.opts, "job": job, "progress": bulk.progress(job),
+            "opts": self.opts,
+            "job": job,
+            "progress": bulk.progress(job),
             "results": bulk.grouped_results(job),
             "progress_url": reverse("admin:tickets_ticket_bulk_job_progress", args=[job.pk]),
         }
@@ -409,7 +486,8 @@ class TicketAdmin(admin.ModelAdmin):
     def bulk_job_progress(self, request, job_id: int):
         job = self.job_for(request, job_id)
         results_html = TemplateResponse(
-            request, "admin/tickets/ticket/bulk_job_results.html",
+            request,
+            "admin/tickets/ticket/bulk_job_results.html",
             {"job": job, "results": bulk.grouped_results(job), "progress": bulk.progress(job)},
         ).rendered_content
         return JsonResponse({**bulk.progress(job), "results_html": results_html})
@@ -428,8 +506,12 @@ class TicketAdmin(admin.ModelAdmin):
         name = job.results.get("file")
         if not name or not default_storage.exists(name):
             raise Http404("This job has no export file.")
-        return FileResponse(default_storage.open(name, "rb"), as_attachment=True,
-                            filename=f"tickets-job-{job.pk}.csv", content_type="text/csv")
+        return FileResponse(
+            default_storage.open(name, "rb"),
+            as_attachment=True,
+            filename=f"tickets-job-{job.pk}.csv",
+            content_type="text/csv",
+        )
 
 
 @admin.register(SyncAttempt)
@@ -453,8 +535,19 @@ class SyncAttemptAdmin(admin.ModelAdmin):
 class BulkJobAdmin(admin.ModelAdmin):
     """The list of bulk jobs; each opens its live page (for those who may change tickets)."""
 
-    list_display = ("job_link", "state", "total", "processed", "succeeded", "kept_here", "failed", "skipped",
-                    "created_by", "created_at", "finished_at")
+    list_display = (
+        "job_link",
+        "state",
+        "total",
+        "processed",
+        "succeeded",
+        "kept_here",
+        "failed",
+        "skipped",
+        "created_by",
+        "created_at",
+        "finished_at",
+    )
     list_filter = ("state", "action")
     list_select_related = ("created_by",)
     show_full_result_count = False

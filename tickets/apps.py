@@ -10,5 +10,6 @@ class TicketsConfig(AppConfig):
         from tickets import search_fts
 
         # A table rebuild by a later migration drops the search index's triggers on SQLite.
-        post_migrate.connect(search_fts.repair_after_migrate, sender=self,
-                             dispatch_uid="tickets.search_fts.repair")
+        post_migrate.connect(
+            search_fts.repair_after_migrate, sender=self, dispatch_uid="tickets.search_fts.repair"
+        )

@@ -20,11 +20,18 @@ class AttemptLog:
         self.exchanges.append(exchange)
 
     def rows(
-        self, *, account_id: int, operation: str, outcome: str, message: str,
+        self,
+        *,
+        account_id: int,
+        operation: str,
+        outcome: str,
+        message: str,
         ticket: Ticket | None = None,
     ) -> list[SyncAttempt]:
         common = {
-            "ticket": ticket, "account_id": account_id, "operation": operation,
+            "ticket": ticket,
+            "account_id": account_id,
+            "operation": operation,
             "revision": ticket.revision if ticket else None,
         }
         if not self.exchanges:  # refused before anything was sent (configuration, keys)
@@ -37,16 +44,21 @@ class AttemptLog:
             # connection test, where signing in is part of what is being tested.
             signing_in = (
                 {"operation": SyncAttempt.Operation.SIGN_IN}
-                if exchange.purpose == SIGN_IN and operation != SyncAttempt.Operation.TEST else {}
+                if exchange.purpose == SIGN_IN and operation != SyncAttempt.Operation.TEST
+                else {}
             )
             rows.append(
                 SyncAttempt(
                     **{**common, **signing_in},
-                    started_at=exchange.started_at, duration_ms=exchange.duration_ms,
+                    started_at=exchange.started_at,
+                    duration_ms=exchange.duration_ms,
                     outcome=outcome if last else ("success" if ok else "failed"),
-                    http_status=exchange.status, request_method=exchange.method,
-                    request_url=exchange.url[:1000], request_headers=exchange.request_headers,
-                    request_body=exchange.request_body, response_body=exchange.response_body,
+                    http_status=exchange.status,
+                    request_method=exchange.method,
+                    request_url=exchange.url[:1000],
+                    request_headers=exchange.request_headers,
+                    request_body=exchange.request_body,
+                    response_body=exchange.response_body,
                     error=message if last else exchange.error,
                 )
             )
@@ -54,6 +66,11 @@ class AttemptLog:
 
     def save(self, *, ticket: Ticket, operation: str, outcome: str, message: str) -> None:
         SyncAttempt.objects.bulk_create(
-            self.rows(account_id=ticket.account_id, operation=operation, outcome=outcome,
-                      message=message, ticket=ticket)
+            self.rows(
+                account_id=ticket.account_id,
+                operation=operation,
+                outcome=outcome,
+                message=message,
+                ticket=ticket,
+            )
         )

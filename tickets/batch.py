@@ -78,7 +78,8 @@ def claim_batch(kind: OutboundKind, account_id: int, *, limit: int) -> list:
     due = (
         kind.claimable(rows, now)
         .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-        .order_by("pk").values("pk")[:limit]
+        .order_by("pk")
+        .values("pk")[:limit]
     )
     table = connection.ops.quote_name(kind.model._meta.db_table)
     with transaction.atomic():
@@ -94,8 +95,12 @@ def claim_batch(kind: OutboundKind, account_id: int, *, limit: int) -> list:
             cursor.execute(
                 f"UPDATE {table} SET sync_state = %s, attempts = attempts + 1, sending_since = %s "  # noqa: S608
                 f"WHERE id IN ({due_sql}) AND sync_state = %s RETURNING id, attempts",
-                [SyncState.SENDING, connection.ops.adapt_datetimefield_value(now), *due_params,
-                 SyncState.PENDING],
+                [
+                    SyncState.SENDING,
+                    connection.ops.adapt_datetimefield_value(now),
+                    *due_params,
+                    SyncState.PENDING,
+                ],
             )
             claimed = dict(cursor.fetchall())
     if not claimed:
@@ -147,8 +152,9 @@ def send(kind: OutboundKind, item: Sending, breaker: Breaker) -> None:
         item.put_back_until = busy.until
         return
     except Exception as exc:  # noqa: BLE001 - every failure is classified and recorded
-        item.decision = outbound.decide(kind, exc, row=row, operation=item.operation,
-                                        sent=bool(item.attempt_log.exchanges))
+        item.decision = outbound.decide(
+            kind, exc, row=row, operation=item.operation, sent=bool(item.attempt_log.exchanges)
+        )
     breaker.record(item.decision)
 
 
@@ -165,8 +171,9 @@ class Senders:
     def submit(self, item: Sending) -> None:
         self.todo.put(item)
         if len(self.threads) < self.width:
-            thread = threading.Thread(target=self.work, name=f"push-{self.kind.noun}-{len(self.threads)}",
-                                      daemon=True)
+            thread = threading.Thread(
+                target=self.work, name=f"push-{self.kind.noun}-{len(self.threads)}", daemon=True
+            )
             thread.start()
             self.threads.append(thread)
 
@@ -177,8 +184,9 @@ class Senders:
                     send(self.kind, item, self.breaker)
                 except Exception as exc:  # noqa: BLE001 - a bug here must not lose the row
                     log.exception("Unexpected error while sending %s %s", self.kind.noun, item.row.pk)
-                    item.decision = self.kind.internal_error(exc, operation=item.operation,
-                                                             sent=bool(item.attempt_log.exchanges))
+                    item.decision = self.kind.internal_error(
+                        exc, operation=item.operation, sent=bool(item.attempt_log.exchanges)
+                    )
                 self.finished.put(item)
         finally:
             connections.close_all()  # this thread's own connections
@@ -242,8 +250,10 @@ class AccountRun:
                 # With calls in flight, refill once half the threads are free (a claim then
                 # takes several rows) and only while claims come back full; with none in
                 # flight, always look again: the run ends when a claim finds nothing due.
-                if not self.stopped and free and (
-                    not self.in_flight or (self.more and free >= max(1, self.width // 2))
+                if (
+                    not self.stopped
+                    and free
+                    and (not self.in_flight or (self.more and free >= max(1, self.width // 2)))
                 ):
                     if time.monotonic() < stop_at:
                         rows = claim_batch(self.kind, self.account_id, limit=free)
@@ -272,7 +282,8 @@ class AccountRun:
         due rows again before it ends, so rows made due meanwhile are not left behind."""
         live_since = timezone.now() - timedelta(seconds=settings.SYNC_LEASE)
         return self.kind.model.objects.filter(
-            sync_state=SyncState.SENDING, sending_since__gt=live_since,
+            sync_state=SyncState.SENDING,
+            sending_since__gt=live_since,
             **{f"{self.kind.related}_id": self.account_id},
         ).exists()
 
@@ -327,8 +338,15 @@ class AccountRun:
                 self.put_back(item.row, item.put_back_until)
                 continue
             decision = item.decision
-            applied = outbound.finish(self.kind, item.row, operation=item.operation, decision=decision,
-                                      attempt_log=item.attempt_log, sent=item.sent, in_run=True)
+            applied = outbound.finish(
+                self.kind,
+                item.row,
+                operation=item.operation,
+                decision=decision,
+                attempt_log=item.attempt_log,
+                sent=item.sent,
+                in_run=True,
+            )
             self.states[decision.state] += 1
             if not applied:
                 continue
@@ -355,4 +373,3 @@ def account_of_row(kind: OutboundKind, pk: int) -> int | None:
     """The account a row (ticket or reply) belongs to, for a message naming one row."""
     path = f"{kind.related}_id"
     return kind.model.objects.filter(pk=pk).values_list(path, flat=True).first()
-

@@ -40,8 +40,19 @@ EXAMPLES_PER_REASON = 20
 #: A selected ticket the job's starter may not (or no longer) see, or one deleted since.
 NOT_AVAILABLE = "Not found, or not visible to whoever started the job"
 EXPORT_COLUMNS = (
-    "reference", "title", "account", "provider", "status", "priority", "sync_state",
-    "remote_id", "remote_number", "remote_url", "requester_email", "requester_name", "created_at",
+    "reference",
+    "title",
+    "account",
+    "provider",
+    "status",
+    "priority",
+    "sync_state",
+    "remote_id",
+    "remote_number",
+    "remote_url",
+    "requester_email",
+    "requester_name",
+    "created_at",
 )
 
 
@@ -80,7 +91,10 @@ def start_job(*, action: str, params: dict[str, Any], selection: dict[str, Any],
         raise services.TicketActionError(f"Unknown bulk action '{action}'.")
     ids = selection.get("ids")
     job = BulkJob.objects.create(
-        action=action, params=params, selection=selection, created_by=user,
+        action=action,
+        params=params,
+        selection=selection,
+        created_by=user,
         total=len(ids) if ids is not None else 0,
     )
     transaction.on_commit(lambda: publish(job.pk))
@@ -102,8 +116,9 @@ def republish_stale_jobs() -> int:
     """Publish queued jobs whose message never came (beat, every minute). A duplicate is
     harmless: chunks are applied under the job's row lock, from its cursor."""
     stale = list(
-        BulkJob.objects.filter(state=BulkJob.State.QUEUED, created_at__lt=timezone.now() - QUEUED_TOO_LONG)
-        .values_list("pk", flat=True)[:100]
+        BulkJob.objects.filter(
+            state=BulkJob.State.QUEUED, created_at__lt=timezone.now() - QUEUED_TOO_LONG
+        ).values_list("pk", flat=True)[:100]
     )
     for job_id in stale:
         publish(job_id)
@@ -183,11 +198,26 @@ def export_chunk(job: BulkJob, ticket_ids: list[int]) -> services.BulkOutcome:
     writer = csv.writer(buffer)
     written = []
     for ticket in Ticket.objects.select_related("account").filter(pk__in=ticket_ids).order_by("pk"):
-        writer.writerow([spreadsheet_safe(value) for value in (
-            ticket.reference, ticket.title, ticket.account.name, ticket.account.kind, ticket.status,
-            ticket.priority, ticket.sync_state, ticket.remote_id, ticket.remote_number, ticket.remote_url,
-            ticket.requester_email, ticket.requester_name, ticket.created_at.isoformat(),
-        )])
+        writer.writerow(
+            [
+                spreadsheet_safe(value)
+                for value in (
+                    ticket.reference,
+                    ticket.title,
+                    ticket.account.name,
+                    ticket.account.kind,
+                    ticket.status,
+                    ticket.priority,
+                    ticket.sync_state,
+                    ticket.remote_id,
+                    ticket.remote_number,
+                    ticket.remote_url,
+                    ticket.requester_email,
+                    ticket.requester_name,
+                    ticket.created_at.isoformat(),
+                )
+            ]
+        )
         written.append(ticket.pk)
     part = f"{export_dir(job)}/part-{ticket_ids[0]:012d}.csv"
     if default_storage.exists(part):  # written by a try whose transaction did not commit
@@ -270,8 +300,9 @@ def run_chunk(job_id: int, selected=None) -> bool:
         outcome.add(services.SKIPPED, NOT_AVAILABLE, [pk for pk in ticket_ids if pk not in allowed])
         merge_outcome(job, outcome)
         job.cursor = ticket_ids[-1]
-        job.save(update_fields=["cursor", "processed", "succeeded", "failed", "skipped", "kept_here",
-                                "results"])
+        job.save(
+            update_fields=["cursor", "processed", "succeeded", "failed", "skipped", "kept_here", "results"]
+        )
     return True
 
 
@@ -289,14 +320,22 @@ def run_bulk_job(job_id: int) -> str:
 
 # --- what the job page shows ----------------------------------------------------------------
 def progress(job: BulkJob) -> dict[str, Any]:
-    percent = 100 if job.state == BulkJob.State.DONE else (
-        int(100 * job.processed / job.total) if job.total else 0
+    percent = (
+        100 if job.state == BulkJob.State.DONE else (int(100 * job.processed / job.total) if job.total else 0)
     )
     return {
-        "id": job.pk, "action": ACTIONS[job.action].label if job.action in ACTIONS else job.action,
-        "state": job.state, "state_label": job.get_state_display(), "total": job.total,
-        "processed": job.processed, "succeeded": job.succeeded, "failed": job.failed,
-        "skipped": job.skipped, "kept_here": job.kept_here, "percent": min(percent, 100), "error": job.error,
+        "id": job.pk,
+        "action": ACTIONS[job.action].label if job.action in ACTIONS else job.action,
+        "state": job.state,
+        "state_label": job.get_state_display(),
+        "total": job.total,
+        "processed": job.processed,
+        "succeeded": job.succeeded,
+        "failed": job.failed,
+        "skipped": job.skipped,
+        "kept_here": job.kept_here,
+        "percent": min(percent, 100),
+        "error": job.error,
         "finished": job.state in (BulkJob.State.DONE, BulkJob.State.FAILED, BulkJob.State.CANCELLED),
         "has_file": bool(job.results.get("file")),
     }
@@ -305,7 +344,9 @@ def progress(job: BulkJob) -> dict[str, Any]:
 #: Tickets named per reason on the job page (a failed group keeps every id for the retry).
 EXAMPLES_SHOWN = 10
 OUTCOME_LABELS = {
-    services.FAILED: "Failed", services.SKIPPED: "Skipped", services.KEPT_HERE: "Kept here only",
+    services.FAILED: "Failed",
+    services.SKIPPED: "Skipped",
+    services.KEPT_HERE: "Kept here only",
     services.SUCCEEDED: "Succeeded",
 }
 
@@ -316,8 +357,15 @@ def grouped_results(job: BulkJob) -> list[dict[str, Any]]:
     rows = []
     for kind, label in OUTCOME_LABELS.items():
         for reason, entry in sorted(job.results.get(kind, {}).items(), key=lambda item: -item[1]["count"]):
-            rows.append({"outcome": kind, "label": label, "reason": reason, "count": entry["count"],
-                         "ids": entry["ids"][:EXAMPLES_SHOWN]})
+            rows.append(
+                {
+                    "outcome": kind,
+                    "label": label,
+                    "reason": reason,
+                    "count": entry["count"],
+                    "ids": entry["ids"][:EXAMPLES_SHOWN],
+                }
+            )
     shown = {pk for row in rows for pk in row["ids"]}
     references = dict(Ticket.objects.filter(pk__in=shown).values_list("pk", "reference"))
     for row in rows:

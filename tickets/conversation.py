@@ -37,34 +37,54 @@ def record_remote_replies(*, ticket_id: int, remote_replies: list[RemoteReply]) 
         return 0
     with transaction.atomic():
         # Recognised while its post was under way, then held because that answer was lost.
-        arrived(Reply.objects.filter(ticket_id=ticket_id, direction=Reply.Direction.OUTBOUND,
-                                     remote_id__in=[remote.remote_id for remote in remote_replies]))
-        known = set(Reply.objects.filter(ticket_id=ticket_id).exclude(remote_id="")
-                    .values_list("remote_id", flat=True))
+        arrived(
+            Reply.objects.filter(
+                ticket_id=ticket_id,
+                direction=Reply.Direction.OUTBOUND,
+                remote_id__in=[remote.remote_id for remote in remote_replies],
+            )
+        )
+        known = set(
+            Reply.objects.filter(ticket_id=ticket_id)
+            .exclude(remote_id="")
+            .values_list("remote_id", flat=True)
+        )
         fresh = [remote for remote in remote_replies if remote.remote_id not in known]
         if not fresh:
             return 0
         own = list(
             Reply.objects.select_for_update()
-            .filter(ticket_id=ticket_id, direction=Reply.Direction.OUTBOUND, remote_id="",
-                    sync_state__in=MAY_BE_REMOTE)
+            .filter(
+                ticket_id=ticket_id,
+                direction=Reply.Direction.OUTBOUND,
+                remote_id="",
+                sync_state__in=MAY_BE_REMOTE,
+            )
             .order_by("created_at", "id")
         )
         received = []
         for remote in fresh:
-            mine = None if remote.by_provider_staff else next(
-                (reply for reply in own if same_text(reply.body, remote.body)), None
+            mine = (
+                None
+                if remote.by_provider_staff
+                else next((reply for reply in own if same_text(reply.body, remote.body)), None)
             )
             if mine is not None:
                 own.remove(mine)
                 recognise(mine, remote.remote_id)
                 continue
-            received.append(Reply(
-                ticket_id=ticket_id, body=remote.body, direction=Reply.Direction.INBOUND,
-                sync_state=SyncState.SYNCED, remote_id=remote.remote_id[:100],
-                remote_author=remote.author[:200], remote_by_staff=remote.by_provider_staff,
-                remote_date=remote.date[:40],
-            ))
+            received.append(
+                Reply(
+                    ticket_id=ticket_id,
+                    body=remote.body,
+                    direction=Reply.Direction.INBOUND,
+                    sync_state=SyncState.SYNCED,
+                    remote_id=remote.remote_id[:100],
+                    remote_author=remote.author[:200],
+                    remote_by_staff=remote.by_provider_staff,
+                    remote_date=remote.date[:40],
+                )
+            )
         # A concurrent pull of the same ticket may have stored some already: the unique
         # (ticket, remote_id) constraint keeps one of each.
         Reply.objects.bulk_create(received, ignore_conflicts=True)
@@ -80,5 +100,8 @@ def recognise(reply: Reply, remote_id: str) -> None:
 def arrived(replies) -> None:
     """Replies held because the answer to their post was lost, seen at the provider: sent."""
     replies.filter(sync_state=SyncState.NEEDS_ATTENTION).update(
-        sync_state=SyncState.SYNCED, sent_at=timezone.now(), next_attempt_at=None, last_error="",
+        sync_state=SyncState.SYNCED,
+        sent_at=timezone.now(),
+        next_attempt_at=None,
+        last_error="",
     )

@@ -176,8 +176,9 @@ def changelist(model: str, **filters) -> str:
     return f"{reverse(f'admin:tickets_{model}_changelist')}?{urlencode(filters)}"
 
 
-def collect(*, accounts: QuerySet[ProviderAccount] | None = None,
-            now: datetime | None = None) -> list[AccountFigures]:
+def collect(
+    *, accounts: QuerySet[ProviderAccount] | None = None, now: datetime | None = None
+) -> list[AccountFigures]:
     """The dashboard's figures for `accounts` (default: every account), in four queries."""
     now = now or timezone.now()
     current_hour = now.replace(minute=0, second=0, microsecond=0)
@@ -188,14 +189,19 @@ def collect(*, accounts: QuerySet[ProviderAccount] | None = None,
     }
 
     waiting = Q(sync_state__in=[SyncState.PENDING, SyncState.SENDING])
-    for row in Ticket.objects.filter(account_id__in=list(figures)).values("account_id").annotate(
-        pending=Count("id", filter=Q(sync_state=SyncState.PENDING)),
-        sending=Count("id", filter=Q(sync_state=SyncState.SENDING)),
-        needs_attention=Count("id", filter=Q(sync_state=SyncState.NEEDS_ATTENTION)),
-        failed=Count("id", filter=Q(sync_state=SyncState.FAILED)),
-        local_only=Count("id", filter=Q(sync_state=SyncState.LOCAL_ONLY)),
-        oldest=Min("updated_at", filter=waiting),
-    ).order_by():
+    for row in (
+        Ticket.objects.filter(account_id__in=list(figures))
+        .values("account_id")
+        .annotate(
+            pending=Count("id", filter=Q(sync_state=SyncState.PENDING)),
+            sending=Count("id", filter=Q(sync_state=SyncState.SENDING)),
+            needs_attention=Count("id", filter=Q(sync_state=SyncState.NEEDS_ATTENTION)),
+            failed=Count("id", filter=Q(sync_state=SyncState.FAILED)),
+            local_only=Count("id", filter=Q(sync_state=SyncState.LOCAL_ONLY)),
+            oldest=Min("updated_at", filter=waiting),
+        )
+        .order_by()
+    ):
         item = figures.get(row["account_id"])
         if item:
             item.pending, item.sending = row["pending"], row["sending"]
@@ -208,10 +214,15 @@ def collect(*, accounts: QuerySet[ProviderAccount] | None = None,
     recent = SyncAttempt.objects.filter(account_id__in=list(figures), started_at__gte=first_hour).exclude(
         operation=SyncAttempt.Operation.TEST
     )
-    for row in recent.annotate(hour=TruncHour("started_at")).values("account_id", "hour").annotate(
-        successes=Count("id", filter=Q(outcome=SyncAttempt.Outcome.SUCCESS)),
-        failures=Count("id", filter=Q(outcome__in=FAILED_OUTCOMES)),
-    ).order_by():
+    for row in (
+        recent.annotate(hour=TruncHour("started_at"))
+        .values("account_id", "hour")
+        .annotate(
+            successes=Count("id", filter=Q(outcome=SyncAttempt.Outcome.SUCCESS)),
+            failures=Count("id", filter=Q(outcome__in=FAILED_OUTCOMES)),
+        )
+        .order_by()
+    ):
         item = figures.get(row["account_id"])
         index = int((row["hour"] - first_hour).total_seconds() // 3600)
         if item and 0 <= index < WINDOW_HOURS:
@@ -224,14 +235,18 @@ def collect(*, accounts: QuerySet[ProviderAccount] | None = None,
     )
     bucket = Case(
         *[When(latency__lt=timedelta(seconds=edge), then=Value(i)) for i, edge in enumerate(LATENCY_EDGES)],
-        default=Value(len(LATENCY_EDGES)), output_field=IntegerField(),
+        default=Value(len(LATENCY_EDGES)),
+        output_field=IntegerField(),
     )
     created = recent.filter(
         operation=SyncAttempt.Operation.CREATE, outcome=SyncAttempt.Outcome.SUCCESS, ticket__isnull=False
     )
-    for row in created.annotate(latency=latency, bucket=bucket).values("account_id", "bucket").annotate(
-        n=Count("id")
-    ).order_by():
+    for row in (
+        created.annotate(latency=latency, bucket=bucket)
+        .values("account_id", "bucket")
+        .annotate(n=Count("id"))
+        .order_by()
+    ):
         item = figures.get(row["account_id"])
         if item:
             item.latency_counts[row["bucket"]] += row["n"]
@@ -254,26 +269,38 @@ def finish(item: AccountFigures) -> None:
         item.failures += bar.failures
         bar.success_height = round(100 * bar.successes / busiest)
         bar.failure_height = round(100 * bar.failures / busiest)
-        span = {"started_at__gte": bar.start.isoformat(),
-                "started_at__lt": (bar.start + timedelta(hours=1)).isoformat()}
-        bar.successes_url = changelist("syncattempt", account__id__exact=account_id,
-                                       outcome__exact="success", **span)
-        bar.failures_url = changelist("syncattempt", account__id__exact=account_id,
-                                      outcome__in=failed_outcomes, **span)
+        span = {
+            "started_at__gte": bar.start.isoformat(),
+            "started_at__lt": (bar.start + timedelta(hours=1)).isoformat(),
+        }
+        bar.successes_url = changelist(
+            "syncattempt", account__id__exact=account_id, outcome__exact="success", **span
+        )
+        bar.failures_url = changelist(
+            "syncattempt", account__id__exact=account_id, outcome__in=failed_outcomes, **span
+        )
     since = item.hours[0].start.isoformat()
     item.links = {
         "queue": changelist("ticket", account__id__exact=account_id, sync_state__in="pending,sending"),
         "pending": changelist("ticket", account__id__exact=account_id, sync_state__exact="pending"),
-        "needs_attention": changelist("ticket", account__id__exact=account_id,
-                                      sync_state__exact="needs_attention"),
+        "needs_attention": changelist(
+            "ticket", account__id__exact=account_id, sync_state__exact="needs_attention"
+        ),
         "failed": changelist("ticket", account__id__exact=account_id, sync_state__exact="failed"),
         "local_only": changelist("ticket", account__id__exact=account_id, sync_state__exact="local_only"),
-        "successes": changelist("syncattempt", account__id__exact=account_id, outcome__exact="success",
-                                started_at__gte=since),
-        "failures": changelist("syncattempt", account__id__exact=account_id, outcome__in=failed_outcomes,
-                               started_at__gte=since),
-        "creates": changelist("syncattempt", account__id__exact=account_id, operation__exact="create",
-                              outcome__exact="success", started_at__gte=since),
+        "successes": changelist(
+            "syncattempt", account__id__exact=account_id, outcome__exact="success", started_at__gte=since
+        ),
+        "failures": changelist(
+            "syncattempt", account__id__exact=account_id, outcome__in=failed_outcomes, started_at__gte=since
+        ),
+        "creates": changelist(
+            "syncattempt",
+            account__id__exact=account_id,
+            operation__exact="create",
+            outcome__exact="success",
+            started_at__gte=since,
+        ),
     }
 
 

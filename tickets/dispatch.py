@@ -81,12 +81,17 @@ def accounts_already_nudged(account_ids: set[int], *, now, excluding: list[int])
         return set()
     recently = now - timedelta(seconds=min(10, settings.SYNC_REQUEUE_AFTER))
     return set(
-        Ticket.objects.filter(account_id__in=account_ids, sync_state=SyncState.PENDING,
-                              enqueued_at__gt=recently, enqueued_at__lte=now)
+        Ticket.objects.filter(
+            account_id__in=account_ids,
+            sync_state=SyncState.PENDING,
+            enqueued_at__gt=recently,
+            enqueued_at__lte=now,
+        )
         .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
         .filter(Q(settle_until__isnull=True) | Q(settle_until__lte=now))
         .exclude(pk__in=excluding)
-        .values_list("account_id", flat=True).distinct()
+        .values_list("account_id", flat=True)
+        .distinct()
     )
 
 
@@ -105,11 +110,13 @@ def push_replies(reply_ids: list[int], *, countdown: float = 0) -> None:
 
 def push_waiting_replies(ticket_id: int) -> None:
     """The ticket now exists remotely: publish its replies that were waiting for that."""
-    push_replies(list(
-        Reply.objects.filter(ticket_id=ticket_id, sync_state=SyncState.PENDING)
-        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=timezone.now()))
-        .values_list("pk", flat=True)
-    ))
+    push_replies(
+        list(
+            Reply.objects.filter(ticket_id=ticket_id, sync_state=SyncState.PENDING)
+            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=timezone.now()))
+            .values_list("pk", flat=True)
+        )
+    )
 
 
 def pull_accounts(account_ids: list[int]) -> None:

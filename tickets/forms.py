@@ -10,8 +10,17 @@ class TicketForm(forms.ModelForm):
     class Meta:
         model = Ticket
         fields = [
-            "account", "title", "description", "requester_email", "requester_name",
-            "priority", "impact", "status", "due_at", "tags", "extra",
+            "account",
+            "title",
+            "description",
+            "requester_email",
+            "requester_name",
+            "priority",
+            "impact",
+            "status",
+            "due_at",
+            "tags",
+            "extra",
         ]
         # Bounded parsing (console/jsonguard.py): deep or non-finite JSON is a field error.
         field_classes = {"tags": GuardedJSONField, "extra": GuardedJSONField}

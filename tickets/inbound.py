@@ -92,8 +92,9 @@ def apply(event: InboundEvent) -> None:
     if not status:
         event.note = "No status in the payload: stored with the ticket."
     elif len(status) > REMOTE_STATUS_MAX_LENGTH:
-        event.note = (f"Status of {len(status):,} characters (at most {REMOTE_STATUS_MAX_LENGTH}): "
-                      "stored, not applied.")
+        event.note = (
+            f"Status of {len(status):,} characters (at most {REMOTE_STATUS_MAX_LENGTH}): stored, not applied."
+        )
     elif inbound_status_reader(event.account)(status) is None:
         event.note = f"Status '{status[:40]}' is not in the account's inbound status map."
         apply_remote_status(ticket_id=ticket.pk, remote_status=status)  # keeps the raw value

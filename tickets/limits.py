@@ -73,9 +73,11 @@ def admit(account: ProviderAccount, *, just_read: bool = False) -> datetime | No
     if failures < threshold:
         return None  # closed
     probe_window_end = now + breaker_cooldown(account)
-    won = accounts.filter(Q(paused_until__isnull=True) | Q(paused_until__lte=now)).filter(
-        consecutive_failures__gte=threshold
-    ).update(paused_until=probe_window_end)
+    won = (
+        accounts.filter(Q(paused_until__isnull=True) | Q(paused_until__lte=now))
+        .filter(consecutive_failures__gte=threshold)
+        .update(paused_until=probe_window_end)
+    )
     if won:
         return None  # this caller is the half-open probe
     return accounts.values_list("paused_until", flat=True).first() or None
@@ -169,8 +171,9 @@ def due_after_settle(now=None):
     the end of its settle window when an unanswered update may still land (the one hold a
     release must keep)."""
     now = now or timezone.now()
-    return Case(When(settle_until__gt=now, then=F("settle_until")), default=Value(None),
-                output_field=DateTimeField())
+    return Case(
+        When(settle_until__gt=now, then=F("settle_until")), default=Value(None), output_field=DateTimeField()
+    )
 
 
 # --- the rate limit ----------------------------------------------------------------------

@@ -65,9 +65,17 @@ def lookup_guide(ticket: Ticket) -> LookupGuide | None:
         operation=SyncAttempt.Operation.CREATE, outcome=SyncAttempt.Outcome.UNKNOWN
     )
     sent_at = list(lost_creates.order_by("started_at", "id").values_list("started_at", flat=True))
-    requester = " ".join(part for part in (ticket.requester_name, f"<{ticket.requester_email}>"
-                                           if ticket.requester_email else "") if part)
+    requester = " ".join(
+        part
+        for part in (ticket.requester_name, f"<{ticket.requester_email}>" if ticket.requester_email else "")
+        if part
+    )
     return LookupGuide(
-        provider_label=provider_class.label, marker=marker, title=ticket.title, requester=requester,
-        sent_at=sent_at, links=provider_links(ticket, marker), id_is_checked=provider_class.supports(FETCH),
+        provider_label=provider_class.label,
+        marker=marker,
+        title=ticket.title,
+        requester=requester,
+        sent_at=sent_at,
+        links=provider_links(ticket, marker),
+        id_is_checked=provider_class.supports(FETCH),
     )

@@ -118,8 +118,9 @@ class OutboundKind:
     def finish_fields(self, row, decision: Decision, sent: Any, now: datetime) -> dict[str, Any]:
         return {}
 
-    def write_success(self, fenced: models.QuerySet, row, fields: dict, sent: Any,
-                      now: datetime) -> tuple[int, float | None]:
+    def write_success(
+        self, fenced: models.QuerySet, row, fields: dict, sent: Any, now: datetime
+    ) -> tuple[int, float | None]:
         """Apply a success; returns (rows updated, countdown to publish again or None)."""
         raise NotImplementedError
 
@@ -190,8 +191,11 @@ def put_back(kind: OutboundKind, row, *, until: datetime) -> None:
     released = kind.model.objects.filter(
         pk=row.pk, sync_state=SyncState.SENDING, attempts=row.attempts
     ).update(
-        sync_state=SyncState.PENDING, attempts=F("attempts") - 1, sending_since=None,
-        next_attempt_at=until, **kind.put_back_fields,
+        sync_state=SyncState.PENDING,
+        attempts=F("attempts") - 1,
+        sending_since=None,
+        next_attempt_at=until,
+        **kind.put_back_fields,
     )
     delay = max(0.0, (until - timezone.now()).total_seconds())
     if released and delay <= MAX_COUNTDOWN:
@@ -203,25 +207,39 @@ def decide(kind: OutboundKind, exc: Exception, *, row, operation: str, sent: boo
     """Map a failure to the state the row goes to (docs/architecture.md "Sync", Outcomes)."""
     account = kind.account_of(row)
     if problems.is_account_level(exc):  # only a provider admin can fix it: they are told
-        return Decision(SyncState.FAILED, SyncAttempt.Outcome.FAILED,
-                        kind.account_problem_message(exc, account),
-                        counts_against_account=isinstance(exc, ProviderAuthError), account_problem=True)
+        return Decision(
+            SyncState.FAILED,
+            SyncAttempt.Outcome.FAILED,
+            kind.account_problem_message(exc, account),
+            counts_against_account=isinstance(exc, ProviderAuthError),
+            account_problem=True,
+        )
     if isinstance(exc, ProviderTransientError) and exc.may_have_applied:
         held = kind.unknown_outcome_message(row, operation, exc)
         if held is not None:
-            return Decision(SyncState.NEEDS_ATTENTION, SyncAttempt.Outcome.UNKNOWN, held,
-                            counts_against_account=True)
+            return Decision(
+                SyncState.NEEDS_ATTENTION, SyncAttempt.Outcome.UNKNOWN, held, counts_against_account=True
+            )
     if isinstance(exc, (ProviderRateLimited, ProviderTransientError)):
         if row.attempts >= settings.SYNC_MAX_ATTEMPTS:
-            return Decision(SyncState.FAILED, SyncAttempt.Outcome.FAILED,
-                            f"Gave up after {row.attempts} attempts: {exc.message}",
-                            counts_against_account=True)
+            return Decision(
+                SyncState.FAILED,
+                SyncAttempt.Outcome.FAILED,
+                f"Gave up after {row.attempts} attempts: {exc.message}",
+                counts_against_account=True,
+            )
         retry_in = backoff(row.attempts, getattr(exc, "retry_after", None))
         settle = kind.settles(operation, exc)
         if settle:  # changes to one row apply in order: let the unanswered call land first
             retry_in = max(retry_in, settings.SYNC_UPDATE_SETTLE)
-        return Decision(SyncState.PENDING, SyncAttempt.Outcome.RETRY, exc.message, retry_in=retry_in,
-                        counts_against_account=True, settle=settle)
+        return Decision(
+            SyncState.PENDING,
+            SyncAttempt.Outcome.RETRY,
+            exc.message,
+            retry_in=retry_in,
+            counts_against_account=True,
+            settle=settle,
+        )
     if isinstance(exc, ProviderError):
         # A refused field or an unknown id is this row's problem: it must not pause the
         # account for everyone.
@@ -235,7 +253,9 @@ def answer_lost(exc: Exception) -> bool:
     working on it: a read timeout, a dropped connection, a gateway's 502/504. (A 500 or an
     unreadable 200 is an answer: that request is over.)"""
     return bool(getattr(exc, "may_have_applied", False)) and getattr(exc, "http_status", None) in (
-        None, 502, 504,
+        None,
+        502,
+        504,
     )
 
 
@@ -249,8 +269,14 @@ def backoff(attempts: int, retry_after: float | None = None) -> float:
 
 # --- finish -------------------------------------------------------------------------------
 def finish(
-    kind: OutboundKind, row, *, operation: str, decision: Decision, attempt_log: AttemptLog,
-    sent: Any = None, in_run: bool = False,
+    kind: OutboundKind,
+    row,
+    *,
+    operation: str,
+    decision: Decision,
+    attempt_log: AttemptLog,
+    sent: Any = None,
+    in_run: bool = False,
 ) -> bool:
     """Record the outcome, fenced by the claimed attempt: a stale worker writes nothing.
     Returns whether it was applied.
@@ -262,8 +288,11 @@ def finish(
     once for its outcomes together and sends the replies that wait for a ticket itself.
     """
     now = timezone.now()
-    fields = {"sending_since": None, "last_error": decision.message,
-              **kind.finish_fields(row, decision, sent, now)}
+    fields = {
+        "sending_since": None,
+        "last_error": decision.message,
+        **kind.finish_fields(row, decision, sent, now),
+    }
     requeue_in: float | None = None
     with transaction.atomic():
         fenced = kind.model.objects.filter(pk=row.pk, sync_state=SyncState.SENDING, attempts=row.attempts)
@@ -279,11 +308,18 @@ def finish(
         else:
             applied = fenced.update(sync_state=decision.state, next_attempt_at=None, **fields)
         if decision.state != SyncState.LOCAL_ONLY:  # no call was made for a change kept here
-            attempt_log.save(ticket=kind.ticket_of(row), operation=operation,
-                             outcome=decision.outcome, message=decision.message)
+            attempt_log.save(
+                ticket=kind.ticket_of(row),
+                operation=operation,
+                outcome=decision.outcome,
+                message=decision.message,
+            )
         if not applied:
-            log.warning("%s %s was taken over while this worker sent it; "
-                        "its outcome is recorded but not applied.", kind.noun.capitalize(), row.pk)
+            log.warning(
+                "%s %s was taken over while this worker sent it; its outcome is recorded but not applied.",
+                kind.noun.capitalize(),
+                row.pk,
+            )
             return False
         if in_run:
             if decision.account_problem:

@@ -46,18 +46,26 @@ def account_message(exc: Exception, *, account: ProviderAccount) -> str:
     """What the agent reads: which account, what is wrong, and that a provider admin must act."""
     label = account.provider_class.label
     if isinstance(exc, ProviderAuthError):
-        return (f"{account.name}'s credentials were refused by {label} ({label} said: {exc.message}). "
-                f"A provider admin must update them in the account settings. {KEPT}")
+        return (
+            f"{account.name}'s credentials were refused by {label} ({label} said: {exc.message}). "
+            f"A provider admin must update them in the account settings. {KEPT}"
+        )
     if isinstance(exc, CredentialsUnreadable):
-        return (f"{account.name}'s stored credentials cannot be read with this deployment's encryption "
-                f"keys. A provider admin must enter them again in the account settings. {KEPT}")
-    return (f"{account.name} cannot be used as configured: {exc} "
-            f"A provider admin must fix the account settings. {KEPT}")
+        return (
+            f"{account.name}'s stored credentials cannot be read with this deployment's encryption "
+            f"keys. A provider admin must enter them again in the account settings. {KEPT}"
+        )
+    return (
+        f"{account.name} cannot be used as configured: {exc} "
+        f"A provider admin must fix the account settings. {KEPT}"
+    )
 
 
 def disabled_message(account: ProviderAccount) -> str:
-    return (f"The account {account.name} is disabled, so nothing is sent to "
-            f"{account.provider_class.label}. A provider admin must enable it. {KEPT}")
+    return (
+        f"The account {account.name} is disabled, so nothing is sent to "
+        f"{account.provider_class.label}. A provider admin must enable it. {KEPT}"
+    )
 
 
 def field_message(exc: ProviderValidationError, *, account: ProviderAccount) -> str:
@@ -88,7 +96,9 @@ def report(account: ProviderAccount, message: str) -> bool:
     admins (after the commit). True when this call started the incident."""
     now = timezone.now()
     started = ProviderAccount.objects.filter(pk=account.pk, problem_since__isnull=True).update(
-        problem_since=now, last_error=message[:2000], last_error_at=now,
+        problem_since=now,
+        last_error=message[:2000],
+        last_error_at=now,
     )
     if not started:
         ProviderAccount.objects.filter(pk=account.pk).update(last_error=message[:2000], last_error_at=now)
@@ -168,7 +178,11 @@ def paused_sentence(account: ProviderAccount) -> str:
         why = f"after {account.consecutive_failures} failed calls in a row"
         if account.last_error:
             why += f" (last: {account.last_error[:200]})"
-        return (f"{account.name} is paused {why}, {when}. Changes are kept and sent when the pause "
-                "ends; a provider admin can look at the account.")
-    return (f"{account.name} is paused {when}. Changes are kept and sent when the pause ends; "
-            "a provider admin can resume it in the account settings.")
+        return (
+            f"{account.name} is paused {why}, {when}. Changes are kept and sent when the pause "
+            "ends; a provider admin can look at the account."
+        )
+    return (
+        f"{account.name} is paused {when}. Changes are kept and sent when the pause ends; "
+        "a provider admin can resume it in the account settings."
+    )

@@ -54,8 +54,14 @@ class PullResult:
     replies_received: int = 0
 
     def as_dict(self) -> dict:
-        return {"fetched": self.fetched, "applied": self.applied, "conflicts": self.conflicts,
-                "errors": self.errors, "skipped": self.skipped, "replies_received": self.replies_received}
+        return {
+            "fetched": self.fetched,
+            "applied": self.applied,
+            "conflicts": self.conflicts,
+            "errors": self.errors,
+            "skipped": self.skipped,
+            "replies_received": self.replies_received,
+        }
 
 
 def fetchable_accounts():
@@ -96,7 +102,8 @@ def pull_account(*, account: ProviderAccount, limit: int | None = None) -> PullR
         result.skipped = "account paused"
         return result
     tickets = list(
-        Ticket.objects.filter(account=account).exclude(remote_id="")
+        Ticket.objects.filter(account=account)
+        .exclude(remote_id="")
         .exclude(sync_state__in=[SyncState.SENDING, SyncState.CANCELLED])
         .order_by(F("pulled_at").asc(nulls_first=True), "pk")[: limit or settings.SYNC_PULL_LIMIT]
     )
@@ -135,8 +142,9 @@ def pull_tickets(account: ProviderAccount, tickets: list[Ticket], result: PullRe
             ticket = by_remote_id.get(state.remote_id)
             if ticket is None:
                 continue
-            outcome = apply_remote_status(ticket_id=ticket.pk, remote_status=state.remote_status,
-                                          read_before=ticket)
+            outcome = apply_remote_status(
+                ticket_id=ticket.pk, remote_status=state.remote_status, read_before=ticket
+            )
             result.applied += outcome == "applied"
             result.conflicts += outcome == "conflict"
             if state.replies is not None:  # independent of the status: always recorded
@@ -148,7 +156,11 @@ def pull_tickets(account: ProviderAccount, tickets: list[Ticket], result: PullRe
 
 
 def fetch_batch(
-    account: ProviderAccount, batch: list[Ticket], stop: threading.Event, deadline: float, *,
+    account: ProviderAccount,
+    batch: list[Ticket],
+    stop: threading.Event,
+    deadline: float,
+    *,
     own_connection: bool = True,
 ) -> tuple[list[Ticket], list[RemoteState], str | None, AttemptLog]:
     """One fetch call, on a pool thread (its own database connection, closed at the end) or,
@@ -185,10 +197,15 @@ def record_fetch(
     if error and error.startswith("skipped:") and not attempt_log.exchanges:
         return
     outcome = SyncAttempt.Outcome.FAILED if error else SyncAttempt.Outcome.SUCCESS
-    SyncAttempt.objects.bulk_create(attempt_log.rows(
-        account_id=account.pk, operation=SyncAttempt.Operation.FETCH, outcome=outcome,
-        message=error or "", ticket=batch[0] if len(batch) == 1 else None,
-    ))
+    SyncAttempt.objects.bulk_create(
+        attempt_log.rows(
+            account_id=account.pk,
+            operation=SyncAttempt.Operation.FETCH,
+            outcome=outcome,
+            message=error or "",
+            ticket=batch[0] if len(batch) == 1 else None,
+        )
+    )
     if not error:
         limits.record_success(account)
 
@@ -231,17 +248,20 @@ def apply_remote_status(*, ticket_id: int, remote_status: str, read_before: Tick
         # An unanswered update of ours may still be landing: what the provider shows now may
         # be that, not a change made there. Judged after the ticket's next push.
         return "skipped"
-    same = Ticket.objects.filter(pk=ticket.pk, revision=ticket.revision, sync_state=ticket.sync_state,
-                                 status=ticket.status)
+    same = Ticket.objects.filter(
+        pk=ticket.pk, revision=ticket.revision, sync_state=ticket.sync_state, status=ticket.status
+    )
     status_kept_here = "status" in (ticket.local_only_fields or []) or not (
-        ticket.account.provider_class.supports(UPDATE))
+        ticket.account.provider_class.supports(UPDATE)
+    )
     if ticket.sync_state == SyncState.LOCAL_ONLY and status_kept_here:
         # Kept here on purpose: never overwritten by the provider's (older) value, only noted.
         if raw != ticket.remote_status:
             same.update(remote_status=raw)
         return "unchanged"
     if read_before is not None and (ticket.synced_revision, ticket.last_synced_at) != (
-        read_before.synced_revision, read_before.last_synced_at
+        read_before.synced_revision,
+        read_before.last_synced_at,
     ):
         return "skipped"
     baseline = ticket.synced_fields or {}
@@ -267,9 +287,13 @@ def apply_remote_status(*, ticket_id: int, remote_status: str, read_before: Tick
             f"{label} now has {there}. Nothing was overwritten. Retry to send the console's "
             f"{here}, or set the status to {Status(remote_console).label} and retry."
         )
-        changed = same.update(sync_state=SyncState.NEEDS_ATTENTION, remote_status=raw,
-                              last_error=message, next_attempt_at=None)
+        changed = same.update(
+            sync_state=SyncState.NEEDS_ATTENTION, remote_status=raw, last_error=message, next_attempt_at=None
+        )
         return "conflict" if changed else "skipped"
-    changed = same.update(status=remote_console, remote_status=raw,
-                          synced_fields={"status": remote_console, "remote_status": raw})
+    changed = same.update(
+        status=remote_console,
+        remote_status=raw,
+        synced_fields={"status": remote_console, "remote_status": raw},
+    )
     return "applied" if changed else "skipped"

@@ -53,11 +53,15 @@ class ReplyPush(outbound.OutboundKind):
         return f"{exc.message} The reply may have been posted in {label}. Check there, then retry or cancel."
 
     def internal_error(self, exc: Exception, *, operation: str, sent: bool) -> Decision:
-        return Decision(SyncState.NEEDS_ATTENTION, SyncAttempt.Outcome.UNKNOWN,
-                        f"Internal error while sending the reply ({type(exc).__name__}); check the provider.")
+        return Decision(
+            SyncState.NEEDS_ATTENTION,
+            SyncAttempt.Outcome.UNKNOWN,
+            f"Internal error while sending the reply ({type(exc).__name__}); check the provider.",
+        )
 
-    def write_success(self, fenced: QuerySet, reply: Reply, fields: dict, sent: None,
-                      now: datetime) -> tuple[int, float | None]:
+    def write_success(
+        self, fenced: QuerySet, reply: Reply, fields: dict, sent: None, now: datetime
+    ) -> tuple[int, float | None]:
         return fenced.update(sync_state=SyncState.SYNCED, next_attempt_at=None, sent_at=now, **fields), None
 
     def due_unannounced(self, now: datetime) -> QuerySet:
@@ -66,16 +70,20 @@ class ReplyPush(outbound.OutboundKind):
         return (
             Reply.objects.filter(sync_state=SyncState.PENDING, direction=Reply.Direction.OUTBOUND)
             .exclude(ticket__remote_id="")
-            .filter(Q(next_attempt_at__isnull=True, created_at__lte=quiet_since)
-                    | Q(next_attempt_at__lte=quiet_since))
-            .order_by("pk").values_list("pk", flat=True)
+            .filter(
+                Q(next_attempt_at__isnull=True, created_at__lte=quiet_since)
+                | Q(next_attempt_at__lte=quiet_since)
+            )
+            .order_by("pk")
+            .values_list("pk", flat=True)
         )
 
     def recover_stuck(self, stuck: QuerySet, *, limit: int) -> int:
         return stuck.update(
-            sync_state=SyncState.NEEDS_ATTENTION, sending_since=None,
+            sync_state=SyncState.NEEDS_ATTENTION,
+            sending_since=None,
             last_error="The worker stopped while sending this reply; it may have been posted. "
-                       "Check the provider, then retry or cancel.",
+            "Check the provider, then retry or cancel.",
         )
 
 

@@ -75,12 +75,25 @@ class Kind:
 
 
 KINDS = {
-    "sync_attempts": Kind("SYNC_ATTEMPT_RETENTION_DAYS", sync_attempts_due, "sync attempt(s)",
-                          "started more than {days} days ago"),
-    "inbound_events": Kind("INBOUND_EVENT_RETENTION_DAYS", inbound_events_due, "inbound event(s)",
-                           "received more than {days} days ago"),
-    "bulk_jobs": Kind("BULK_JOB_RETENTION_DAYS", bulk_jobs_due, "bulk job(s)",
-                      "finished more than {days} days ago", before_delete=delete_export_files),
+    "sync_attempts": Kind(
+        "SYNC_ATTEMPT_RETENTION_DAYS",
+        sync_attempts_due,
+        "sync attempt(s)",
+        "started more than {days} days ago",
+    ),
+    "inbound_events": Kind(
+        "INBOUND_EVENT_RETENTION_DAYS",
+        inbound_events_due,
+        "inbound event(s)",
+        "received more than {days} days ago",
+    ),
+    "bulk_jobs": Kind(
+        "BULK_JOB_RETENTION_DAYS",
+        bulk_jobs_due,
+        "bulk job(s)",
+        "finished more than {days} days ago",
+        before_delete=delete_export_files,
+    ),
 }
 
 
@@ -88,8 +101,9 @@ def retention_days(kind: Kind) -> int:
     return getattr(settings, kind.setting)
 
 
-def purge_old_records(*, now: datetime | None = None, batch_size: int = 5000,
-                      dry_run: bool = False) -> dict[str, int]:
+def purge_old_records(
+    *, now: datetime | None = None, batch_size: int = 5000, dry_run: bool = False
+) -> dict[str, int]:
     """Delete what is past its retention; returns how many rows of each kind went (or, with
     `dry_run`, would go)."""
     if batch_size < 1:
@@ -106,8 +120,9 @@ def purge_old_records(*, now: datetime | None = None, batch_size: int = 5000,
     return counts
 
 
-def delete_in_batches(due: QuerySet, batch_size: int,
-                      before_delete: Callable[[list[int]], None] | None = None) -> int:
+def delete_in_batches(
+    due: QuerySet, batch_size: int, before_delete: Callable[[list[int]], None] | None = None
+) -> int:
     deleted, after = 0, 0
     while ids := list(due.filter(pk__gt=after).order_by("pk").values_list("pk", flat=True)[:batch_size]):
         if before_delete:

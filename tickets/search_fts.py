@@ -40,10 +40,13 @@ def _columns(prefix: str = "") -> str:
 def _trigger_sql(name: str) -> str:
     # Constant names only (this module's), no user input: S608 does not apply here and below.
     add_new = f"INSERT INTO {TABLE}(rowid, {_columns()}) VALUES (new.id, {_columns('new.')})"  # noqa: S608
-    remove_old = (f"INSERT INTO {TABLE}({TABLE}, rowid, {_columns()}) "  # noqa: S608
-                  f"VALUES ('delete', old.id, {_columns('old.')})")
-    body = TRIGGERS[name].format(content=CONTENT_TABLE, columns=_columns(), add_new=add_new,
-                                 remove_old=remove_old)
+    remove_old = (
+        f"INSERT INTO {TABLE}({TABLE}, rowid, {_columns()}) "  # noqa: S608
+        f"VALUES ('delete', old.id, {_columns('old.')})"
+    )
+    body = TRIGGERS[name].format(
+        content=CONTENT_TABLE, columns=_columns(), add_new=add_new, remove_old=remove_old
+    )
     return f"CREATE TRIGGER IF NOT EXISTS {name} {body}"
 
 
@@ -54,7 +57,8 @@ def trigram_supported(connection: BaseDatabaseWrapper) -> bool:
     with connection.cursor() as cursor:
         try:
             cursor.execute(
-                "CREATE VIRTUAL TABLE temp.ticket_search_probe USING fts5(probe, tokenize='trigram')")
+                "CREATE VIRTUAL TABLE temp.ticket_search_probe USING fts5(probe, tokenize='trigram')"
+            )
         except Exception:  # noqa: BLE001 - "no such module: fts5" or "no such tokenizer: trigram"
             return False
         cursor.execute("DROP TABLE temp.ticket_search_probe")
@@ -68,8 +72,10 @@ def create(connection: BaseDatabaseWrapper) -> None:
     if not trigram_supported(connection):
         return
     with connection.cursor() as cursor:
-        cursor.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS {TABLE} USING fts5({_columns()}, "
-                       f"content='{CONTENT_TABLE}', content_rowid='id', tokenize='trigram')")
+        cursor.execute(
+            f"CREATE VIRTUAL TABLE IF NOT EXISTS {TABLE} USING fts5({_columns()}, "
+            f"content='{CONTENT_TABLE}', content_rowid='id', tokenize='trigram')"
+        )
         for name in TRIGGERS:
             cursor.execute(_trigger_sql(name))
         cursor.execute(f"INSERT INTO {TABLE}({TABLE}) VALUES ('rebuild')")  # noqa: S608

@@ -31,8 +31,16 @@ from tickets.models import Attachment, Priority, Reply, Status, SyncAttempt, Syn
 
 # Fields whose change must reach the provider.
 SYNCED_FIELDS = (
-    "title", "description", "requester_email", "requester_name", "priority", "impact",
-    "status", "due_at", "tags", "extra",
+    "title",
+    "description",
+    "requester_email",
+    "requester_name",
+    "priority",
+    "impact",
+    "status",
+    "due_at",
+    "tags",
+    "extra",
 )
 
 
@@ -60,11 +68,20 @@ def create_ticket(
     after the commit, so the files are there when it sends."""
     with transaction.atomic():
         ticket = Ticket.objects.create(
-            account=account, title=title, description=description,
-            requester_email=requester_email, requester_name=requester_name,
-            priority=priority, impact=impact, status=status, due_at=due_at,
-            tags=list(tags or []), extra=dict(extra or {}), created_by=created_by,
-            revision=1, sync_state=SyncState.PENDING,
+            account=account,
+            title=title,
+            description=description,
+            requester_email=requester_email,
+            requester_name=requester_name,
+            priority=priority,
+            impact=impact,
+            status=status,
+            due_at=due_at,
+            tags=list(tags or []),
+            extra=dict(extra or {}),
+            created_by=created_by,
+            revision=1,
+            sync_state=SyncState.PENDING,
         )
         for upload in files or []:
             add_attachment(ticket=ticket, upload=upload, uploaded_by=created_by)
@@ -151,8 +168,13 @@ def remember_kept_here(tickets, rows: list[Ticket], fields: list[str]) -> None:
 def fresh_attempts() -> dict[str, Any]:
     """The columns that make a row due again with its attempts reset (a person's retry, one
     row or many); a settle window still in force is kept (limits.due_after_settle)."""
-    return {"sync_state": SyncState.PENDING, "attempts": 0, "next_attempt_at": limits.due_after_settle(),
-            "last_error": "", "account_problem": False}
+    return {
+        "sync_state": SyncState.PENDING,
+        "attempts": 0,
+        "next_attempt_at": limits.due_after_settle(),
+        "last_error": "",
+        "account_problem": False,
+    }
 
 
 def retry_sync(*, ticket: Ticket) -> Ticket:
@@ -161,8 +183,9 @@ def retry_sync(*, ticket: Ticket) -> Ticket:
     with transaction.atomic():
         updated = Ticket.objects.filter(pk=ticket.pk, sync_state__in=allowed).update(**fresh_attempts())
         if not updated:
-            raise TicketActionError(f"{ticket.reference} is {ticket.get_sync_state_display()}: "
-                                    "there is nothing to retry.")
+            raise TicketActionError(
+                f"{ticket.reference} is {ticket.get_sync_state_display()}: there is nothing to retry."
+            )
         dispatch.push_ticket_on_commit(ticket.pk)
     ticket.refresh_from_db()
     return ticket
@@ -186,8 +209,10 @@ def check_remote_id(*, ticket: Ticket, remote_id: str) -> RemoteRef | None:
     if not provider_class.supports(FETCH):
         return None
     if not account.enabled or limits.admit(account) is not None:
-        raise TicketActionError(f"The account '{account.name}' is disabled or paused, so {remote_id} "
-                                f"could not be looked up in {label}. Nothing was linked.")
+        raise TicketActionError(
+            f"The account '{account.name}' is disabled or paused, so {remote_id} "
+            f"could not be looked up in {label}. Nothing was linked."
+        )
     # An unsaved copy carrying the candidate id (never saved): the provider's fetch reads it
     # like any ticket.
     probe = Ticket(account=account, reference=ticket.reference, title=ticket.title, remote_id=remote_id)
@@ -207,12 +232,15 @@ def check_remote_id(*, ticket: Ticket, remote_id: str) -> RemoteRef | None:
     message = getattr(error, "message", str(error or ""))
     if isinstance(error, limits.AccountBusy):
         message = "the account's rate limit has no free slot soon."
-    SyncAttempt.objects.bulk_create(attempt_log.rows(
-        account_id=account.pk, operation=SyncAttempt.Operation.FETCH,
-        outcome=SyncAttempt.Outcome.SUCCESS if found else SyncAttempt.Outcome.FAILED,
-        message=f"Looked up {remote_id} to link it: {message or 'no such ticket'}" if not found else "",
-        ticket=ticket,
-    ))
+    SyncAttempt.objects.bulk_create(
+        attempt_log.rows(
+            account_id=account.pk,
+            operation=SyncAttempt.Operation.FETCH,
+            outcome=SyncAttempt.Outcome.SUCCESS if found else SyncAttempt.Outcome.FAILED,
+            message=f"Looked up {remote_id} to link it: {message or 'no such ticket'}" if not found else "",
+            ticket=ticket,
+        )
+    )
     if isinstance(error, (ProviderAuthError, ProviderRateLimited, ProviderTransientError)):
         limits.record_failure(account, message)
     elif error is None or missing:  # an answer, even "no such ticket", shows the account works
@@ -220,8 +248,9 @@ def check_remote_id(*, ticket: Ticket, remote_id: str) -> RemoteRef | None:
     if missing:
         raise RemoteIdRejected(f"{label} has no ticket {remote_id}.")
     if error is not None:
-        raise TicketActionError(f"{remote_id} could not be looked up in {label}: {message} "
-                                "Nothing was linked; try again.")
+        raise TicketActionError(
+            f"{remote_id} could not be looked up in {label}: {message} Nothing was linked; try again."
+        )
     return provider.ref_from_state(found)
 
 
@@ -255,7 +284,9 @@ def link_remote_id(
         # The revision the unresolved create carried; unknown (a dead worker) means "send again".
         sent_revision = (
             locked.attempts_log.filter(operation=SyncAttempt.Operation.CREATE)
-            .order_by("-started_at", "-id").values_list("revision", flat=True).first()
+            .order_by("-started_at", "-id")
+            .values_list("revision", flat=True)
+            .first()
         )
         can_update = locked.account.provider_class.supports(UPDATE)
         if sent_revision == locked.revision:
@@ -275,14 +306,18 @@ def link_remote_id(
 
 def refuse_unless_held(ticket: Ticket) -> None:
     if ticket.sync_state != SyncState.NEEDS_ATTENTION or ticket.remote_id:
-        raise TicketActionError(f"{ticket.reference} is {ticket.get_sync_state_display()}: only a "
-                                "ticket that needs attention can be linked to a remote id.")
+        raise TicketActionError(
+            f"{ticket.reference} is {ticket.get_sync_state_display()}: only a "
+            "ticket that needs attention can be linked to a remote id."
+        )
 
 
 def cancel_sync(*, ticket: Ticket) -> Ticket:
     """Stop syncing a ticket (e.g. an unknown create a person decided against); never sent."""
-    updated = Ticket.objects.filter(pk=ticket.pk).exclude(sync_state=SyncState.SENDING).update(
-        sync_state=SyncState.CANCELLED, next_attempt_at=None, last_error=""
+    updated = (
+        Ticket.objects.filter(pk=ticket.pk)
+        .exclude(sync_state=SyncState.SENDING)
+        .update(sync_state=SyncState.CANCELLED, next_attempt_at=None, last_error="")
     )
     if not updated:
         raise TicketActionError(f"{ticket.reference} is being sent right now: try again in a moment.")
@@ -307,7 +342,8 @@ def retry_reply(*, reply: Reply) -> Reply:
     """Send a failed or held reply again (after checking the provider for a lost one)."""
     with transaction.atomic():
         updated = Reply.objects.filter(
-            pk=reply.pk, sync_state__in=[SyncState.FAILED, SyncState.NEEDS_ATTENTION],
+            pk=reply.pk,
+            sync_state__in=[SyncState.FAILED, SyncState.NEEDS_ATTENTION],
             direction=Reply.Direction.OUTBOUND,
         ).update(sync_state=SyncState.PENDING, attempts=0, next_attempt_at=None, last_error="")
         if not updated:
@@ -319,9 +355,11 @@ def retry_reply(*, reply: Reply) -> Reply:
 
 def cancel_reply(*, reply: Reply) -> Reply:
     """Never send this reply (e.g. a held one that did reach the provider)."""
-    updated = Reply.objects.filter(pk=reply.pk).exclude(
-        sync_state__in=[SyncState.SENDING, SyncState.SYNCED]
-    ).update(sync_state=SyncState.CANCELLED, next_attempt_at=None)
+    updated = (
+        Reply.objects.filter(pk=reply.pk)
+        .exclude(sync_state__in=[SyncState.SENDING, SyncState.SYNCED])
+        .update(sync_state=SyncState.CANCELLED, next_attempt_at=None)
+    )
     if not updated:
         raise TicketActionError(f"The reply is {reply.get_sync_state_display()}: it cannot be cancelled.")
     reply.refresh_from_db()
@@ -361,8 +399,12 @@ def add_attachment(*, ticket: Ticket, upload, uploaded_by=None) -> Attachment:
         limit_mb = settings.ATTACHMENT_MAX_BYTES / (1024 * 1024)
         raise TicketActionError(f"{upload.name} is larger than the {limit_mb:g} MB limit.")
     return Attachment.objects.create(
-        ticket=ticket, file=upload, name=upload.name, size=upload.size,
-        content_type=getattr(upload, "content_type", "") or "", uploaded_by=uploaded_by,
+        ticket=ticket,
+        file=upload,
+        name=upload.name,
+        size=upload.size,
+        content_type=getattr(upload, "content_type", "") or "",
+        uploaded_by=uploaded_by,
     )
 
 
@@ -388,13 +430,17 @@ def test_connection(*, account: ProviderAccount) -> ConnectionResult:
     now = timezone.now()
     SyncAttempt.objects.bulk_create(
         attempt_log.rows(
-            account_id=account.pk, operation=SyncAttempt.Operation.TEST, outcome=outcome,
+            account_id=account.pk,
+            operation=SyncAttempt.Operation.TEST,
+            outcome=outcome,
             message="" if ok else message,
         )
     )
     if ok:
         ProviderAccount.objects.filter(pk=account.pk).update(
-            last_ok_at=now, consecutive_failures=0, problem_since=None  # the account works again
+            last_ok_at=now,
+            consecutive_failures=0,
+            problem_since=None,  # the account works again
         )
     else:
         ProviderAccount.objects.filter(pk=account.pk).update(last_error=message, last_error_at=now)
@@ -436,8 +482,10 @@ class BulkOutcome:
 def _lock_chunk(ticket_ids: list[int], outcome: BulkOutcome) -> list[Ticket]:
     """The chunk's rows, locked until the caller's transaction ends; vanished ids are skipped."""
     tickets = list(
-        Ticket.objects.select_for_update(of=("self",)).select_related("account")
-        .filter(pk__in=ticket_ids).order_by("pk")
+        Ticket.objects.select_for_update(of=("self",))
+        .select_related("account")
+        .filter(pk__in=ticket_ids)
+        .order_by("pk")
     )
     found = {ticket.pk for ticket in tickets}
     outcome.add(SKIPPED, "No longer exists", [pk for pk in ticket_ids if pk not in found])
@@ -479,8 +527,7 @@ def _apply_changes(tickets: list[Ticket], changes: dict[str, Any], outcome: Bulk
             partly_kept.setdefault(tuple(kept), []).append(ticket)
         if kept == changed_names:
             # Kept here, like update_ticket: the provider has no way to receive it.
-            outcome.add(KEPT_HERE, f"Changed here only: {provider_class.reason_kept_here(kept)}",
-                        [ticket.pk])
+            outcome.add(KEPT_HERE, f"Changed here only: {provider_class.reason_kept_here(kept)}", [ticket.pk])
             kept_here.append(ticket.pk)
         elif ticket.sync_state == SyncState.CANCELLED:
             cancelled.append(ticket.pk)
@@ -496,8 +543,9 @@ def _apply_changes(tickets: list[Ticket], changes: dict[str, Any], outcome: Bulk
     keep_here_only(Ticket.objects.filter(pk__in=kept_here))
     mark_changed_many(sendable)
     outcome.add(SUCCEEDED, "Changed and queued for sync", sendable)
-    outcome.add(SUCCEEDED, "Changed here; not sent until a person settles its unknown create",
-                held_for_a_person)
+    outcome.add(
+        SUCCEEDED, "Changed here; not sent until a person settles its unknown create", held_for_a_person
+    )
     outcome.add(SUCCEEDED, "Changed here; not sent: sync is cancelled for this ticket", cancelled)
 
 
@@ -530,8 +578,11 @@ def bulk_sync_now(*, ticket_ids: list[int]) -> BulkOutcome:
                 else:
                     resend.append(ticket.pk)
             elif ticket.sync_state == SyncState.NEEDS_ATTENTION:
-                outcome.add(FAILED, "The outcome of its create is unknown: check the provider, then "
-                            "retry it on its own page", [ticket.pk])
+                outcome.add(
+                    FAILED,
+                    "The outcome of its create is unknown: check the provider, then retry it on its own page",
+                    [ticket.pk],
+                )
             elif ticket.sync_state == SyncState.SENDING:
                 outcome.add(SKIPPED, "Being sent right now", [ticket.pk])
             else:
@@ -552,11 +603,16 @@ def bulk_retry_failed(*, ticket_ids: list[int]) -> BulkOutcome:
         _requeue_now(failed)
         outcome.add(SUCCEEDED, "Queued again", failed)
         unknown = [t.pk for t in tickets if t.sync_state == SyncState.NEEDS_ATTENTION]
-        outcome.add(SKIPPED, "The outcome of its create is unknown: check the provider, then retry "
-                    "it on its own page", unknown)
-        outcome.add(SKIPPED, "Not failed", [
-            t.pk for t in tickets if t.sync_state not in (SyncState.FAILED, SyncState.NEEDS_ATTENTION)
-        ])
+        outcome.add(
+            SKIPPED,
+            "The outcome of its create is unknown: check the provider, then retry it on its own page",
+            unknown,
+        )
+        outcome.add(
+            SKIPPED,
+            "Not failed",
+            [t.pk for t in tickets if t.sync_state not in (SyncState.FAILED, SyncState.NEEDS_ATTENTION)],
+        )
     return outcome
 
 
@@ -569,10 +625,15 @@ def bulk_cancel(*, ticket_ids: list[int]) -> BulkOutcome:
         live = [t for t in tickets if t.status != Status.CANCELLED]
         outcome.add(SKIPPED, "Already cancelled", [t.pk for t in tickets if t.status == Status.CANCELLED])
         local = [t for t in live if not t.remote_id and t.sync_state != SyncState.SENDING]
-        outcome.add(FAILED, "Being created in the provider right now: try again in a moment",
-                    [t.pk for t in live if not t.remote_id and t.sync_state == SyncState.SENDING])
+        outcome.add(
+            FAILED,
+            "Being created in the provider right now: try again in a moment",
+            [t.pk for t in live if not t.remote_id and t.sync_state == SyncState.SENDING],
+        )
         Ticket.objects.filter(pk__in=[t.pk for t in local]).update(
-            status=Status.CANCELLED, sync_state=SyncState.CANCELLED, next_attempt_at=None,
+            status=Status.CANCELLED,
+            sync_state=SyncState.CANCELLED,
+            next_attempt_at=None,
             updated_at=timezone.now(),
         )
         outcome.add(SUCCEEDED, "Cancelled before it reached the provider", [t.pk for t in local])

@@ -80,8 +80,10 @@ class TicketPush(outbound.OutboundKind):
     def unknown_outcome_message(self, ticket: Ticket, operation: str, exc) -> str | None:
         if operation != CREATE or create_resend_safe(ticket.account):
             return None
-        return (f"{exc.message} The ticket may now exist in {ticket.account.provider_class.label}. "
-                "Check there, then retry the create, link the existing remote id, or cancel.")
+        return (
+            f"{exc.message} The ticket may now exist in {ticket.account.provider_class.label}. "
+            "Check there, then retry the create, link the existing remote id, or cancel."
+        )
 
     def settles(self, operation: str, exc: Exception) -> bool:
         return operation == UPDATE and outbound.answer_lost(exc)
@@ -94,16 +96,19 @@ class TicketPush(outbound.OutboundKind):
     def internal_error(self, exc: Exception, *, operation: str, sent: bool) -> Decision:
         if sent and operation == CREATE:
             return Decision(
-                SyncState.NEEDS_ATTENTION, SyncAttempt.Outcome.UNKNOWN,
+                SyncState.NEEDS_ATTENTION,
+                SyncAttempt.Outcome.UNKNOWN,
                 f"Internal error after the create was sent ({type(exc).__name__}); "
                 "check the provider before retrying.",
             )
-        return Decision(SyncState.FAILED, SyncAttempt.Outcome.FAILED,
-                        f"Internal error ({type(exc).__name__}).")
+        return Decision(
+            SyncState.FAILED, SyncAttempt.Outcome.FAILED, f"Internal error ({type(exc).__name__})."
+        )
 
     def finish_fields(self, ticket: Ticket, decision: Decision, sent: Sent | None, now: datetime) -> dict:
         fields = {
-            "updated_at": now, "account_problem": decision.account_problem,
+            "updated_at": now,
+            "account_problem": decision.account_problem,
             "settle_until": now + timedelta(seconds=decision.retry_in or 0) if decision.settle else None,
         }
         if decision.state == SyncState.LOCAL_ONLY:
@@ -116,16 +121,23 @@ class TicketPush(outbound.OutboundKind):
                     fields[name] = getattr(ref, name)
         return fields
 
-    def write_success(self, fenced: QuerySet, ticket: Ticket, fields: dict, sent: Sent | None,
-                      now: datetime) -> tuple[int, float | None]:
+    def write_success(
+        self, fenced: QuerySet, ticket: Ticket, fields: dict, sent: Sent | None, now: datetime
+    ) -> tuple[int, float | None]:
         # What both sides now hold: the baseline pull compares remote changes against.
         ref = sent.ref if sent else None
-        remote_status = (ref.remote_status if ref else "") or (sent.remote_status if sent else "") or (
-            ticket.remote_status)
+        remote_status = (
+            (ref.remote_status if ref else "")
+            or (sent.remote_status if sent else "")
+            or (ticket.remote_status)
+        )
         fields.update(
-            remote_status=remote_status, synced_revision=ticket.revision, last_synced_at=now,
+            remote_status=remote_status,
+            synced_revision=ticket.revision,
+            last_synced_at=now,
             synced_fields={"status": ticket.status, "remote_status": remote_status},
-            attempts=0, next_attempt_at=None,
+            attempts=0,
+            next_attempt_at=None,
         )
         # Fields the provider cannot take (ticket.local_only_fields) keep it "kept here only".
         in_step = SyncState.LOCAL_ONLY if ticket.local_only_fields else SyncState.SYNCED
@@ -172,11 +184,22 @@ def decide(exc: Exception, *, ticket: Ticket, operation: str, sent: bool) -> Dec
 
 
 def finish(
-    ticket: Ticket, *, operation: str, decision: Decision, ref: RemoteRef | None,
-    attempt_log: AttemptLog, sent_status: str = "",
+    ticket: Ticket,
+    *,
+    operation: str,
+    decision: Decision,
+    ref: RemoteRef | None,
+    attempt_log: AttemptLog,
+    sent_status: str = "",
 ) -> None:
-    outbound.finish(TICKETS, ticket, operation=operation, decision=decision, attempt_log=attempt_log,
-                    sent=Sent(ref, sent_status))
+    outbound.finish(
+        TICKETS,
+        ticket,
+        operation=operation,
+        decision=decision,
+        attempt_log=attempt_log,
+        sent=Sent(ref, sent_status),
+    )
 
 
 def sweep(*, limit: int = 1000) -> dict[str, int]:
@@ -213,6 +236,6 @@ def recover_abandoned(ticket: Ticket) -> int:
             f"{ticket.account.provider_class.label}. Check there, then retry, link the "
             "remote id, or cancel."
         )
-    return Ticket.objects.filter(
-        pk=ticket.pk, sync_state=SyncState.SENDING, attempts=ticket.attempts
-    ).update(**fields)
+    return Ticket.objects.filter(pk=ticket.pk, sync_state=SyncState.SENDING, attempts=ticket.attempts).update(
+        **fields
+    )

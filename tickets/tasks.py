@@ -21,8 +21,10 @@ log = logging.getLogger(__name__)
 @shared_task(name="tickets.tasks.push_account")
 def push_account(account_id: int) -> dict:
     """An account nudge: its due tickets, then its due replies, in batches (tickets/batch.py)."""
-    return {"tickets": batch.push_account(sync.TICKETS, account_id),
-            "replies": batch.push_account(replies.REPLIES, account_id)}
+    return {
+        "tickets": batch.push_account(sync.TICKETS, account_id),
+        "replies": batch.push_account(replies.REPLIES, account_id),
+    }
 
 
 @shared_task(name="tickets.tasks.push_ticket")
@@ -54,8 +56,11 @@ def pull_account(account_id: int) -> dict:
 def sweep_sync_queue() -> dict:
     """Beat: the outbound pipeline's sweep, for tickets and then for replies."""
     tickets, replies_swept = sync.sweep(), replies.sweep()
-    return {**tickets, "replies_published": replies_swept["published"],
-            "replies_recovered": replies_swept["recovered"]}
+    return {
+        **tickets,
+        "replies_published": replies_swept["published"],
+        "replies_recovered": replies_swept["recovered"],
+    }
 
 
 @shared_task(name="tickets.tasks.republish_stale_bulk_jobs")

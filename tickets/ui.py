@@ -35,8 +35,10 @@ STATE_SENTENCES = {
     SyncState.CANCELLED: "Sync was cancelled; nothing more is sent.",
     # LOCAL_ONLY's sentence names the provider's reason (local_only_sentence).
 }
-ACCOUNT_PROBLEM_SENTENCE = ("Not sent: the account {account} has a problem that only a provider admin "
-                            "can fix. Ask one; the change is kept here.")
+ACCOUNT_PROBLEM_SENTENCE = (
+    "Not sent: the account {account} has a problem that only a provider admin "
+    "can fix. Ask one; the change is kept here."
+)
 
 OPERATION_DONE = {
     SyncAttempt.Operation.CREATE: "Created in {label}",
@@ -84,8 +86,9 @@ def remote_difference(ticket: Ticket) -> str:
     if inbound_status_reader(ticket.account)(ticket.remote_status) == ticket.status:
         return ""
     label = ticket.account.provider_class.label
-    return (f"{label} still has it {remote_status_label(ticket)}; "
-            f"the console has {ticket.get_status_display()}.")
+    return (
+        f"{label} still has it {remote_status_label(ticket)}; the console has {ticket.get_status_display()}."
+    )
 
 
 def state_sentence(ticket: Ticket) -> str:
@@ -159,10 +162,15 @@ def timeline(ticket: Ticket, *, limit: int = 50) -> list[TimelineEntry]:
             detail.append(f"{attempt.duration_ms} ms")
         if attempt.revision:
             detail.append(f"revision {attempt.revision}")
-        entries.append(TimelineEntry(
-            when=attempt.started_at, sentence=describe_attempt(attempt, label), outcome=attempt.outcome,
-            detail=", ".join(detail), error=attempt.error,
-        ))
+        entries.append(
+            TimelineEntry(
+                when=attempt.started_at,
+                sentence=describe_attempt(attempt, label),
+                outcome=attempt.outcome,
+                detail=", ".join(detail),
+                error=attempt.error,
+            )
+        )
     return entries
 
 

@@ -98,8 +98,15 @@ class TicketFieldsForm(TicketForm):
 
     class Meta(TicketForm.Meta):
         fields = [
-            "title", "description", "requester_email", "requester_name",
-            "priority", "impact", "status", "due_at", "tags",
+            "title",
+            "description",
+            "requester_email",
+            "requester_name",
+            "priority",
+            "impact",
+            "status",
+            "due_at",
+            "tags",
         ]
         widgets = {
             "description": forms.Textarea(attrs={"rows": 5}),
@@ -150,9 +157,9 @@ class TicketCreateForm(TicketFieldsForm):
     def __init__(self, *args: Any, user, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["account"].queryset = usable_accounts(user)
-        self.fields["account"].help_text = (
-            "The service the ticket is created in; its own fields appear below."
-        )
+        self.fields[
+            "account"
+        ].help_text = "The service the ticket is created in; its own fields appear below."
         self.order_fields(["account"])
 
     def add_attachments_field(self, account: ProviderAccount | None) -> None:
@@ -161,7 +168,8 @@ class TicketCreateForm(TicketFieldsForm):
             return
         limit_mb = settings.ATTACHMENT_MAX_BYTES / (1024 * 1024)
         self.fields["attachments"] = MultipleFileField(
-            required=False, label="Attachments",
+            required=False,
+            label="Attachments",
             help_text=f"Sent with the create; up to {limit_mb:g} MB each.",
         )
 
@@ -179,16 +187,26 @@ class TicketCreateForm(TicketFieldsForm):
 
 
 class TicketFilterForm(forms.Form):
-    q = forms.CharField(required=False, label="Search", widget=forms.TextInput(
-        attrs={"type": "search", "placeholder": "Reference, title, remote number, email"}))
-    account = forms.ModelChoiceField(queryset=ProviderAccount.objects.none(), required=False,
-                                     empty_label="All accounts")
+    q = forms.CharField(
+        required=False,
+        label="Search",
+        widget=forms.TextInput(
+            attrs={"type": "search", "placeholder": "Reference, title, remote number, email"}
+        ),
+    )
+    account = forms.ModelChoiceField(
+        queryset=ProviderAccount.objects.none(), required=False, empty_label="All accounts"
+    )
     status = forms.ChoiceField(required=False, choices=[("", "Any status"), *Status.choices])
     priority = forms.ChoiceField(required=False, choices=[("", "Any priority"), *Priority.choices])
-    sync_state = forms.ChoiceField(required=False, label="Sync",
-                                   choices=[("", "Any sync state"), *SyncState.choices])
-    mine = forms.BooleanField(required=False, label="Only tickets I created",
-                              widget=forms.CheckboxInput(attrs={"class": "form-check-input"}))
+    sync_state = forms.ChoiceField(
+        required=False, label="Sync", choices=[("", "Any sync state"), *SyncState.choices]
+    )
+    mine = forms.BooleanField(
+        required=False,
+        label="Only tickets I created",
+        widget=forms.CheckboxInput(attrs={"class": "form-check-input"}),
+    )
 
     def __init__(self, *args: Any, user, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -220,9 +238,14 @@ class ReplyForm(forms.Form):
 
 class LinkRemoteForm(forms.Form):
     remote_id = forms.CharField(
-        label="Remote id", max_length=100,
+        label="Remote id",
+        max_length=100,
         help_text="The id of the ticket you found in the provider, so the console does not create another.",
     )
-    remote_number = forms.CharField(label="Remote number", max_length=100, required=False,
-                                    help_text="The number people see, if it differs from the id.")
+    remote_number = forms.CharField(
+        label="Remote number",
+        max_length=100,
+        required=False,
+        help_text="The number people see, if it differs from the id.",
+    )
     remote_url = forms.URLField(label="Remote link", max_length=500, required=False, assume_scheme="https")

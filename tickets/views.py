@@ -69,13 +69,17 @@ def ticket_list(request: HttpRequest) -> HttpResponse:
     page = EstimatedCountPaginator(tickets, PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
-    return render(request, "tickets/ticket_list.html", {
-        "filters": filters,
-        "page": page,
-        "query": query.urlencode(),
-        "filtered": any(v for k, v in request.GET.items() if k != "page"),
-        "can_add": request.user.has_perm("tickets.add_ticket"),
-    })
+    return render(
+        request,
+        "tickets/ticket_list.html",
+        {
+            "filters": filters,
+            "page": page,
+            "query": query.urlencode(),
+            "filtered": any(v for k, v in request.GET.items() if k != "page"),
+            "can_add": request.user.has_perm("tickets.add_ticket"),
+        },
+    )
 
 
 @require_GET
@@ -86,9 +90,9 @@ def sync_states(request: HttpRequest) -> JsonResponse:
     tickets = visible_tickets(request.user).filter(pk__in=ids)
     busy_replies = Reply.objects.filter(ticket__in=tickets, sync_state__in=BUSY_STATES)
     replies_busy = set(busy_replies.values_list("ticket_id", flat=True))
-    return JsonResponse({"tickets": [
-        sync_summary(ticket, replies_busy=ticket.pk in replies_busy) for ticket in tickets
-    ]})
+    return JsonResponse(
+        {"tickets": [sync_summary(ticket, replies_busy=ticket.pk in replies_busy) for ticket in tickets]}
+    )
 
 
 # --- create ------------------------------------------------------------------------------
@@ -126,23 +130,34 @@ def ticket_create(request: HttpRequest) -> HttpResponse:
         if all(valid):
             values = {name: form.cleaned_data[name] for name in TicketFieldsForm.Meta.fields}
             ticket = services.create_ticket(
-                account=form.cleaned_data["account"], **values,
-                extra=provider_values(provider_form), created_by=user,
+                account=form.cleaned_data["account"],
+                **values,
+                extra=provider_values(provider_form),
+                created_by=user,
                 files=form.cleaned_data.get("attachments") or [],
             )
-            messages.success(request, f"{ticket.reference} saved; it is being sent to "
-                                      f"{ticket.account.provider_class.label}.")
+            messages.success(
+                request,
+                f"{ticket.reference} saved; it is being sent to {ticket.account.provider_class.label}.",
+            )
             return redirect("tickets:detail", pk=ticket.pk)
     else:
         form = TicketCreateForm(initial={"account": account}, user=user)
         provider_form = provider_form_for(account)
     if "attachments" not in form.fields:
         form.add_attachments_field(account)
-    return render(request, "tickets/ticket_create.html", {
-        "form": form, "provider_form": provider_form, "account": account,
-        "provider_label": account.provider_class.label if account else "",
-        "has_accounts": accounts.exists(), "switch_name": SWITCH_ACCOUNT,
-    })
+    return render(
+        request,
+        "tickets/ticket_create.html",
+        {
+            "form": form,
+            "provider_form": provider_form,
+            "account": account,
+            "provider_label": account.provider_class.label if account else "",
+            "has_accounts": accounts.exists(),
+            "switch_name": SWITCH_ACCOUNT,
+        },
+    )
 
 
 # --- detail ------------------------------------------------------------------------------
@@ -153,7 +168,7 @@ def extra_rows(ticket: Ticket) -> list[tuple[str, Any]]:
     rows = []
     for key, value in (ticket.extra or {}).items():
         field = fields.get(key)
-        label = (field.label if field and field.label else key.replace("_", " ").capitalize())
+        label = field.label if field and field.label else key.replace("_", " ").capitalize()
         rows.append((label, value))
     return rows
 
@@ -164,25 +179,31 @@ def ticket_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render_detail(request, ticket_for(request, pk))
 
 
-def render_detail(request: HttpRequest, ticket: Ticket, *, link_form: LinkRemoteForm | None = None,
-                  status: int = 200) -> HttpResponse:
+def render_detail(
+    request: HttpRequest, ticket: Ticket, *, link_form: LinkRemoteForm | None = None, status: int = 200
+) -> HttpResponse:
     replies = list(ticket.replies.select_related("author"))
-    return render(request, "tickets/ticket_detail.html", status=status, context={
-        "ticket": ticket,
-        "replies_busy": any(reply.sync_state in BUSY_STATES for reply in replies),
-        "provider_label": ticket.account.provider_class.label,
-        "summary": sync_summary(ticket),
-        "extra_rows": extra_rows(ticket),
-        "timeline": timeline(ticket),
-        "replies": replies,
-        "actions": ticket_actions(ticket, request.user),
-        "status_form": StatusForm(initial={"status": ticket.status}),
-        "reply_form": ReplyForm(),
-        "link_form": link_form or LinkRemoteForm(),
-        "lookup": lookup_guide(ticket),
-        "conversation_read": ticket.account.provider_class.reads_conversation,
-        "busy": ticket.sync_state in BUSY_STATES,
-    })
+    return render(
+        request,
+        "tickets/ticket_detail.html",
+        status=status,
+        context={
+            "ticket": ticket,
+            "replies_busy": any(reply.sync_state in BUSY_STATES for reply in replies),
+            "provider_label": ticket.account.provider_class.label,
+            "summary": sync_summary(ticket),
+            "extra_rows": extra_rows(ticket),
+            "timeline": timeline(ticket),
+            "replies": replies,
+            "actions": ticket_actions(ticket, request.user),
+            "status_form": StatusForm(initial={"status": ticket.status}),
+            "reply_form": ReplyForm(),
+            "link_form": link_form or LinkRemoteForm(),
+            "lookup": lookup_guide(ticket),
+            "conversation_read": ticket.account.provider_class.reads_conversation,
+            "busy": ticket.sync_state in BUSY_STATES,
+        },
+    )
 
 
 # --- edit and actions --------------------------------------------------------------------
@@ -218,10 +239,16 @@ def ticket_edit(request: HttpRequest, pk: int) -> HttpResponse:
         else:
             messages.success(request, f"{ticket.reference} saved.")
             return redirect("tickets:detail", pk=ticket.pk)
-    return render(request, "tickets/ticket_edit.html", {
-        "ticket": ticket, "form": form, "provider_form": provider_form,
-        "provider_label": ticket.account.provider_class.label,
-    })
+    return render(
+        request,
+        "tickets/ticket_edit.html",
+        {
+            "ticket": ticket,
+            "form": form,
+            "provider_form": provider_form,
+            "provider_label": ticket.account.provider_class.label,
+        },
+    )
 
 
 def run_action(request: HttpRequest, ticket: Ticket, call, success: str) -> HttpResponse:
@@ -248,7 +275,9 @@ def ticket_status(request: HttpRequest, pk: int) -> HttpResponse:
     status = form.cleaned_data["status"]
     label = dict(form.fields["status"].choices)[status]
     return run_action(
-        request, ticket, lambda: services.update_ticket(ticket=ticket, changes={"status": status}),
+        request,
+        ticket,
+        lambda: services.update_ticket(ticket=ticket, changes={"status": status}),
         f"{ticket.reference} is now {label}.",
     )
 
@@ -257,8 +286,9 @@ def ticket_status(request: HttpRequest, pk: int) -> HttpResponse:
 @agent_view("tickets.change_ticket")
 def ticket_retry(request: HttpRequest, pk: int) -> HttpResponse:
     ticket = ticket_for(request, pk)
-    return run_action(request, ticket, lambda: services.retry_sync(ticket=ticket),
-                      f"{ticket.reference} will be sent again.")
+    return run_action(
+        request, ticket, lambda: services.retry_sync(ticket=ticket), f"{ticket.reference} will be sent again."
+    )
 
 
 @require_POST
@@ -273,7 +303,8 @@ def ticket_reply(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, "Write the reply first.")
         return redirect("tickets:detail", pk=ticket.pk)
     return run_action(
-        request, ticket,
+        request,
+        ticket,
         lambda: services.add_reply(ticket=ticket, body=form.cleaned_data["body"], author=request.user),
         "Reply saved; it is being sent.",
     )
@@ -302,12 +333,16 @@ def ticket_link(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, str(exc))
         return redirect("tickets:detail", pk=ticket.pk)
     if provider_class.supports(FETCH):
-        messages.success(request, f"{ticket.reference} is linked to {remote_id}, "
-                                  f"found in {provider_class.label}.")
+        messages.success(
+            request, f"{ticket.reference} is linked to {remote_id}, found in {provider_class.label}."
+        )
     else:
-        messages.warning(request, f"{ticket.reference} is linked to {remote_id}. {provider_class.label} "
-                                  "cannot be read, so the console could not check that this id exists "
-                                  "there: make sure it is the right one.")
+        messages.warning(
+            request,
+            f"{ticket.reference} is linked to {remote_id}. {provider_class.label} "
+            "cannot be read, so the console could not check that this id exists "
+            "there: make sure it is the right one.",
+        )
     return redirect("tickets:detail", pk=ticket.pk)
 
 
@@ -318,5 +353,6 @@ def ticket_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     refused = refuse_unavailable(request, ticket, "cancel")
     if refused:
         return refused
-    return run_action(request, ticket, lambda: services.cancel_sync(ticket=ticket),
-                      f"Sync of {ticket.reference} cancelled.")
+    return run_action(
+        request, ticket, lambda: services.cancel_sync(ticket=ticket), f"Sync of {ticket.reference} cancelled."
+    )

@@ -55,9 +55,14 @@ class FaultPlan:
 
     def describe(self) -> dict:
         return {
-            "rate": self.rate, "kinds": list(self.kinds), "retry_after": self.retry_after,
-            "slow_seconds": self.slow_seconds, "redirect_to": self.redirect_to, "vendors": list(self.vendors),
-            "script": list(self.script), "injected": dict(self.injected),
+            "rate": self.rate,
+            "kinds": list(self.kinds),
+            "retry_after": self.retry_after,
+            "slow_seconds": self.slow_seconds,
+            "redirect_to": self.redirect_to,
+            "vendors": list(self.vendors),
+            "script": list(self.script),
+            "injected": dict(self.injected),
         }
 
     @classmethod

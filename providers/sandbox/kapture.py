@@ -72,12 +72,20 @@ class KaptureEmulator(Emulator):
         ticket_id = str(713516551148 + number - 530348198)
         now = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
         ticket = {
-            "id": number, "ticket_id": ticket_id, "title": item["title"],
-            "ticket_details": item.get("ticket_details", ""), "due_date": item.get("due_date") or now,
-            "email_id": item.get("email_id", ""), "status": "P", "substatus": "US",
-            "extra": {k: v for k, v in item.items()
-                      if k not in ("title", "ticket_details", "due_date", "email_id")},
-            "comments": [], "history": [{"substatus": "US", "date": now}], "date": now,
+            "id": number,
+            "ticket_id": ticket_id,
+            "title": item["title"],
+            "ticket_details": item.get("ticket_details", ""),
+            "due_date": item.get("due_date") or now,
+            "email_id": item.get("email_id", ""),
+            "status": "P",
+            "substatus": "US",
+            "extra": {
+                k: v for k, v in item.items() if k not in ("title", "ticket_details", "due_date", "email_id")
+            },
+            "comments": [],
+            "history": [{"substatus": "US", "date": now}],
+            "date": now,
         }
         self.tickets[ticket_id] = ticket
         return ticket
@@ -86,10 +94,18 @@ class KaptureEmulator(Emulator):
         url = f"/employee/view-task-detail.html?detail=5/{ticket['id']}/{ticket['ticket_id']}"
         return {
             "ticket": {
-                "id": ticket["id"], "type": "O", "email": ticket["email_id"], "status": "P",
-                "ticketId": ticket["ticket_id"], "detail": ticket["ticket_details"],
-                "substatus": "US", "statusName": "Pending", "substatusName": "Unattended",
-                "date": ticket["date"], "taskTitle": ticket["title"], "ticketURL": url,
+                "id": ticket["id"],
+                "type": "O",
+                "email": ticket["email_id"],
+                "status": "P",
+                "ticketId": ticket["ticket_id"],
+                "detail": ticket["ticket_details"],
+                "substatus": "US",
+                "statusName": "Pending",
+                "substatusName": "Unattended",
+                "date": ticket["date"],
+                "taskTitle": ticket["title"],
+                "ticketURL": url,
                 "folders": ["Inbox"],
             },
             "Additional_details": ticket["extra"],
@@ -142,15 +158,21 @@ class KaptureEmulator(Emulator):
         found = [self.tickets[i] for i in ids if i in self.tickets]
         if not found:
             return Reply.json(NO_DATA)
-        return Reply.json([
-            {
-                "task_details": {
-                    "ticket_id": t["ticket_id"], "id": t["id"], "title": t["title"],
-                    "status": t["status"], "substatus": t["substatus"],
-                    "detail": t["ticket_details"], "email": t["email_id"],
-                },
-                "history": t["history"],
-                "additional_info": t["extra"],
-            }
-            for t in found
-        ])
+        return Reply.json(
+            [
+                {
+                    "task_details": {
+                        "ticket_id": t["ticket_id"],
+                        "id": t["id"],
+                        "title": t["title"],
+                        "status": t["status"],
+                        "substatus": t["substatus"],
+                        "detail": t["ticket_details"],
+                        "email": t["email_id"],
+                    },
+                    "history": t["history"],
+                    "additional_info": t["extra"],
+                }
+                for t in found
+            ]
+        )

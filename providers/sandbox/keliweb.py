@@ -172,14 +172,16 @@ class KeliwebEmulator(Emulator):
         grant = fields.get("grant_type", "")
         if grant not in ("password", "refresh_token"):
             return oauth_error(
-                400, "unsupported_grant_type",
+                400,
+                "unsupported_grant_type",
                 "The authorization grant type is not supported by the authorization server.",
                 "Check that all required parameters have been provided",
             )
         if not fields.get("client_id"):
             return oauth_error(400, "invalid_request", MALFORMED, "Check the `client_id` parameter")
         if (fields.get("client_id"), fields.get("client_secret")) != (
-            self.credentials.get("client_id"), self.credentials.get("client_secret")
+            self.credentials.get("client_id"),
+            self.credentials.get("client_secret"),
         ):
             return oauth_error(401, "invalid_client", "Client authentication failed")
         if grant == "password":
@@ -187,7 +189,8 @@ class KeliwebEmulator(Emulator):
                 if not fields.get(key):
                     return oauth_error(400, "invalid_request", MALFORMED, f"Check the `{key}` parameter")
             if (fields["username"], fields["password"]) != (
-                self.credentials.get("username"), self.credentials.get("password")
+                self.credentials.get("username"),
+                self.credentials.get("password"),
             ):
                 return oauth_error(400, "invalid_grant", "The user credentials were incorrect.")
             self.password_grants += 1
@@ -210,8 +213,10 @@ class KeliwebEmulator(Emulator):
         self.refresh_tokens[refresh] = (time.time() + REFRESH_TOKEN_SECONDS, access)
         self.tokens_issued += 1
         return {
-            "token_type": "Bearer", "expires_in": ACCESS_TOKEN_SECONDS,
-            "access_token": access, "refresh_token": refresh,
+            "token_type": "Bearer",
+            "expires_in": ACCESS_TOKEN_SECONDS,
+            "access_token": access,
+            "refresh_token": refresh,
         }
 
     def refused(self, request: SandboxRequest) -> Reply | None:
@@ -225,8 +230,11 @@ class KeliwebEmulator(Emulator):
         return None
 
     def login_page(self, request: SandboxRequest) -> Reply:
-        return Reply(200, b"<!DOCTYPE html><html><body><form>Login</form></body></html>",
-                     {"Content-Type": "text/html; charset=UTF-8"})
+        return Reply(
+            200,
+            b"<!DOCTYPE html><html><body><form>Login</form></body></html>",
+            {"Content-Type": "text/html; charset=UTF-8"},
+        )
 
     # --- WHMCS: OpenTicket --------------------------------------------------------------------------
     def open_ticket(self, request: SandboxRequest) -> Reply:
@@ -275,14 +283,33 @@ class KeliwebEmulator(Emulator):
         number = next(self.ids)
         date = now_text()
         ticket = {
-            "ticketid": number, "tid": self.new_tid(), "c": self.new_access_key(),
-            "deptid": dept_id, "deptname": DEPARTMENTS[dept_id], "userid": client_id or 0,
-            "contactid": contact_id, "name": name, "email": email, "cc": "", "date": date,
-            "subject": fields["subject"], "status": "Open", "priority": priority, "admin": "",
-            "lastreply": date, "flag": 0, "service": service, "markdown": truthy(fields.get("markdown")),
-            "customfields": customfields, "attachments": attachments, "notes": [],
-            "replies": [self.reply_entry(0, client_id or 0, contact_id, name, email, fields["message"],
-                                         attachments, date=date)],
+            "ticketid": number,
+            "tid": self.new_tid(),
+            "c": self.new_access_key(),
+            "deptid": dept_id,
+            "deptname": DEPARTMENTS[dept_id],
+            "userid": client_id or 0,
+            "contactid": contact_id,
+            "name": name,
+            "email": email,
+            "cc": "",
+            "date": date,
+            "subject": fields["subject"],
+            "status": "Open",
+            "priority": priority,
+            "admin": "",
+            "lastreply": date,
+            "flag": 0,
+            "service": service,
+            "markdown": truthy(fields.get("markdown")),
+            "customfields": customfields,
+            "attachments": attachments,
+            "notes": [],
+            "replies": [
+                self.reply_entry(
+                    0, client_id or 0, contact_id, name, email, fields["message"], attachments, date=date
+                )
+            ],
         }
         self.tickets[number] = ticket
         return Reply.json({"result": "success", "id": str(number), "tid": ticket["tid"], "c": ticket["c"]})
@@ -331,13 +358,28 @@ class KeliwebEmulator(Emulator):
 
     @staticmethod
     def reply_entry(
-        replyid: int, userid: int, contactid: int, name: str, email: str, message: str,
-        attachments: list[dict], *, admin: str = "", date: str = "",
+        replyid: int,
+        userid: int,
+        contactid: int,
+        name: str,
+        email: str,
+        message: str,
+        attachments: list[dict],
+        *,
+        admin: str = "",
+        date: str = "",
     ) -> dict:
         return {
-            "replyid": replyid, "userid": userid, "contactid": contactid, "name": name,
-            "email": email, "date": date or now_text(), "message": message,
-            "attachment": "|".join(a["name"] for a in attachments), "admin": admin, "rating": 0,
+            "replyid": replyid,
+            "userid": userid,
+            "contactid": contactid,
+            "name": name,
+            "email": email,
+            "date": date or now_text(),
+            "message": message,
+            "attachment": "|".join(a["name"] for a in attachments),
+            "admin": admin,
+            "rating": 0,
         }
 
     # --- WHMCS: GetTicket ---------------------------------------------------------------------------
@@ -356,14 +398,34 @@ class KeliwebEmulator(Emulator):
         replies = [self.as_whmcs(r) for r in ticket["replies"]]
         if fields.get("repliessort", "").upper() == "DESC":
             replies.reverse()
-        keys = ("tid", "c", "deptid", "deptname", "userid", "contactid", "name", "email", "cc", "date",
-                "subject", "status", "priority", "admin", "lastreply", "flag", "service")
-        return Reply.json({
-            "result": "success", "ticketid": str(ticket["ticketid"]),
-            **self.as_whmcs({k: ticket[k] for k in keys}),
-            "replies": {"reply": replies},
-            "notes": {"note": [self.as_whmcs(n) for n in ticket["notes"]]},
-        })
+        keys = (
+            "tid",
+            "c",
+            "deptid",
+            "deptname",
+            "userid",
+            "contactid",
+            "name",
+            "email",
+            "cc",
+            "date",
+            "subject",
+            "status",
+            "priority",
+            "admin",
+            "lastreply",
+            "flag",
+            "service",
+        )
+        return Reply.json(
+            {
+                "result": "success",
+                "ticketid": str(ticket["ticketid"]),
+                **self.as_whmcs({k: ticket[k] for k in keys}),
+                "replies": {"reply": replies},
+                "notes": {"note": [self.as_whmcs(n) for n in ticket["notes"]]},
+            }
+        )
 
     @staticmethod
     def as_whmcs(row: dict) -> dict:
@@ -393,9 +455,17 @@ class KeliwebEmulator(Emulator):
         except ValueError as exc:
             return whmcs_error(str(exc))
         userid = client_id or ticket["userid"]
-        ticket["replies"].append(self.reply_entry(
-            self.next_reply_id(ticket), userid, 0, name, email, fields["message"], attachments,
-        ))
+        ticket["replies"].append(
+            self.reply_entry(
+                self.next_reply_id(ticket),
+                userid,
+                0,
+                name,
+                email,
+                fields["message"],
+                attachments,
+            )
+        )
         ticket["status"], ticket["lastreply"] = "Customer-Reply", ticket["replies"][-1]["date"]
         return Reply.json({"result": "success"})
 
@@ -403,14 +473,17 @@ class KeliwebEmulator(Emulator):
     def controls(self):
         return {
             "staff-reply": lambda data: self.staff_reply(
-                int(data["ticketid"]), str(data["message"]), status=str(data.get("status") or "Answered"),
+                int(data["ticketid"]),
+                str(data["message"]),
+                status=str(data.get("status") or "Answered"),
                 admin=str(data.get("admin") or "Keliweb Support"),
             ),
             "customer-reply": lambda data: self.customer_reply(int(data["ticketid"]), str(data["message"])),
         }
 
-    def staff_reply(self, ticketid: int, message: str, *, status: str = "Answered",
-                    admin: str = "Keliweb Support") -> dict:
+    def staff_reply(
+        self, ticketid: int, message: str, *, status: str = "Answered", admin: str = "Keliweb Support"
+    ) -> dict:
         """A Keliweb support agent answers in WHMCS's admin area."""
         with self.lock:
             ticket = self.tickets[int(ticketid)]
@@ -424,10 +497,17 @@ class KeliwebEmulator(Emulator):
         """The requester answers in WHMCS's client area (not through the console)."""
         with self.lock:
             ticket = self.tickets[int(ticketid)]
-            ticket["replies"].append(self.reply_entry(
-                self.next_reply_id(ticket), ticket["userid"], ticket["contactid"], ticket["name"],
-                ticket["email"], message, [],
-            ))
+            ticket["replies"].append(
+                self.reply_entry(
+                    self.next_reply_id(ticket),
+                    ticket["userid"],
+                    ticket["contactid"],
+                    ticket["name"],
+                    ticket["email"],
+                    message,
+                    [],
+                )
+            )
             ticket["status"], ticket["lastreply"] = "Customer-Reply", ticket["replies"][-1]["date"]
             return {"replyid": ticket["replies"][-1]["replyid"]}
 

@@ -44,14 +44,26 @@ COMMON_FIELDS = {
 }
 INITIATE_SCHEMA = {
     "required": ("accountCodeLocators", "environment", "eventId", "ticketDesc", "ticketPriority", "ticketId"),
-    "fields": {**COMMON_FIELDS, "callbackAddress": "url", "additionalProperties": "object",
-               "channelCreateRequest": "object"},
+    "fields": {
+        **COMMON_FIELDS,
+        "callbackAddress": "url",
+        "additionalProperties": "object",
+        "channelCreateRequest": "object",
+    },
 }
 UPDATE_SCHEMA = {
     "required": ("accountCodeLocators", "environment", "eventId", "status", "ticketId"),
-    "fields": {**COMMON_FIELDS, "status": "status", "channelId": "text", "resolveTime": "text",
-               "resolver": "text", "statusDescription": "text", "isFetchDetailsRequired": "bool",
-               "sourceIdentificationCode": "text", "ticketDetail": "object"},
+    "fields": {
+        **COMMON_FIELDS,
+        "status": "status",
+        "channelId": "text",
+        "resolveTime": "text",
+        "resolver": "text",
+        "statusDescription": "text",
+        "isFetchDetailsRequired": "bool",
+        "sourceIdentificationCode": "text",
+        "ticketDetail": "object",
+    },
 }
 
 
@@ -110,26 +122,39 @@ def check_value(kind: str, path: str, value: Any) -> list[dict]:
             continue
         for key in LOCATOR_KEYS:
             if key not in item:
-                details.append(detail(f"{path}/{n}", "required", f"must have required property '{key}'",
-                                      missingProperty=key))
+                details.append(
+                    detail(
+                        f"{path}/{n}", "required", f"must have required property '{key}'", missingProperty=key
+                    )
+                )
             else:
                 details.extend(check_value("text", f"{path}/{n}/{key}", item[key]))
         for key in sorted(set(item) - set(LOCATOR_KEYS)):
-            details.append(detail(f"{path}/{n}", "additionalProperties",
-                                  "must NOT have additional properties", additionalProperty=key))
+            details.append(
+                detail(
+                    f"{path}/{n}",
+                    "additionalProperties",
+                    "must NOT have additional properties",
+                    additionalProperty=key,
+                )
+            )
     return details
 
 
 def validate(body: dict, schema: dict) -> list[dict]:
     details = [
         detail("", "required", f"must have required property '{name}'", missingProperty=name)
-        for name in schema["required"] if name not in body
+        for name in schema["required"]
+        if name not in body
     ]
     for name, value in body.items():
         kind = schema["fields"].get(name)
         if kind is None:
-            details.append(detail("", "additionalProperties", "must NOT have additional properties",
-                                  additionalProperty=name))
+            details.append(
+                detail(
+                    "", "additionalProperties", "must NOT have additional properties", additionalProperty=name
+                )
+            )
         else:
             details.extend(check_value(kind, f"/{name}", value))
     return details
@@ -155,6 +180,7 @@ class KnightEmulator(Emulator):
         # One text field: the title, a blank line, then the description (providers/knight.py).
         title, _, description = held["ticketDesc"].partition("\n\n")
         return {"title": title, "description": description, "status": held["status"]}
+
     #: The source id this Knight knows (not secret; the demo account's setting).
     source_id = SANDBOX_SOURCE_ID
     #: Accounts the locators may name ("demo1" is the seed's).
@@ -177,12 +203,14 @@ class KnightEmulator(Emulator):
     # --- endpoints -----------------------------------------------------------------------
     def ping(self, request: SandboxRequest) -> Reply:
         headers = {k: v for k, v in request.headers.items() if "token" not in k and "authorization" not in k}
-        return Reply.json({
-            "greeting": "Hello from LoopBack",
-            "date": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "url": "/ping",
-            "headers": headers,
-        })
+        return Reply.json(
+            {
+                "greeting": "Hello from LoopBack",
+                "date": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                "url": "/ping",
+                "headers": headers,
+            }
+        )
 
     def initiate_ticket(self, request: SandboxRequest) -> Reply:
         return self.handle(request, "initiateTicket", INITIATE_SCHEMA, self.initiate)
@@ -198,19 +226,23 @@ class KnightEmulator(Emulator):
             details = validate(body, schema)
             if details:
                 reply = loopback_error(
-                    422, "UnprocessableEntityError",
+                    422,
+                    "UnprocessableEntityError",
                     "The request body is invalid. See error object `details` property for more info.",
-                    code="VALIDATION_FAILED", details=details,
+                    code="VALIDATION_FAILED",
+                    details=details,
                 )
         if reply is None:
             reply = self.unknown_account(body) or apply(body, request.header("x-transaction-id"))
-        self.calls.append({
-            "endpoint": endpoint,
-            "ticketId": body.get("ticketId") if isinstance(body, dict) else None,
-            "transactionId": request.header("x-transaction-id"),
-            "applicationName": request.header("x-application-name"),
-            "status": reply.status,
-        })
+        self.calls.append(
+            {
+                "endpoint": endpoint,
+                "ticketId": body.get("ticketId") if isinstance(body, dict) else None,
+                "transactionId": request.header("x-transaction-id"),
+                "applicationName": request.header("x-application-name"),
+                "status": reply.status,
+            }
+        )
         return reply
 
     def initiate(self, body: dict, transaction_id: str) -> Reply:
@@ -232,7 +264,7 @@ class KnightEmulator(Emulator):
     def update(self, body: dict, transaction_id: str) -> Reply:
         ticket = self.tickets.get(body["ticketId"])
         if ticket is None:
-            return loopback_error(404, "NotFoundError", f"Ticket \"{body['ticketId']}\" not found.")
+            return loopback_error(404, "NotFoundError", f'Ticket "{body["ticketId"]}" not found.')
         ticket.update({k: v for k, v in body.items() if k != "ticketId"})
         ticket["history"].append(
             {"status": body["status"], "transactionId": transaction_id, "at": datetime.now(UTC).isoformat()}
@@ -243,18 +275,23 @@ class KnightEmulator(Emulator):
     def read_body(self, request: SandboxRequest) -> tuple[Any, Reply | None]:
         if request.content_type != "application/json":
             return {}, loopback_error(
-                415, "UnsupportedMediaTypeError",
+                415,
+                "UnsupportedMediaTypeError",
                 f"Content-type {request.content_type or '(none)'} does not match [application/json].",
             )
         try:
             body = json.loads(request.body or b"")
         except ValueError as exc:
-            return {}, loopback_error(400, "BadRequestError", f"Invalid JSON: {exc}",
-                                      code="INVALID_REQUEST_BODY")
+            return {}, loopback_error(
+                400, "BadRequestError", f"Invalid JSON: {exc}", code="INVALID_REQUEST_BODY"
+            )
         if not isinstance(body, dict):
             return {}, loopback_error(
-                422, "UnprocessableEntityError", "The request body is invalid.",
-                code="VALIDATION_FAILED", details=[detail("", "type", "must be object", type="object")],
+                422,
+                "UnprocessableEntityError",
+                "The request body is invalid.",
+                code="VALIDATION_FAILED",
+                details=[detail("", "type", "must be object", type="object")],
             )
         return body, None
 

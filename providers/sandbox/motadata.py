@@ -156,10 +156,16 @@ class MotadataEmulator(Emulator):
         self.refresh_tokens[refresh] = username  # Spring reuses refresh tokens by default
         self.tokens_issued += 1
         self.grants[grant] += 1
-        return Reply.json({
-            "access_token": access, "token_type": "bearer", "refresh_token": refresh,
-            "expires_in": TOKEN_LIFETIME, "scope": "other-api-scope", "jti": str(uuid.uuid4()),
-        })
+        return Reply.json(
+            {
+                "access_token": access,
+                "token_type": "bearer",
+                "refresh_token": refresh,
+                "expires_in": TOKEN_LIFETIME,
+                "scope": "other-api-scope",
+                "jti": str(uuid.uuid4()),
+            }
+        )
 
     def bearer_refused(self, request: SandboxRequest) -> Reply | None:
         token = bearer_token(request)
@@ -174,18 +180,24 @@ class MotadataEmulator(Emulator):
             return None
         challenge = 'Bearer error="invalid_token", error_description="Access token rejected"'
         return Reply.json(
-            {"error": "invalid_token", "error_description": description}, 401,
+            {"error": "invalid_token", "error_description": description},
+            401,
             {"WWW-Authenticate": challenge},
         )
 
     # --- incidents ------------------------------------------------------------------------
     def json_body(self, request: SandboxRequest) -> tuple[dict | None, Reply | None]:
         if request.content_type != "application/json":
-            return None, Reply.json({
-                "timestamp": now_ms(), "status": 415, "error": "Unsupported Media Type",
-                "message": f"Content type '{request.header('content-type')}' not supported",
-                "path": request.path,
-            }, 415)
+            return None, Reply.json(
+                {
+                    "timestamp": now_ms(),
+                    "status": 415,
+                    "error": "Unsupported Media Type",
+                    "message": f"Content type '{request.header('content-type')}' not supported",
+                    "path": request.path,
+                },
+                415,
+            )
         try:
             body = request.json()
         except BadRequest:
@@ -260,10 +272,22 @@ class MotadataEmulator(Emulator):
             return failure(message)
         incident_id = next(self.ids)
         incident = {
-            "id": incident_id, "subject": "", "description": "", "categoryName": "",
-            "status": "Open", "impact": "LOW", "priority": "LOW", "urgency": "LOW", "tags": [],
-            "requesterEmail": "", "requesterName": "", "ccEmailSet": [], "locationName": None,
-            "attachmentsRefNames": [], "customFieldValueDetails": {}, "createdTime": now_ms(),
+            "id": incident_id,
+            "subject": "",
+            "description": "",
+            "categoryName": "",
+            "status": "Open",
+            "impact": "LOW",
+            "priority": "LOW",
+            "urgency": "LOW",
+            "tags": [],
+            "requesterEmail": "",
+            "requesterName": "",
+            "ccEmailSet": [],
+            "locationName": None,
+            "attachmentsRefNames": [],
+            "customFieldValueDetails": {},
+            "createdTime": now_ms(),
         }
         self.apply(incident, body)
         self.incidents[incident_id] = incident
@@ -317,26 +341,40 @@ class MotadataEmulator(Emulator):
         module = request.match["module"]
         if module not in MODULES:
             return failure(f"Module '{module}' not found.", 404, "NOT_FOUND")
-        return Reply.json([
-            {"id": field_id, "name": name, "customField": True, "valueType": type_code,
-             "valueTypeName": VALUE_TYPES[type_code][0], "required": False, "module": module}
-            for field_id, (name, type_code) in CUSTOM_FIELDS.items()
-        ])
+        return Reply.json(
+            [
+                {
+                    "id": field_id,
+                    "name": name,
+                    "customField": True,
+                    "valueType": type_code,
+                    "valueTypeName": VALUE_TYPES[type_code][0],
+                    "required": False,
+                    "module": module,
+                }
+                for field_id, (name, type_code) in CUSTOM_FIELDS.items()
+            ]
+        )
 
     def upload(self, request: SandboxRequest) -> Reply:
         refused = self.bearer_refused(request)
         if refused:
             return refused
         if request.content_type != "multipart/form-data":
-            return Reply.json({
-                "timestamp": now_ms(), "status": 415, "error": "Unsupported Media Type",
-                "message": f"Content type '{request.header('content-type')}' not supported",
-                "path": "/api/oprfile",
-            }, 415)
+            return Reply.json(
+                {
+                    "timestamp": now_ms(),
+                    "status": 415,
+                    "error": "Unsupported Media Type",
+                    "message": f"Content type '{request.header('content-type')}' not supported",
+                    "path": "/api/oprfile",
+                },
+                415,
+            )
         files = request.form()[1]
         if "file" not in files:
             return failure("Required request part 'file' is not present.")
         real_name, content = files["file"]
-        ref = f"{uuid.uuid4().hex}{real_name[real_name.rfind('.'):] if '.' in real_name else ''}"
+        ref = f"{uuid.uuid4().hex}{real_name[real_name.rfind('.') :] if '.' in real_name else ''}"
         self.files[ref] = {"refFileName": ref, "realName": real_name, "size": len(content)}
         return Reply.json({"refFileName": ref, "realName": real_name, "link": f"/api/download/{ref}"})

@@ -137,7 +137,10 @@ class ParticleSpaceEmulator(Emulator):
         old = self.tickets[ticket_id]
         # A full replacement: nothing of the old ticket survives but its id and creation time.
         ticket = {
-            "id": ticket_id, **self.record(fields), "created_at": old["created_at"], "updated_at": self.now(),
+            "id": ticket_id,
+            **self.record(fields),
+            "created_at": old["created_at"],
+            "updated_at": self.now(),
         }
         self.tickets[ticket_id] = ticket
         self.updates.append({"id": ticket_id, "fields": dict(fields), "at": ticket["updated_at"]})
@@ -196,13 +199,15 @@ class ParticleSpaceEmulator(Emulator):
             "automated": BOOLEANS[fields["automated"].lower()],
         }
         if notify:
-            ticket.update({
-                "type": fields["type"],
-                "contacts": [c.strip() for c in fields["contacts"].split(",") if c.strip()],
-                "time": fields.get("time", ""),
-                "notifySubject": fields.get("notifySubject", ""),
-                "notifyMessage": fields.get("notifyMessage", ""),
-            })
+            ticket.update(
+                {
+                    "type": fields["type"],
+                    "contacts": [c.strip() for c in fields["contacts"].split(",") if c.strip()],
+                    "time": fields.get("time", ""),
+                    "notifySubject": fields.get("notifySubject", ""),
+                    "notifyMessage": fields.get("notifyMessage", ""),
+                }
+            )
         return ticket
 
     @staticmethod

@@ -124,9 +124,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
     def fault_reply(self, fault: str) -> Reply:
         if fault == "429":
             retry_after = self.server.faults.retry_after
-            return Reply.json(
-                {"error": "Too Many Requests"}, 429, {"Retry-After": f"{retry_after:g}"}
-            )
+            return Reply.json({"error": "Too Many Requests"}, 429, {"Retry-After": f"{retry_after:g}"})
         if fault == "redirect":
             return Reply(302, b"", {"Location": self.server.faults.redirect_to})
         return Reply.json({"error": f"sandbox fault {fault}"}, int(fault))
@@ -198,7 +196,10 @@ class SandboxHandler(BaseHTTPRequestHandler):
 
 
 def serve_in_thread(
-    credentials: dict[str, dict[str, str]], *, host: str = "127.0.0.1", port: int = 0,
+    credentials: dict[str, dict[str, str]],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
     faults: FaultPlan | None = None,
 ) -> SandboxServer:
     """Start a sandbox on a daemon thread (tests, benchmarks). Stop with `.shutdown()`."""

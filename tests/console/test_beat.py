@@ -11,15 +11,20 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_beat_sends_the_settings_schedule_and_keeps_its_file_in_the_state_dir(tmp_path):
-    clean = {k: v for k, v in os.environ.items()
-             if not k.startswith(("DJANGO_", "CONSOLE_", "DATABASE_", "CELERY_"))}
-    env = {**clean, "CONSOLE_STATE_DIR": str(tmp_path), "SYNC_SWEEP_INTERVAL": "0.5",
-           "PYTHONUNBUFFERED": "1"}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DJANGO_", "CONSOLE_", "DATABASE_", "CELERY_"))
+    }
+    env = {**clean, "CONSOLE_STATE_DIR": str(tmp_path), "SYNC_SWEEP_INTERVAL": "0.5", "PYTHONUNBUFFERED": "1"}
     log_path = tmp_path / "beat.log"
     with open(log_path, "wb") as log:
         beat = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "console", "beat", "--loglevel", "INFO"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     try:
         deadline = time.monotonic() + 90

@@ -76,8 +76,12 @@ def test_rotation_re_encrypts_under_the_newest_key(keys):
 def test_rotation_re_encrypts_the_callback_secret_too(keys):
     old, new = new_key(), new_key()
     keys(old)
-    account = ProviderAccount(name="knight", kind="knight", base_url="https://knight.example",
-                              settings={"callback_base_url": "https://console.example.com"})
+    account = ProviderAccount(
+        name="knight",
+        kind="knight",
+        base_url="https://knight.example",
+        settings={"callback_base_url": "https://console.example.com"},
+    )
     account.set_credentials({"source_token": "s3cret-token-value"})
     account.save()
     secret = account.get_callback_secrets()["current"]

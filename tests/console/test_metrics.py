@@ -64,8 +64,9 @@ def test_metrics_refuse_a_missing_or_wrong_token(client, metrics_on, header):
 
 def test_metrics_show_queues_ages_breakers_calls_and_bulk_jobs(client, metrics_on):
     eu = make_account("Kapture EU", "kapture")
-    shop = make_account("Keliweb shop", "keliweb", consecutive_failures=5,
-                        paused_until=timezone.now() + timedelta(seconds=60))
+    shop = make_account(
+        "Keliweb shop", "keliweb", consecutive_failures=5, paused_until=timezone.now() + timedelta(seconds=60)
+    )
     make_tickets(eu, SyncState.PENDING, 3, age=timedelta(minutes=10))
     make_tickets(eu, SyncState.PENDING, 1)
     make_tickets(eu, SyncState.NEEDS_ATTENTION, 1)
@@ -74,11 +75,23 @@ def test_metrics_show_queues_ages_breakers_calls_and_bulk_jobs(client, metrics_o
     ticket = Ticket.objects.filter(account=eu).first()
     now = timezone.now()
     for outcome, duration_ms in [("success", 80), ("success", 300), ("success", 1200), ("retry", 15000)]:
-        SyncAttempt.objects.create(ticket=ticket, account=eu, operation="create", outcome=outcome,
-                                   started_at=now - timedelta(seconds=30), duration_ms=duration_ms)
+        SyncAttempt.objects.create(
+            ticket=ticket,
+            account=eu,
+            operation="create",
+            outcome=outcome,
+            started_at=now - timedelta(seconds=30),
+            duration_ms=duration_ms,
+        )
     # outside the window: not counted
-    SyncAttempt.objects.create(ticket=ticket, account=eu, operation="update", outcome="failed",
-                               started_at=now - timedelta(hours=2), duration_ms=10)
+    SyncAttempt.objects.create(
+        ticket=ticket,
+        account=eu,
+        operation="update",
+        outcome="failed",
+        started_at=now - timedelta(hours=2),
+        duration_ms=10,
+    )
     job = BulkJob.objects.create(action="retry_sync", state=BulkJob.State.RUNNING, total=40, processed=12)
     BulkJob.objects.create(action="export_csv", state=BulkJob.State.DONE, total=5, processed=5)
 
@@ -94,8 +107,10 @@ def test_metrics_show_queues_ages_breakers_calls_and_bulk_jobs(client, metrics_o
     assert value(queue, account="Keliweb shop", provider="keliweb", sync_state="failed") == 2
     age = value("ticket_console_oldest_waiting_ticket_age_seconds", account="Kapture EU", provider="kapture")
     assert 590 <= age <= 700
-    assert value("ticket_console_oldest_waiting_ticket_age_seconds",
-                 account="Keliweb shop", provider="keliweb") == 0
+    assert (
+        value("ticket_console_oldest_waiting_ticket_age_seconds", account="Keliweb shop", provider="keliweb")
+        == 0
+    )
 
     shop_labels = {"account": "Keliweb shop", "provider": "keliweb"}
     assert value("ticket_console_account_paused", **shop_labels) == 1
@@ -106,8 +121,10 @@ def test_metrics_show_queues_ages_breakers_calls_and_bulk_jobs(client, metrics_o
     calls = "ticket_console_sync_calls_recent"
     assert value(calls, provider="kapture", operation="create", outcome="success") == 3
     assert value(calls, provider="kapture", operation="create", outcome="retry") == 1
-    assert (calls, frozenset({"provider": "kapture", "operation": "update", "outcome": "failed"}.items())) \
-        not in samples
+    assert (
+        calls,
+        frozenset({"provider": "kapture", "operation": "update", "outcome": "failed"}.items()),
+    ) not in samples
     latency = "ticket_console_push_duration_seconds_bucket"
     assert value(latency, provider="kapture", le="0.1") == 1
     assert value(latency, provider="kapture", le="0.5") == 2

@@ -78,15 +78,28 @@ def test_a_task_published_during_a_request_carries_its_id(tmp_path):
 def test_the_settings_make_every_log_line_json(tmp_path):
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CONSOLE_", "DATABASE_"))}
     result = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c",
-         "import logging; logging.getLogger('tickets.sync').warning('pushed %s', 'TC-000001')"],
-        cwd=ROOT, env={**clean, "CONSOLE_STATE_DIR": str(tmp_path), "LOG_FORMAT": "json"},
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "-c",
+            "import logging; logging.getLogger('tickets.sync').warning('pushed %s', 'TC-000001')",
+        ],
+        cwd=ROOT,
+        env={**clean, "CONSOLE_STATE_DIR": str(tmp_path), "LOG_FORMAT": "json"},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     [line] = [json.loads(text) for text in result.stderr.splitlines() if text.strip()]
-    assert line == {**line, "level": "WARNING", "logger": "tickets.sync", "message": "pushed TC-000001",
-                    "request_id": None}
+    assert line == {
+        **line,
+        "level": "WARNING",
+        "logger": "tickets.sync",
+        "message": "pushed TC-000001",
+        "request_id": None,
+    }
 
 
 @pytest.mark.worker
@@ -95,10 +108,27 @@ def test_the_worker_logs_a_requests_task_with_the_requests_id(transactional_db, 
     log_path = tmp_path / "worker.log"
     with open(log_path, "wb") as log:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "console", "worker", "--loglevel", "INFO",
-             "--concurrency", "1", "--without-gossip", "--without-mingle", "--without-heartbeat",
-             "-n", f"request-id-{os.getpid()}@%h"],
-            cwd=ROOT, env=worker_env(broker, LOG_FORMAT="json"), stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "console",
+                "worker",
+                "--loglevel",
+                "INFO",
+                "--concurrency",
+                "1",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-n",
+                f"request-id-{os.getpid()}@%h",
+            ],
+            cwd=ROOT,
+            env=worker_env(broker, LOG_FORMAT="json"),
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     try:
         token = current_request_id.set("req-789")

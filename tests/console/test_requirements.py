@@ -31,8 +31,11 @@ def test_each_lock_pins_what_its_in_file_asks_for_with_hashes(name):
     assert {n: locked.get(n) for n in wanted} == wanted
     # every entry carries hashes, so pip checks each download (--require-hashes is implied)
     lines = (ROOT / f"{name}.txt").read_text().splitlines()
-    unhashed = [line for line, following in zip(lines, [*lines[1:], ""], strict=True)
-                if PIN.match(line) and not following.strip().startswith("--hash=sha256:")]
+    unhashed = [
+        line
+        for line, following in zip(lines, [*lines[1:], ""], strict=True)
+        if PIN.match(line) and not following.strip().startswith("--hash=sha256:")
+    ]
     assert not unhashed
 
 

@@ -59,8 +59,15 @@ def test_a_refused_request_is_logged_in_one_line():
         raise PermissionDenied()
     except PermissionDenied:
         exc_info = sys.exc_info()
-    record = logging.LogRecord("django.request", logging.WARNING, __file__, 1,
-                               "Forbidden (Permission denied): %s", ("/admin/x/",), exc_info)
+    record = logging.LogRecord(
+        "django.request",
+        logging.WARNING,
+        __file__,
+        1,
+        "Forbidden (Permission denied): %s",
+        ("/admin/x/",),
+        exc_info,
+    )
     record.status_code = 403
     assert OneLineClientErrors().filter(record)
     assert logging.Formatter().format(record) == "Forbidden (Permission denied): /admin/x/"
@@ -72,8 +79,9 @@ class PermissionDenied(Exception):
 
 @pytest.mark.django_db
 def test_a_page_refused_to_a_signed_in_user_leaves_one_log_line(client):
-    [handler] = [h for h in logging.getLogger().handlers
-                 if any(isinstance(f, OneLineClientErrors) for f in h.filters)]  # settings.LOGGING's
+    [handler] = [
+        h for h in logging.getLogger().handlers if any(isinstance(f, OneLineClientErrors) for f in h.filters)
+    ]  # settings.LOGGING's
     written = io.StringIO()
     previous = handler.setStream(written)
     try:

@@ -15,19 +15,29 @@ ROOT = Path(__file__).resolve().parents[2]
 def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CONSOLE_", "DATABASE_"))}
     return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env={**clean, **env},
-        capture_output=True, text=True, timeout=120,
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
 def test_production_mode_passes_the_deploy_check(tmp_path):
-    result = manage("check", "--deploy", "--fail-level", "WARNING", env={
-        "CONSOLE_PRODUCTION": "1",
-        "CONSOLE_STATE_DIR": str(tmp_path),
-        "DJANGO_SECRET_KEY": Fernet.generate_key().decode() * 2,
-        "CONSOLE_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
-        "DJANGO_ALLOWED_HOSTS": "console.example.com",
-    })
+    result = manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        env={
+            "CONSOLE_PRODUCTION": "1",
+            "CONSOLE_STATE_DIR": str(tmp_path),
+            "DJANGO_SECRET_KEY": Fernet.generate_key().decode() * 2,
+            "CONSOLE_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+            "DJANGO_ALLOWED_HOSTS": "console.example.com",
+        },
+    )
     assert result.returncode == 0, result.stderr + result.stdout
     assert "no issues" in result.stdout
 

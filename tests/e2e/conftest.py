@@ -25,8 +25,13 @@ def browser_type_launch_args(browser_type_launch_args):
         "executable_path": CHROMIUM,
         "headless": True,
         "args": [
-            "--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run",
+            "--no-sandbox",
+            "--headless",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
         ],
     }
 
@@ -39,9 +44,11 @@ def browser_context_args(browser_context_args):
 @pytest.fixture
 def agent_user(transactional_db) -> User:
     user = User.objects.create_user("agent", "agent@example.com", "agent-pass", is_staff=True)
-    user.user_permissions.set(Permission.objects.filter(
-        content_type__app_label="tickets", codename__in=("view_ticket", "add_ticket", "change_ticket")
-    ))
+    user.user_permissions.set(
+        Permission.objects.filter(
+            content_type__app_label="tickets", codename__in=("view_ticket", "add_ticket", "change_ticket")
+        )
+    )
     return user
 
 

@@ -70,24 +70,33 @@ def job_from(page: Page) -> BulkJob:
 
 def results(page: Page) -> list[list[str]]:
     """The job page's per-reason rows: outcome, reason, number of tickets."""
-    return [row[:3] for row in page.locator("#job-results tbody tr").evaluate_all(
-        "rows => rows.map(row => [...row.cells].map(cell => cell.innerText.trim()))"
-    )]
+    return [
+        row[:3]
+        for row in page.locator("#job-results tbody tr").evaluate_all(
+            "rows => rows.map(row => [...row.cells].map(cell => cell.innerText.trim()))"
+        )
+    ]
 
 
 def seed(account, count: int, *, start: int = 0, **fields) -> list[Ticket]:
     """Many tickets at once, as tests/tickets/test_bulk.py seeds them (bulk_create skips save(),
     so references are set here); none is queued for sync."""
     return Ticket.objects.bulk_create(
-        Ticket(account=account, reference=f"TC-S{start + i:06d}", title=f"Seeded {start + i}",
-               revision=1, **fields)
+        Ticket(
+            account=account,
+            reference=f"TC-S{start + i:06d}",
+            title=f"Seeded {start + i}",
+            revision=1,
+            **fields,
+        )
         for i in range(count)
     )
 
 
 def states(tickets: list[Ticket]) -> set[tuple[str, str, int]]:
-    return set(Ticket.objects.filter(pk__in=[t.pk for t in tickets]).values_list(
-        "status", "sync_state", "revision"))
+    return set(
+        Ticket.objects.filter(pk__in=[t.pk for t in tickets]).values_list("status", "sync_state", "revision")
+    )
 
 
 def test_a_provider_admin_tests_the_connection_of_each_account(
@@ -111,8 +120,9 @@ def test_a_provider_admin_tests_the_connection_of_each_account(
     # The list now says each account answered; each test is in the sync history.
     expect(page.locator("#result_list td.field-health")).to_have_text(["OK"] * len(accounts))
     assert all(account.last_ok_at for account in ProviderAccount.objects.all())
-    tested = SyncAttempt.objects.filter(operation=SyncAttempt.Operation.TEST,
-                                        outcome=SyncAttempt.Outcome.SUCCESS)
+    tested = SyncAttempt.objects.filter(
+        operation=SyncAttempt.Operation.TEST, outcome=SyncAttempt.Outcome.SUCCESS
+    )
     assert set(tested.values_list("account", flat=True)) == {account.pk for account in accounts}
 
 
@@ -126,8 +136,15 @@ def test_a_provider_admin_changes_the_status_of_a_whole_filter_and_retries_the_f
     waiting = seed(kapture, 145)
     # In step with the provider already (a push nudge sends every due row of its account, so
     # these must not be pending for "never re-sent" below to mean anything).
-    already = seed(kapture, 5, start=145, status=Status.IN_PROGRESS, sync_state=SyncState.SYNCED,
-                   synced_revision=1, remote_id="77")
+    already = seed(
+        kapture,
+        5,
+        start=145,
+        status=Status.IN_PROGRESS,
+        sync_state=SyncState.SYNCED,
+        synced_revision=1,
+        remote_id="77",
+    )
     elsewhere = seed(keliweb, 4, start=150, sync_state=SyncState.SYNCED, remote_id="88")
     # The first two creates the change sends are lost on the way back: applied, never answered.
     sandbox.faults(script=["lost", "lost"])
@@ -157,13 +174,17 @@ def test_a_provider_admin_changes_the_status_of_a_whole_filter_and_retries_the_f
     assert change.selection == {"query": f"account__id__exact={kapture.pk}"}  # the filter, not the page
     assert (change.total, change.processed) == (150, 150)
     assert set(Ticket.objects.filter(account=kapture).values_list("status", flat=True)) == {
-        Status.IN_PROGRESS}
+        Status.IN_PROGRESS
+    }
     assert set(Ticket.objects.filter(account=keliweb).values_list("status", flat=True)) == {Status.NEW}
 
     # The worker sends the changed tickets; the two lost creates are held for a person.
     changed = Ticket.objects.filter(pk__in=[t.pk for t in waiting])
-    wait_for(lambda: not changed.filter(sync_state__in=[SyncState.PENDING, SyncState.SENDING]).exists(),
-             timeout=60, message="the changed tickets were not sent")
+    wait_for(
+        lambda: not changed.filter(sync_state__in=[SyncState.PENDING, SyncState.SENDING]).exists(),
+        timeout=60,
+        message="the changed tickets were not sent",
+    )
     assert changed.filter(sync_state=SyncState.SYNCED).count() == 143
     unknown = sorted(changed.filter(sync_state=SyncState.NEEDS_ATTENTION).values_list("pk", flat=True))
     assert len(unknown) == 2

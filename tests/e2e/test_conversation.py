@@ -26,10 +26,16 @@ def test_a_reply_written_in_keliweb_shows_in_the_conversation(
     page: Page, live_server, worker, sandbox, account_factory, agent_user, screenshot_dir
 ):
     account = account_factory("keliweb")
-    ticket = settled(services.create_ticket(
-        account=account, title="Mail bounces", description="Since 9:00", requester_name="Anna Verdi",
-        requester_email="anna@acme.test",
-    ), SyncState.SYNCED)
+    ticket = settled(
+        services.create_ticket(
+            account=account,
+            title="Mail bounces",
+            description="Since 9:00",
+            requester_name="Anna Verdi",
+            requester_email="anna@acme.test",
+        ),
+        SyncState.SYNCED,
+    )
     sign_in(page, live_server.url)
     page.goto(f"{live_server.url}/tickets/{ticket.pk}/")
     page.get_by_label("Reply").fill("Could you send the bounce message?")
@@ -38,8 +44,14 @@ def test_a_reply_written_in_keliweb_shows_in_the_conversation(
     expect(ours.locator(".badge")).to_have_text("Synced", timeout=SYNC_TIMEOUT_MS)
 
     # In Keliweb, a support agent answers; the next pull (beat's, here run at once) reads it.
-    sandbox.control("keliweb/staff-reply", {"ticketid": ticket.remote_id, "admin": "Giulia Bianchi",
-                                            "message": "We moved your mailbox. Try again now."})
+    sandbox.control(
+        "keliweb/staff-reply",
+        {
+            "ticketid": ticket.remote_id,
+            "admin": "Giulia Bianchi",
+            "message": "We moved your mailbox. Try again now.",
+        },
+    )
     pull.pull_account(account=account)
     pull.pull_account(account=account)
     page.reload()
@@ -60,8 +72,10 @@ def test_an_unknown_create_says_what_to_look_for_and_the_linked_id_is_checked(
 ):
     account = account_factory("kapture", settings={"web_search_url": SEARCH})
     sandbox.faults(script=["lost"])  # Kapture creates the ticket; the answer never arrives
-    ticket = settled(services.create_ticket(account=account, title="Printer on fire",
-                                            requester_email="tim@acme.test"), SyncState.NEEDS_ATTENTION)
+    ticket = settled(
+        services.create_ticket(account=account, title="Printer on fire", requester_email="tim@acme.test"),
+        SyncState.NEEDS_ATTENTION,
+    )
     sign_in(page, live_server.url)
     page.goto(f"{live_server.url}/tickets/{ticket.pk}/")
     lookup = page.locator("#lookup")
@@ -70,9 +84,9 @@ def test_an_unknown_create_says_what_to_look_for_and_the_linked_id_is_checked(
     expect(page.locator("#lookup-title")).to_have_text("Printer on fire")
     expect(page.locator("#lookup-sent")).to_contain_text(ticket.created_at.strftime("%Y-%m-%d"))
     search = lookup.get_by_role("link", name="Search Kapture CX for the marker")
-    expect(search).to_have_attribute("href", SEARCH.replace(
-        "{query}", f"%5BTicket%20Console%20{ticket.reference}%5D"
-    ))
+    expect(search).to_have_attribute(
+        "href", SEARCH.replace("{query}", f"%5BTicket%20Console%20{ticket.reference}%5D")
+    )
     page.screenshot(path=screenshot_dir / "unknown-create.png", full_page=True)
 
     remote_id = page.get_by_label("Remote id")

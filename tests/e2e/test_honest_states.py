@@ -42,10 +42,13 @@ def test_a_bulk_resolved_on_a_keliweb_ticket_is_kept_here_only_and_the_pull_show
     page: Page, browser: Browser, live_server, worker, account_factory, provider_admin, agent_user
 ):
     keliweb = account_factory("keliweb")
-    ticket = services.create_ticket(account=keliweb, title="Mail bounces", description="Since noon",
-                                    requester_email="ann@acme.test")
-    wait_for(lambda: Ticket.objects.get(pk=ticket.pk).sync_state == SyncState.SYNCED,
-             message="the create never reached Keliweb")
+    ticket = services.create_ticket(
+        account=keliweb, title="Mail bounces", description="Since noon", requester_email="ann@acme.test"
+    )
+    wait_for(
+        lambda: Ticket.objects.get(pk=ticket.pk).sync_state == SyncState.SYNCED,
+        message="the create never reached Keliweb",
+    )
 
     # The provider admin resolves the account's tickets as a bulk job.
     admin_sign_in(page, live_server.url)
@@ -80,7 +83,8 @@ def test_a_bulk_resolved_on_a_keliweb_ticket_is_kept_here_only_and_the_pull_show
     agent.goto(f"{live_server.url}/tickets/{ticket.pk}/")
     expect(agent.locator("#ticket-status")).to_have_text("Resolved")
     expect(agent.locator("#sync-difference")).to_have_text(
-        "Keliweb still has it Open; the console has Resolved.")
+        "Keliweb still has it Open; the console has Resolved."
+    )
     expect(badge).to_have_text("Kept here only")
     assert Ticket.objects.get(pk=ticket.pk).status == Status.RESOLVED
 
@@ -93,7 +97,13 @@ def test_a_bulk_resolved_on_a_keliweb_ticket_is_kept_here_only_and_the_pull_show
 
 @pytest.mark.worker
 def test_a_refused_credential_tells_the_agent_to_ask_a_provider_admin_who_sees_a_banner(
-    page: Page, browser: Browser, live_server, worker, account_factory, provider_admin, agent_user,
+    page: Page,
+    browser: Browser,
+    live_server,
+    worker,
+    account_factory,
+    provider_admin,
+    agent_user,
     screenshot_dir,
 ):
     kapture = account_factory("kapture", name="Kapture EU", credentials={"token": "wrong-token-value"})
@@ -110,7 +120,8 @@ def test_a_refused_credential_tells_the_agent_to_ask_a_provider_admin_who_sees_a
     expect(problem).to_contain_text("A provider admin must update them in the account settings.")
     expect(agent.locator("#sync-sentence")).to_have_text(
         "Not sent: the account Kapture EU has a problem that only a provider admin can fix. "
-        "Ask one; the change is kept here.")
+        "Ask one; the change is kept here."
+    )
     expect(agent.get_by_text("change what it names")).to_have_count(0)
     expect(agent.locator("body")).not_to_contain_text("wrong-token-value")
 

@@ -25,9 +25,16 @@ def provider_admin(transactional_db) -> User:
 def kapture_ticket(account_factory) -> Ticket:
     """A Kapture ticket read back as "OP", which the account's map reads as Open."""
     return Ticket.objects.create(
-        account=account_factory("kapture"), title="Printer on fire", requester_email="ann@acme.test",
-        tags=["vip", "printer"], status="open", remote_id="K-1", remote_status="OP",
-        sync_state=SyncState.SYNCED, revision=1, synced_revision=1,
+        account=account_factory("kapture"),
+        title="Printer on fire",
+        requester_email="ann@acme.test",
+        tags=["vip", "printer"],
+        status="open",
+        remote_id="K-1",
+        remote_status="OP",
+        sync_state=SyncState.SYNCED,
+        revision=1,
+        synced_revision=1,
     )
 
 

@@ -16,7 +16,8 @@ PROVIDER_INPUTS: dict[str, dict[str, str]] = {
     "keliweb": {"#id_keliweb-markdown": "check"},
     "kapture": {"#id_kapture-extra_keys": '{"order_id": "A-17"}', "#id_kapture-queue": "L1"},
     "particlespace": {
-        "#id_particlespace-notify": "true", "#id_particlespace-type": "email",
+        "#id_particlespace-notify": "true",
+        "#id_particlespace-type": "email",
         "#id_particlespace-contacts": "ops@acme.test",
     },
 }

@@ -16,9 +16,16 @@ ADD_URL = reverse("admin:providers_provideraccount_add")
 
 def account_form(sandbox, **overrides) -> dict:
     data = {
-        "name": "Kapture EU", "kind": "kapture", "base_url": sandbox.base_url("kapture"),
-        "enabled": "on", "rate_limit": "5", "timeout": "5", "settings": "{}",
-        "status_map": "{}", "priority_map": "{}", "paused_until": "",
+        "name": "Kapture EU",
+        "kind": "kapture",
+        "base_url": sandbox.base_url("kapture"),
+        "enabled": "on",
+        "rate_limit": "5",
+        "timeout": "5",
+        "settings": "{}",
+        "status_map": "{}",
+        "priority_map": "{}",
+        "paused_until": "",
         "cred__kapture__token": sandbox.credentials["kapture"]["token"],
     }
     return {**data, **overrides}
@@ -204,17 +211,20 @@ def test_sync_engine_settings_of_the_wrong_type_are_refused_on_the_defaults_tabl
     assert "breaker_threshold" not in account.settings  # nothing saved
 
 
-@pytest.mark.parametrize(("setting", "value", "refused"), [
-    ("breaker_cooldown", 1e12, True),  # would overflow the pause time on every failure
-    ("breaker_cooldown", float("inf"), True),  # JSON's Infinity
-    ("breaker_threshold", float("inf"), True),
-    ("breaker_threshold", 2.5, True),
-    ("breaker_threshold", 5, False),
-    ("retry_unknown_creates", "no", True),  # a non-empty string would read as "yes"
-    ("retry_unknown_creates", False, False),
-    ("allowed_groups", "Support EU", False),  # one name, as tickets/access.py reads it
-    ("allowed_groups", ["Support EU", ""], True),
-])
+@pytest.mark.parametrize(
+    ("setting", "value", "refused"),
+    [
+        ("breaker_cooldown", 1e12, True),  # would overflow the pause time on every failure
+        ("breaker_cooldown", float("inf"), True),  # JSON's Infinity
+        ("breaker_threshold", float("inf"), True),
+        ("breaker_threshold", 2.5, True),
+        ("breaker_threshold", 5, False),
+        ("retry_unknown_creates", "no", True),  # a non-empty string would read as "yes"
+        ("retry_unknown_creates", False, False),
+        ("allowed_groups", "Support EU", False),  # one name, as tickets/access.py reads it
+        ("allowed_groups", ["Support EU", ""], True),
+    ],
+)
 def test_sync_engine_settings_are_checked_by_value(setting, value, refused):
     from providers.forms import mapping_errors
 
@@ -321,10 +331,14 @@ def test_adding_an_account_through_the_page_leaves_blank_maps_to_the_provider_de
 ):
     values = posted_form(superuser_client, ADD_URL)
     assert "status_map__outbound__rows" in values
-    values.update({
-        "name": "Keliweb IT", "kind": "keliweb", "base_url": sandbox.base_url("keliweb"),
-        **{f"cred__keliweb__{key}": value for key, value in sandbox.credentials["keliweb"].items()},
-    })
+    values.update(
+        {
+            "name": "Keliweb IT",
+            "kind": "keliweb",
+            "base_url": sandbox.base_url("keliweb"),
+            **{f"cred__keliweb__{key}": value for key, value in sandbox.credentials["keliweb"].items()},
+        }
+    )
     blank_setting = next(n for n, v in values.items() if n.startswith("settings__all__key__") and not v)
     values[blank_setting] = "deptid"
     values[blank_setting.replace("__key__", "__value__")] = "1"
@@ -397,9 +411,14 @@ def test_the_rotate_action_rotates_accounts_that_call_back_and_says_which_do_not
     knight = account_factory("knight", settings={"callback_base_url": "https://console.example.com"})
     kapture = account_factory("kapture")
     old = knight.get_callback_secrets()["current"]
-    page = superuser_client.post(reverse("admin:providers_provideraccount_changelist"), {
-        "action": "rotate_callback_secrets", "_selected_action": [knight.pk, kapture.pk],
-    }, follow=True).content.decode()
+    page = superuser_client.post(
+        reverse("admin:providers_provideraccount_changelist"),
+        {
+            "action": "rotate_callback_secrets",
+            "_selected_action": [knight.pk, kapture.pk],
+        },
+        follow=True,
+    ).content.decode()
     knight.refresh_from_db()
     assert knight.get_callback_secrets()["current"] != old
     assert "Sandbox kapture: Kapture CX does not call back." in page
@@ -414,9 +433,13 @@ def test_a_support_agent_cannot_rotate_a_callback_secret(client, account_factory
     agent.user_permissions.add(*Permission.objects.filter(content_type__app_label="tickets"))
     client.force_login(agent)
     client.post(reverse("admin:providers_provideraccount_rotate_callback_secret", args=[account.pk]))
-    client.post(reverse("admin:providers_provideraccount_changelist"), {
-        "action": "rotate_callback_secrets", "_selected_action": [account.pk],
-    })
+    client.post(
+        reverse("admin:providers_provideraccount_changelist"),
+        {
+            "action": "rotate_callback_secrets",
+            "_selected_action": [account.pk],
+        },
+    )
     account.refresh_from_db()
     assert account.get_callback_secrets() == before
 

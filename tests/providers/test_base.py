@@ -210,7 +210,9 @@ def test_a_connection_test_probing_a_missing_ticket_counts_not_found_as_connecte
 def test_a_preview_shows_the_request_with_secrets_masked_and_sends_nothing():
     shown = provider().preview(ticket())
     assert shown == {
-        "method": "POST", "url": f"{BASE}/tickets", "headers": {},
+        "method": "POST",
+        "url": f"{BASE}/tickets",
+        "headers": {},
         "body": '{"title": "Printer on fire", "password": "' + REDACTED + '"}',
     }
     assert provider().preview(ticket(remote_id="3"))["method"] == "PUT"

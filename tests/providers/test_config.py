@@ -121,8 +121,16 @@ def test_an_import_reports_and_records_what_it_changed(tmp_path, monkeypatch, co
 @pytest.mark.django_db
 def test_without_user_the_import_is_recorded_as_the_system_user(monkeypatch, sandbox):
     monkeypatch.setenv("KAPTURE_TOKEN", "tok-123")
-    document = {"accounts": [{"name": "K", "kind": "kapture", "base_url": sandbox.base_url("kapture"),
-                              "credentials": {"token": {"env": "KAPTURE_TOKEN"}}}]}
+    document = {
+        "accounts": [
+            {
+                "name": "K",
+                "kind": "kapture",
+                "base_url": sandbox.base_url("kapture"),
+                "credentials": {"token": {"env": "KAPTURE_TOKEN"}},
+            }
+        ]
+    }
     report = import_accounts(document)
     assert report.created == ["K"]
     entry = LogEntry.objects.get(object_repr="K")
@@ -135,12 +143,22 @@ def test_without_user_the_import_is_recorded_as_the_system_user(monkeypatch, san
 def test_a_missing_environment_variable_is_named_and_nothing_is_applied(tmp_path, monkeypatch, sandbox):
     monkeypatch.setenv("GOOD_TOKEN", "tok-1")
     monkeypatch.delenv("MISSING_TOKEN", raising=False)
-    document = {"accounts": [
-        {"name": "Good", "kind": "kapture", "base_url": sandbox.base_url("kapture"),
-         "credentials": {"token": {"env": "GOOD_TOKEN"}}},
-        {"name": "Bad", "kind": "kapture", "base_url": sandbox.base_url("kapture"),
-         "credentials": {"token": {"env": "MISSING_TOKEN"}}},
-    ]}
+    document = {
+        "accounts": [
+            {
+                "name": "Good",
+                "kind": "kapture",
+                "base_url": sandbox.base_url("kapture"),
+                "credentials": {"token": {"env": "GOOD_TOKEN"}},
+            },
+            {
+                "name": "Bad",
+                "kind": "kapture",
+                "base_url": sandbox.base_url("kapture"),
+                "credentials": {"token": {"env": "MISSING_TOKEN"}},
+            },
+        ]
+    }
     path = tmp_path / "accounts.json"
     path.write_text(json.dumps(document))
     with pytest.raises(CommandError, match="MISSING_TOKEN is not set"):
@@ -150,22 +168,33 @@ def test_a_missing_environment_variable_is_named_and_nothing_is_applied(tmp_path
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("change", "message"), [
-    ({"kind": "zendesk"}, "kind 'zendesk' is not one of"),
-    ({"base_url": "ftp://example.com"}, "is not an http(s) URL"),
-    ({"status_map": {"outbound": {"archived": "X"}}}, "'archived' is not a console status"),
-    ({"status_map": {"inbound": {"X": "gone"}}}, "'gone' (for provider value 'X') is not a console status"),
-    ({"priority_map": {"critical": "P1"}}, "'critical' is not a console priority"),
-    ({"credentials": {"token": "pasted-secret"}}, "must be given as {env: VARIABLE}"),
-    ({"credentials": {"password": {"env": "T"}}}, "has no credential 'password'"),
-    ({"timeout": "soon"}, "timeout must be a number"),
-    ({"colour": "red"}, "unknown key 'colour'"),
-    ({"settings": {"callback_secret": "pasted-secret"}}, "'callback_secret' is not a setting"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"kind": "zendesk"}, "kind 'zendesk' is not one of"),
+        ({"base_url": "ftp://example.com"}, "is not an http(s) URL"),
+        ({"status_map": {"outbound": {"archived": "X"}}}, "'archived' is not a console status"),
+        (
+            {"status_map": {"inbound": {"X": "gone"}}},
+            "'gone' (for provider value 'X') is not a console status",
+        ),
+        ({"priority_map": {"critical": "P1"}}, "'critical' is not a console priority"),
+        ({"credentials": {"token": "pasted-secret"}}, "must be given as {env: VARIABLE}"),
+        ({"credentials": {"password": {"env": "T"}}}, "has no credential 'password'"),
+        ({"timeout": "soon"}, "timeout must be a number"),
+        ({"colour": "red"}, "unknown key 'colour'"),
+        ({"settings": {"callback_secret": "pasted-secret"}}, "'callback_secret' is not a setting"),
+    ],
+)
 def test_invalid_documents_are_refused_with_the_reason(monkeypatch, sandbox, change, message):
     monkeypatch.setenv("T", "tok-1")
-    entry = {"name": "K", "kind": "kapture", "base_url": sandbox.base_url("kapture"),
-             "credentials": {"token": {"env": "T"}}, **change}
+    entry = {
+        "name": "K",
+        "kind": "kapture",
+        "base_url": sandbox.base_url("kapture"),
+        "credentials": {"token": {"env": "T"}},
+        **change,
+    }
     with pytest.raises(ConfigError) as refused:
         import_accounts({"accounts": [entry]})
     assert any(message in problem for problem in refused.value.problems), refused.value.problems
@@ -187,8 +216,12 @@ def test_a_new_account_needs_its_credentials_and_a_file_must_parse(tmp_path, san
 @pytest.mark.django_db
 def test_a_refusal_found_while_writing_rolls_back_the_accounts_already_written(monkeypatch, sandbox):
     monkeypatch.setenv("T", "tok-1")
-    good = {"name": "A", "kind": "kapture", "base_url": sandbox.base_url("kapture"),
-            "credentials": {"token": {"env": "T"}}}
+    good = {
+        "name": "A",
+        "kind": "kapture",
+        "base_url": sandbox.base_url("kapture"),
+        "credentials": {"token": {"env": "T"}},
+    }
     too_long = {**good, "name": "B" * 150}  # the model's own limit, checked as it is saved
     with pytest.raises(ConfigError, match="name"):
         import_accounts({"accounts": [good, too_long]})
@@ -196,11 +229,14 @@ def test_a_refusal_found_while_writing_rolls_back_the_accounts_already_written(m
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("url_template", "refusal"), [
-    ("http://127.0.0.1:{port}/kapture", "127.0.0.1 resolves to a loopback address"),
-    ("http://169.254.169.254/latest", "169.254.169.254 resolves to a link-local address"),
-    ("https://operator:secret@93.184.215.14/", "Provider URLs may not carry a user name or password"),
-])
+@pytest.mark.parametrize(
+    ("url_template", "refusal"),
+    [
+        ("http://127.0.0.1:{port}/kapture", "127.0.0.1 resolves to a loopback address"),
+        ("http://169.254.169.254/latest", "169.254.169.254 resolves to a link-local address"),
+        ("https://operator:secret@93.184.215.14/", "Provider URLs may not carry a user name or password"),
+    ],
+)
 def test_a_base_url_provider_calls_may_not_reach_is_refused_on_the_field(
     monkeypatch, sandbox, settings, url_template, refusal
 ):

@@ -51,8 +51,11 @@ class Contract:
 
     def ticket(self, **fields) -> Ticket:
         values = {
-            "title": f"Printer on fire ({self.kind})", "description": "Third floor, room 301.",
-            "requester_email": "tim@acme.com", "requester_name": "Tim", "priority": "high",
+            "title": f"Printer on fire ({self.kind})",
+            "description": "Third floor, room 301.",
+            "requester_email": "tim@acme.com",
+            "requester_name": "Tim",
+            "priority": "high",
         }
         return Ticket.objects.create(account=self.account, **{**values, **fields})
 
@@ -234,8 +237,10 @@ def test_no_secret_is_recorded_or_shown(contract):
     provider = contract.provider
     ticket = contract.created()
     for operation, call, args in (
-        (UPDATE, provider.update, (ticket,)), (FETCH, provider.fetch, ([ticket],)),
-        (REPLY, provider.reply, (ticket, "Any news?")), (TEST, provider.test_connection, ()),
+        (UPDATE, provider.update, (ticket,)),
+        (FETCH, provider.fetch, ([ticket],)),
+        (REPLY, provider.reply, (ticket, "Any news?")),
+        (TEST, provider.test_connection, ()),
     ):
         if provider.supports(operation):
             call(*args)

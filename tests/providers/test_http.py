@@ -40,7 +40,10 @@ SECRET = "s3cret-value-42"
 
 def client(base_url: str, *, timeout: float = 3.0, secrets=(SECRET,), exchanges=None) -> HttpClient:
     return HttpClient(
-        base_url=base_url, timeout=timeout, account_id=None, redactor=Redactor(set(secrets)),
+        base_url=base_url,
+        timeout=timeout,
+        account_id=None,
+        redactor=Redactor(set(secrets)),
         on_exchange=exchanges.append if exchanges is not None else None,
     )
 
@@ -49,12 +52,16 @@ def client(base_url: str, *, timeout: float = 3.0, secrets=(SECRET,), exchanges=
 @pytest.mark.parametrize(
     ("status", "error", "may_have_applied"),
     [
-        (401, ProviderAuthError, None), (403, ProviderAuthError, None),
+        (401, ProviderAuthError, None),
+        (403, ProviderAuthError, None),
         (404, ProviderNotFoundError, None),
-        (400, ProviderValidationError, None), (409, ProviderValidationError, None),
+        (400, ProviderValidationError, None),
+        (409, ProviderValidationError, None),
         (422, ProviderValidationError, None),
-        (408, ProviderTransientError, False), (503, ProviderTransientError, False),
-        (500, ProviderTransientError, True), (502, ProviderTransientError, True),
+        (408, ProviderTransientError, False),
+        (503, ProviderTransientError, False),
+        (500, ProviderTransientError, True),
+        (502, ProviderTransientError, True),
         (504, ProviderTransientError, True),
     ],
 )
@@ -144,7 +151,9 @@ def test_the_exchange_records_the_call_redacted_and_the_answer(sandbox):
     exchanges = []
     http = client(sandbox.base_url("example"), secrets=(SECRET,), exchanges=exchanges)
     request = ApiRequest(
-        "POST", "/oauth/token", params={"hint": SECRET},
+        "POST",
+        "/oauth/token",
+        params={"hint": SECRET},
         form={"grant_type": "client_credentials", "client_id": "console", "client_secret": SECRET},
         headers={"Authorization": f"Bearer {SECRET}", "X-Trace": f"trace-{SECRET}"},
     )
@@ -154,7 +163,9 @@ def test_the_exchange_records_the_call_redacted_and_the_answer(sandbox):
     assert exchange.url == f"{sandbox.base_url('example')}/oauth/token"
     assert exchange.request_headers == {"Authorization": REDACTED, "X-Trace": f"trace-{REDACTED}"}
     assert json.loads(exchange.request_body) == {
-        "grant_type": "client_credentials", "client_id": "console", "client_secret": REDACTED,
+        "grant_type": "client_credentials",
+        "client_id": "console",
+        "client_secret": REDACTED,
     }
     assert json.loads(exchange.response_body)["error"] == "invalid_client"
     assert exchange.started_at is not None and exchange.duration_ms >= 0
@@ -169,8 +180,9 @@ def test_a_secret_in_the_url_is_redacted_in_the_record():
 
 def test_files_are_described_by_name_and_size_not_content():
     http = client("https://api.example.com")
-    _, _, body = http.describe(ApiRequest("POST", "/upload", form={"a": 1},
-                                          files={"file": ("notes.txt", b"12345", "text/plain")}))
+    _, _, body = http.describe(
+        ApiRequest("POST", "/upload", form={"a": 1}, files={"file": ("notes.txt", b"12345", "text/plain")})
+    )
     assert body == '{"a": 1} files: file=notes.txt (5 bytes)'
 
 
@@ -178,7 +190,9 @@ def test_files_are_described_by_name_and_size_not_content():
 def test_the_redactor_masks_secret_looking_headers_and_known_values():
     redactor = Redactor({SECRET, "abc"})  # values under 4 characters are too common to mask
     assert redactor.headers({"X-Api-Key": "anything", "Cookie": "s=1", "Accept": f"a {SECRET} abc"}) == {
-        "X-Api-Key": REDACTED, "Cookie": REDACTED, "Accept": f"a {REDACTED} abc",
+        "X-Api-Key": REDACTED,
+        "Cookie": REDACTED,
+        "Accept": f"a {REDACTED} abc",
     }
 
 
@@ -186,7 +200,9 @@ def test_the_redactor_masks_secret_looking_fields_at_any_depth():
     redactor = Redactor({SECRET})
     data = {"user": {"password": "pw", "name": f"me {SECRET}"}, "items": [{"apiKey": "k"}], "n": 3}
     assert redactor.fields(data) == {
-        "user": {"password": REDACTED, "name": f"me {REDACTED}"}, "items": [{"apiKey": REDACTED}], "n": 3,
+        "user": {"password": REDACTED, "name": f"me {REDACTED}"},
+        "items": [{"apiKey": REDACTED}],
+        "n": 3,
     }
 
 

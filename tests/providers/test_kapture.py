@@ -36,8 +36,11 @@ def unsaved_account(**kwargs) -> ProviderAccount:
 
 def unsaved_ticket(**kwargs) -> Ticket:
     defaults = {
-        "reference": "TC-000042", "title": "TEST 1", "description": "Printer on fire",
-        "requester_email": "xyz@gmail.com", "status": "new",
+        "reference": "TC-000042",
+        "title": "TEST 1",
+        "description": "Printer on fire",
+        "requester_email": "xyz@gmail.com",
+        "status": "new",
     }
     return Ticket(**{**defaults, **kwargs})
 
@@ -51,14 +54,16 @@ def test_create_payload_is_a_json_array_with_the_documented_keys():
     request = KaptureProvider(account).build_create(ticket)
     assert request.method == "POST"
     assert request.path == "/add-ticket-from-other-source.html/v.2.0"
-    assert request.json == [{
-        "channel": "console",
-        "order_id": "A-17",
-        "title": "TEST 1",
-        "ticket_details": "Printer on fire\n\n[Ticket Console TC-000042]",
-        "due_date": "2024-04-19 14:19:11",
-        "email_id": "xyz@gmail.com",
-    }]
+    assert request.json == [
+        {
+            "channel": "console",
+            "order_id": "A-17",
+            "title": "TEST 1",
+            "ticket_details": "Printer on fire\n\n[Ticket Console TC-000042]",
+            "due_date": "2024-04-19 14:19:11",
+            "email_id": "xyz@gmail.com",
+        }
+    ]
 
 
 def test_seed_success_body_gives_ticket_id_url_and_status():
@@ -92,9 +97,14 @@ def test_update_maps_console_status_to_sub_status_and_carries_comment():
     ticket = unsaved_ticket(remote_id="713516551148", status="resolved", extra={"queue": "L2"})
     request = KaptureProvider(unsaved_account()).build_reply(ticket, "Fixed the toner.")
     assert request.path == "/update-ticket-from-other-source.html/v.2.0"
-    assert request.json == [{
-        "ticket_id": "713516551148", "sub_status": "RS", "queue": "L2", "comment": "Fixed the toner.",
-    }]
+    assert request.json == [
+        {
+            "ticket_id": "713516551148",
+            "sub_status": "RS",
+            "queue": "L2",
+            "comment": "Fixed the toner.",
+        }
+    ]
 
 
 def test_fetch_batches_ids_comma_separated_in_an_object_body():
@@ -111,6 +121,7 @@ def test_extra_form_refuses_a_bad_callback_time_and_reserved_keys():
 
 
 # --- contract: the adapter against the sandbox over HTTP -------------------------------------
+
 
 @pytest.mark.django_db
 def test_create_update_fetch_and_reply_against_the_sandbox(sandbox, account_factory):

@@ -35,42 +35,92 @@ from tickets.models import Ticket
 SEEDS = Path(__file__).resolve().parent / "seeds"  # the vendors' own excerpts
 BASE = "https://apiv2.keliweb.it"
 CREDENTIALS = {
-    "client_id": "7", "client_secret": "cs-SECRET-123456", "username": "ops@example.it",
+    "client_id": "7",
+    "client_secret": "cs-SECRET-123456",
+    "username": "ops@example.it",
     "password": "pw-SECRET-654321",
 }
 TOKEN_ANSWER = {
-    "token_type": "Bearer", "expires_in": 3600, "access_token": "at-SECRET-000111",
+    "token_type": "Bearer",
+    "expires_in": 3600,
+    "access_token": "at-SECRET-000111",
     "refresh_token": "rt-SECRET-222333",
 }
 
 # WHMCS's documented GetTicket example response (developers.whmcs.com, api-reference/getticket),
 # the shape Keliweb's get-ticket passes through; the seed has no get-ticket excerpt.
 WHMCS_GET_TICKET_EXAMPLE = {
-    "result": "success", "ticketid": "1", "tid": "516757", "c": "KPqH7yG3", "deptid": "1",
-    "deptname": "Sample Support Department", "userid": "1", "contactid": "0",
-    "name": "Cynthia Reilly", "email": "testuser@whmcs.com", "cc": "", "date": "2016-01-01 06:26:29",
-    "subject": "This is a sample ticket", "status": "Closed", "priority": "Medium", "admin": "",
-    "lastreply": "2016-01-01 06:30:16", "flag": "0", "service": "",
-    "replies": {"reply": [
-        {"replyid": "0", "userid": "1", "contactid": "0", "name": "Cynthia Reilly",
-         "email": "testuser@whmcs.com", "date": "2016-01-01 06:26:29",
-         "message": "Hey, \r\n\r\nThis is the first ticket message!\r\n\r\nThanks\r\n\r\nCynthia",
-         "attachment": "", "admin": ""},
-        {"replyid": "1", "userid": "1", "contactid": "0", "name": "", "email": "",
-         "date": "2016-01-01 06:27:01",
-         "message": (
-             "Hello, \r\n\r\nThis is the first ticket reply by an admin user!\r\n\r\nThanks\r\n\r\nDemo Admin"
-         ),
-         "attachment": "", "admin": "Demo Admin", "rating": "0"},
-        {"replyid": "2", "userid": "1", "contactid": "0", "name": "", "email": "",
-         "date": "2016-01-01 06:30:16",
-         "message": "Hey, \r\n\r\nThis is a second reply!\r\n\r\nThanks\r\n\r\nCynthia",
-         "attachment": "", "admin": "", "rating": "0"},
-    ]},
-    "notes": {"note": [
-        {"noteid": "1", "date": "2016-01-01 06:26:42", "message": "This is a ticket note",
-         "admin": "Demo Admin"},
-    ]},
+    "result": "success",
+    "ticketid": "1",
+    "tid": "516757",
+    "c": "KPqH7yG3",
+    "deptid": "1",
+    "deptname": "Sample Support Department",
+    "userid": "1",
+    "contactid": "0",
+    "name": "Cynthia Reilly",
+    "email": "testuser@whmcs.com",
+    "cc": "",
+    "date": "2016-01-01 06:26:29",
+    "subject": "This is a sample ticket",
+    "status": "Closed",
+    "priority": "Medium",
+    "admin": "",
+    "lastreply": "2016-01-01 06:30:16",
+    "flag": "0",
+    "service": "",
+    "replies": {
+        "reply": [
+            {
+                "replyid": "0",
+                "userid": "1",
+                "contactid": "0",
+                "name": "Cynthia Reilly",
+                "email": "testuser@whmcs.com",
+                "date": "2016-01-01 06:26:29",
+                "message": "Hey, \r\n\r\nThis is the first ticket message!\r\n\r\nThanks\r\n\r\nCynthia",
+                "attachment": "",
+                "admin": "",
+            },
+            {
+                "replyid": "1",
+                "userid": "1",
+                "contactid": "0",
+                "name": "",
+                "email": "",
+                "date": "2016-01-01 06:27:01",
+                "message": (
+                    "Hello, \r\n\r\nThis is the first ticket reply by an admin user!"
+                    "\r\n\r\nThanks\r\n\r\nDemo Admin"
+                ),
+                "attachment": "",
+                "admin": "Demo Admin",
+                "rating": "0",
+            },
+            {
+                "replyid": "2",
+                "userid": "1",
+                "contactid": "0",
+                "name": "",
+                "email": "",
+                "date": "2016-01-01 06:30:16",
+                "message": "Hey, \r\n\r\nThis is a second reply!\r\n\r\nThanks\r\n\r\nCynthia",
+                "attachment": "",
+                "admin": "",
+                "rating": "0",
+            },
+        ]
+    },
+    "notes": {
+        "note": [
+            {
+                "noteid": "1",
+                "date": "2016-01-01 06:26:42",
+                "message": "This is a ticket note",
+                "admin": "Demo Admin",
+            },
+        ]
+    },
 }
 
 
@@ -99,9 +149,13 @@ def unsaved_account(**kwargs) -> ProviderAccount:
 
 def unsaved_ticket(**kwargs) -> Ticket:
     defaults = {
-        "reference": "TC-000042", "title": "This is a sample ticket",
-        "description": "This is a **sample** ticket message", "requester_email": "anna.verdi@example.it",
-        "requester_name": "Anna Verdi", "priority": "medium", "status": "new",
+        "reference": "TC-000042",
+        "title": "This is a sample ticket",
+        "description": "This is a **sample** ticket message",
+        "requester_email": "anna.verdi@example.it",
+        "requester_name": "Anna Verdi",
+        "priority": "medium",
+        "status": "new",
     }
     return Ticket(**{**defaults, **kwargs})
 
@@ -115,23 +169,30 @@ def test_token_request_is_a_password_grant_of_form_fields_on_the_api_host():
     request = KeliwebProvider(unsaved_account()).build_token_request()
     assert (request.method, request.path, request.multipart) == ("POST", "/oauth/token", False)
     assert request.form == {
-        "grant_type": "password", "client_id": "7", "client_secret": "cs-SECRET-123456",
-        "username": "ops@example.it", "password": "pw-SECRET-654321",
+        "grant_type": "password",
+        "client_id": "7",
+        "client_secret": "cs-SECRET-123456",
+        "username": "ops@example.it",
+        "password": "pw-SECRET-654321",
     }
 
 
 def test_refresh_request_sends_the_refresh_token_and_the_client_not_the_password():
     request = KeliwebProvider(unsaved_account()).build_token_request("rt-SECRET-222333")
     assert request.form == {
-        "grant_type": "refresh_token", "refresh_token": "rt-SECRET-222333",
-        "client_id": "7", "client_secret": "cs-SECRET-123456",
+        "grant_type": "refresh_token",
+        "refresh_token": "rt-SECRET-222333",
+        "client_id": "7",
+        "client_secret": "cs-SECRET-123456",
     }
 
 
 def test_token_answer_is_read_with_its_lifetime():
     token = KeliwebProvider(unsaved_account()).parse_token(TOKEN_ANSWER)
     assert (token.access_token, token.refresh_token, token.expires_in) == (
-        "at-SECRET-000111", "rt-SECRET-222333", 3600.0
+        "at-SECRET-000111",
+        "rt-SECRET-222333",
+        3600.0,
     )
 
 
@@ -160,7 +221,8 @@ def test_create_sends_the_seed_fields_as_multipart_with_the_ajax_header():
 
 def test_create_for_a_client_sends_client_and_contact_and_no_name_or_email():
     ticket = unsaved_ticket(
-        priority="urgent", extra={"deptid": 2, "clientid": 1, "contactid": 5, "serviceid": 10},
+        priority="urgent",
+        extra={"deptid": 2, "clientid": 1, "contactid": 5, "serviceid": 10},
     )
     form = KeliwebProvider(unsaved_account()).build_create(ticket).form
     assert form["deptid"] == 2 and form["clientid"] == 1 and form["contactid"] == 5
@@ -232,7 +294,9 @@ def test_seed_success_body_gives_id_number_client_area_url_and_open_status():
 
 
 def test_client_area_url_setting_moves_the_ticket_link():
-    account = unsaved_account(settings={"deptid": 1, "client_area_url": "https://www.keliweb.it/area-clienti/"})
+    account = unsaved_account(
+        settings={"deptid": 1, "client_area_url": "https://www.keliweb.it/area-clienti/"}
+    )
     ref = KeliwebProvider(account).parse_create(seed_response(), unsaved_ticket())
     assert ref.remote_url == "https://www.keliweb.it/area-clienti/viewticket.php?tid=516757&c=KPqH7yG3"
 
@@ -247,7 +311,9 @@ def test_fetch_asks_get_ticket_for_one_ticket_id():
     provider = KeliwebProvider(unsaved_account())
     request = provider.build_fetch([unsaved_ticket(remote_id="1")])
     assert (request.path, request.form, request.multipart) == (
-        "/api/v2/keliweb/get-ticket", {"ticketid": "1"}, True
+        "/api/v2/keliweb/get-ticket",
+        {"ticketid": "1"},
+        True,
     )
     assert provider.fetch_batch_size == 1
 
@@ -276,8 +342,14 @@ def test_the_conversation_read_back_leaves_out_the_opening_message_and_names_who
 
 @pytest.mark.parametrize(
     ("remote", "console"),
-    [("Open", "open"), ("Answered", "pending"), ("Customer-Reply", "open"), ("Closed", "closed"),
-     ("On Hold", "on_hold"), ("In Progress", "in_progress")],
+    [
+        ("Open", "open"),
+        ("Answered", "pending"),
+        ("Customer-Reply", "open"),
+        ("Closed", "closed"),
+        ("On Hold", "on_hold"),
+        ("In Progress", "in_progress"),
+    ],
 )
 def test_every_whmcs_status_maps_to_a_console_status(remote, console):
     assert KeliwebProvider(unsaved_account()).console_status_for(remote) == console
@@ -288,8 +360,11 @@ def test_reply_sends_ticket_id_message_and_the_requester():
     request = KeliwebProvider(unsaved_account()).build_reply(ticket, "Still **down**.")
     assert request.path == "/api/v2/keliweb/add-ticket-reply"
     assert request.form == {
-        "ticketid": "1", "message": "Still **down**.", "name": "Anna Verdi",
-        "email": "anna.verdi@example.it", "markdown": True,
+        "ticketid": "1",
+        "message": "Still **down**.",
+        "name": "Anna Verdi",
+        "email": "anna.verdi@example.it",
+        "markdown": True,
     }
 
 
@@ -315,8 +390,11 @@ def test_status_map_has_an_outbound_entry_for_every_console_status():
         ("Subject is required", ProviderValidationError, ["title"]),
         ("Message is required", ProviderValidationError, ["description"]),
         ("Email Address Invalid", ProviderValidationError, ["requester_email"]),
-        ("Name and email address are required if not a client", ProviderValidationError,
-         ["requester_name", "requester_email"]),
+        (
+            "Name and email address are required if not a client",
+            ProviderValidationError,
+            ["requester_name", "requester_email"],
+        ),
         ("Client ID Not Found", ProviderValidationError, ["clientid"]),
         ("Contact ID Not Found", ProviderValidationError, ["contactid"]),
         ("Service ID Not Found", ProviderValidationError, ["serviceid"]),
@@ -346,10 +424,17 @@ def test_success_and_token_bodies_pass_the_body_check():
 
 # --- the extra form ----------------------------------------------------------------------------
 def test_extra_form_accepts_a_full_valid_set():
-    form = KeliwebTicketForm(data={
-        "deptid": 2, "clientid": 1, "contactid": 5, "serviceid": 10, "markdown": True,
-        "customfields": {"12": "Google"}, "attachments": [{"name": "a.txt", "data_base64": b64(b"a")}],
-    })
+    form = KeliwebTicketForm(
+        data={
+            "deptid": 2,
+            "clientid": 1,
+            "contactid": 5,
+            "serviceid": 10,
+            "markdown": True,
+            "customfields": {"12": "Google"},
+            "attachments": [{"name": "a.txt", "data_base64": b64(b"a")}],
+        }
+    )
     assert form.is_valid(), form.errors
     assert form.cleaned_data["deptid"] == 2 and form.cleaned_data["customfields"] == {"12": "Google"}
 
@@ -366,8 +451,11 @@ def test_extra_form_accepts_a_full_valid_set():
         ({"customfields": {"12": {"nested": 1}}}, "customfields", "JSON object of field ID: value"),
         ({"attachments": {"name": "a.txt"}}, "attachments", "must be a list"),
         ({"attachments": [{"data_base64": b64(b"a")}]}, "attachments", "needs a file name"),
-        ({"attachments": [{"name": "a.txt", "data_base64": "not base64!"}]}, "attachments",
-         "'a.txt' is not valid base64"),
+        (
+            {"attachments": [{"name": "a.txt", "data_base64": "not base64!"}]},
+            "attachments",
+            "'a.txt' is not valid base64",
+        ),
     ],
 )
 def test_extra_form_refuses_bad_input_on_the_right_field(data, field, message):
@@ -401,7 +489,10 @@ def test_a_401_from_the_api_fetches_one_new_token_then_reports_unauthenticated()
     with pytest.raises(ProviderAuthError, match=r"^Unauthenticated\.$"):
         KeliwebProvider(unsaved_account()).fetch([unsaved_ticket(remote_id="1")])
     assert [c.request.url.rsplit("/", 1)[-1] for c in responses.calls] == [
-        "token", "get-ticket", "token", "get-ticket",
+        "token",
+        "get-ticket",
+        "token",
+        "get-ticket",
     ]
 
 
@@ -409,10 +500,16 @@ def test_a_401_from_the_api_fetches_one_new_token_then_reports_unauthenticated()
 @pytest.mark.parametrize(
     ("status", "body", "message"),
     [
-        (401, {"error": "invalid_client", "message": "Client authentication failed"},
-         "Authentication failed: Client authentication failed"),
-        (400, {"error": "invalid_grant", "message": "The user credentials were incorrect."},
-         "Authentication failed: The user credentials were incorrect."),
+        (
+            401,
+            {"error": "invalid_client", "message": "Client authentication failed"},
+            "Authentication failed: Client authentication failed",
+        ),
+        (
+            400,
+            {"error": "invalid_grant", "message": "The user credentials were incorrect."},
+            "Authentication failed: The user credentials were incorrect.",
+        ),
     ],
 )
 def test_refused_token_requests_are_auth_errors(status, body, message):
@@ -433,8 +530,11 @@ def test_create_fetch_and_reply_against_the_sandbox(sandbox, account_factory):
     provider = KeliwebProvider(account_factory("keliweb"))
     ticket = unsaved_ticket(
         priority="high",
-        extra={"markdown": True, "customfields": {"12": "Caffè"},
-               "attachments": [{"name": "trace.log", "data_base64": b64(b"line 1\nline 2\n")}]},
+        extra={
+            "markdown": True,
+            "customfields": {"12": "Caffè"},
+            "attachments": [{"name": "trace.log", "data_base64": b64(b"line 1\nline 2\n")}],
+        },
     )
     ref = provider.create(ticket)
     [stored] = sandbox.state("keliweb")["tickets"]
@@ -460,7 +560,9 @@ def test_create_fetch_and_reply_against_the_sandbox(sandbox, account_factory):
     [state] = provider.fetch([ticket])
     assert provider.console_status_for(state.remote_status) == "pending"
     assert state.fields["last_reply"] == {
-        "date": state.fields["lastreply"], "author": "Keliweb Support", "by_staff": True,
+        "date": state.fields["lastreply"],
+        "author": "Keliweb Support",
+        "by_staff": True,
         "message": "We are on it.",
     }
 
@@ -492,14 +594,20 @@ def test_a_ticket_for_a_client_takes_the_clients_name_and_service(sandbox, accou
         ({"extra": {"deptid": 99}}, "Department ID not found", ["deptid"]),
         ({"title": "  "}, "Subject is required", ["title"]),
         ({"requester_email": "anna.verdi@"}, "Email Address Invalid", ["requester_email"]),
-        ({"requester_email": "", "requester_name": ""}, "Name and email address are required if not a client",
-         ["requester_name", "requester_email"]),
+        (
+            {"requester_email": "", "requester_name": ""},
+            "Name and email address are required if not a client",
+            ["requester_name", "requester_email"],
+        ),
         ({"extra": {"clientid": 404}}, "Client ID Not Found", ["clientid"]),
         ({"extra": {"clientid": 1, "contactid": 6}}, "Contact ID Not Found", ["contactid"]),
         ({"extra": {"serviceid": 11}}, "Service ID Not Found", ["serviceid"]),
         ({"extra": {"domainid": 21}}, "Domain ID Not Found", ["domainid"]),
-        ({"extra": {"serviceid": 10, "domainid": 20}}, "Service ID and Domain ID cannot both be supplied",
-         ["domainid"]),
+        (
+            {"extra": {"serviceid": 10, "domainid": 20}},
+            "Service ID and Domain ID cannot both be supplied",
+            ["domainid"],
+        ),
     ],
 )
 def test_keliweb_refusals_are_validation_errors_on_the_right_field(
@@ -598,18 +706,25 @@ def token_for(sandbox) -> str:
 def test_the_api_wants_the_ajax_header_and_a_live_bearer_token(sandbox):
     url = f"{sandbox.base_url('keliweb')}/api/v2/keliweb/get-ticket"
     token = token_for(sandbox)
-    browser = requests.post(url, data={"ticketid": "1"}, headers={"Authorization": f"Bearer {token}"},
-                            allow_redirects=False, timeout=5)
+    browser = requests.post(
+        url,
+        data={"ticketid": "1"},
+        headers={"Authorization": f"Bearer {token}"},
+        allow_redirects=False,
+        timeout=5,
+    )
     assert browser.status_code == 302 and browser.headers["Location"].endswith("/login")
     ajax = {"X-Requested-With": "XMLHttpRequest"}
     anonymous = requests.post(url, data={"ticketid": "1"}, headers=ajax, timeout=5)
     assert (anonymous.status_code, anonymous.json()) == (401, {"message": "Unauthenticated."})
-    known = requests.post(url, data={"ticketid": "1"}, headers={**ajax, "Authorization": f"Bearer {token}"},
-                          timeout=5)
+    known = requests.post(
+        url, data={"ticketid": "1"}, headers={**ajax, "Authorization": f"Bearer {token}"}, timeout=5
+    )
     assert known.json() == {"result": "error", "message": "Ticket ID Not Found"}
     sandbox.control("expire-tokens", {})
-    expired = requests.post(url, data={"ticketid": "1"}, headers={**ajax, "Authorization": f"Bearer {token}"},
-                            timeout=5)
+    expired = requests.post(
+        url, data={"ticketid": "1"}, headers={**ajax, "Authorization": f"Bearer {token}"}, timeout=5
+    )
     assert expired.status_code == 401
 
 
@@ -618,8 +733,15 @@ def test_the_token_endpoint_wants_form_fields_and_a_known_grant(sandbox):
     creds = sandbox.credentials["keliweb"]
     as_json = requests.post(url, json={"grant_type": "password", **creds}, timeout=5)
     assert (as_json.status_code, as_json.json()["error"]) == (400, "unsupported_grant_type")
-    no_user = requests.post(url, data={"grant_type": "password", "client_id": creds["client_id"],
-                                       "client_secret": creds["client_secret"]}, timeout=5)
+    no_user = requests.post(
+        url,
+        data={
+            "grant_type": "password",
+            "client_id": creds["client_id"],
+            "client_secret": creds["client_secret"],
+        },
+        timeout=5,
+    )
     assert (no_user.status_code, no_user.json()["hint"]) == (400, "Check the `username` parameter")
     refresh = {**creds, "grant_type": "refresh_token", "refresh_token": "def50200x"}
     bad_refresh = requests.post(url, data=refresh, timeout=5)
@@ -628,20 +750,28 @@ def test_the_token_endpoint_wants_form_fields_and_a_known_grant(sandbox):
 
 def test_the_seeds_own_jquery_example_with_a_literal_empty_attachments_array_is_accepted(sandbox):
     assert seed_jquery_fields() == {
-        "deptid": "1", "subject": "This is a sample ticket", "message": "This is a **sample** ticket message",
-        "clientid": "1", "priority": "Medium", "markdown": "true", "attachments": "[]",
+        "deptid": "1",
+        "subject": "This is a sample ticket",
+        "message": "This is a **sample** ticket message",
+        "clientid": "1",
+        "priority": "Medium",
+        "markdown": "true",
+        "attachments": "[]",
     }
     token = token_for(sandbox)
     answer = requests.post(
         f"{sandbox.base_url('keliweb')}/api/v2/keliweb/open-ticket",
         files={key: (None, value) for key, value in seed_jquery_fields().items()},
-        headers={"X-Requested-With": "XMLHttpRequest", "Authorization": f"Bearer {token}"}, timeout=5,
+        headers={"X-Requested-With": "XMLHttpRequest", "Authorization": f"Bearer {token}"},
+        timeout=5,
     ).json()
     assert answer["result"] == "success" and answer["id"] == "1"
     assert len(answer["tid"]) == 6 and len(answer["c"]) == 8
     ticket = requests.post(
-        f"{sandbox.base_url('keliweb')}/api/v2/keliweb/get-ticket", data={"ticketnum": answer["tid"]},
-        headers={"X-Requested-With": "XMLHttpRequest", "Authorization": f"Bearer {token}"}, timeout=5,
+        f"{sandbox.base_url('keliweb')}/api/v2/keliweb/get-ticket",
+        data={"ticketnum": answer["tid"]},
+        headers={"X-Requested-With": "XMLHttpRequest", "Authorization": f"Bearer {token}"},
+        timeout=5,
     ).json()
     assert (ticket["ticketid"], ticket["status"], ticket["deptname"]) == ("1", "Open", "Support")
     assert ticket["replies"]["reply"][0]["message"] == "This is a **sample** ticket message"
@@ -652,7 +782,7 @@ def test_the_seeds_own_jquery_example_with_a_literal_empty_attachments_array_is_
     [
         ("attachments", b64(b'[{"name": "a.txt"}]'), "Invalid attachments"),
         ("attachments", "not base64!", "Invalid attachments"),
-        ("customfields", b64(b"a:1:{i:1;s:9:\"Google\";}"), "Invalid customfields"),
+        ("customfields", b64(b'a:1:{i:1;s:9:"Google";}'), "Invalid customfields"),
         ("priority", "Urgent", "Invalid Ticket Priority"),
     ],
 )
@@ -661,7 +791,8 @@ def test_unreadable_encoded_fields_are_refused_with_a_whmcs_error(sandbox, field
     answer = requests.post(
         f"{sandbox.base_url('keliweb')}/api/v2/keliweb/open-ticket",
         data={"deptid": "1", "subject": "s", "message": "m", "clientid": "1", field: value},
-        headers={"X-Requested-With": "XMLHttpRequest", "Authorization": f"Bearer {token}"}, timeout=5,
+        headers={"X-Requested-With": "XMLHttpRequest", "Authorization": f"Bearer {token}"},
+        timeout=5,
     )
     assert answer.status_code == 200
     assert answer.json()["result"] == "error" and answer.json()["message"].startswith(message)

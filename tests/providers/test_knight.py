@@ -48,8 +48,13 @@ SEED_SUCCESS = {"success": True, "errorMessage": []}
 
 def unsaved_account(**settings) -> ProviderAccount:
     account = ProviderAccount(
-        pk=998, name="kn", kind="knight", base_url=BASE, timeout=2,
-        settings={**SETTINGS, **settings}, status_map=KnightProvider.default_status_map,
+        pk=998,
+        name="kn",
+        kind="knight",
+        base_url=BASE,
+        timeout=2,
+        settings={**SETTINGS, **settings},
+        status_map=KnightProvider.default_status_map,
         priority_map=KnightProvider.default_priority_map,
     )
     account.set_credentials({"source_token": SOURCE_TOKEN})
@@ -58,8 +63,13 @@ def unsaved_account(**settings) -> ProviderAccount:
 
 def unsaved_ticket(**kwargs) -> Ticket:
     defaults = {
-        "reference": "TC-000042", "title": "Disk full on db-7", "description": "/var at 100%",
-        "requester_email": "ops@example.com", "priority": "high", "status": "new", "revision": 1,
+        "reference": "TC-000042",
+        "title": "Disk full on db-7",
+        "description": "/var at 100%",
+        "requester_email": "ops@example.com",
+        "priority": "high",
+        "status": "new",
+        "revision": 1,
     }
     return Ticket(**{**defaults, **kwargs})
 
@@ -86,8 +96,11 @@ def test_create_payload_has_knights_fields_from_ticket_and_account():
         "ticketAssignmentGroups": ["L2-Storage"],
         "callbackAddress": "https://console.example/cb",
         "additionalProperties": {
-            "consoleReference": "TC-000042", "title": "Disk full on db-7",
-            "requesterEmail": "ops@example.com", "requesterName": "Ada", "tags": ["db"],
+            "consoleReference": "TC-000042",
+            "title": "Disk full on db-7",
+            "requesterEmail": "ops@example.com",
+            "requesterName": "Ada",
+            "tags": ["db"],
         },
     }
 
@@ -105,14 +118,21 @@ def test_create_payload_matches_the_seed_example_field_for_field():
 def test_ticket_fields_override_the_account_defaults():
     extra = {
         "account_code_locators": [{"SearchKey": "accountCode", "SearchValue": "acme"}],
-        "environment": "Dev", "event_id": "evt-9", "ticket_type": "Event",
-        "assignment_groups": ["NOC"], "callback_address": "https://cb.example/k", "ticket_priority": 4,
+        "environment": "Dev",
+        "event_id": "evt-9",
+        "ticket_type": "Event",
+        "assignment_groups": ["NOC"],
+        "callback_address": "https://cb.example/k",
+        "ticket_priority": 4,
     }
     ticket = unsaved_ticket(priority="urgent", extra=extra)
     payload = KnightProvider(unsaved_account()).build_create(ticket).json
     assert payload["accountCodeLocators"] == [{"SearchKey": "accountCode", "SearchValue": "acme"}]
     assert (payload["environment"], payload["eventId"], payload["ticketType"]) == ("Dev", "evt-9", "Event")
-    assert (payload["ticketAssignmentGroups"], payload["callbackAddress"]) == (["NOC"], "https://cb.example/k")
+    assert (payload["ticketAssignmentGroups"], payload["callbackAddress"]) == (
+        ["NOC"],
+        "https://cb.example/k",
+    )
     assert payload["ticketPriority"] == 4
 
 
@@ -131,11 +151,21 @@ def test_update_answer_true_is_success_and_anything_else_is_not():
 
 @pytest.mark.parametrize(
     ("console", "knight"),
-    [("new", "NEW"), ("open", "OPEN"), ("in_progress", "INPROGRESS"), ("on_hold", "HOLD"),
-     ("pending", "PENDING"), ("resolved", "RESOLVE"), ("closed", "CLOSE"), ("cancelled", "CANCEL")],
+    [
+        ("new", "NEW"),
+        ("open", "OPEN"),
+        ("in_progress", "INPROGRESS"),
+        ("on_hold", "HOLD"),
+        ("pending", "PENDING"),
+        ("resolved", "RESOLVE"),
+        ("closed", "CLOSE"),
+        ("cancelled", "CANCEL"),
+    ],
 )
 def test_update_sends_full_state_with_the_status_in_knights_vocabulary(console, knight):
-    ticket = unsaved_ticket(remote_id="TC-000042", status=console, extra={"callback_address": "https://c.example"})
+    ticket = unsaved_ticket(
+        remote_id="TC-000042", status=console, extra={"callback_address": "https://c.example"}
+    )
     request = KnightProvider(unsaved_account()).build_update(ticket)
     assert request.path == "/api/v1/updateTicket"
     assert request.json["status"] == knight
@@ -146,8 +176,18 @@ def test_update_sends_full_state_with_the_status_in_knights_vocabulary(console, 
 
 def test_every_knight_status_maps_back_to_a_console_status():
     provider = KnightProvider(unsaved_account())
-    for remote in ("NEW", "DISCOVERY", "OPEN", "INPROGRESS", "REOPEN", "HOLD", "PENDING", "CLOSE", "CANCEL",
-                   "RESOLVE"):
+    for remote in (
+        "NEW",
+        "DISCOVERY",
+        "OPEN",
+        "INPROGRESS",
+        "REOPEN",
+        "HOLD",
+        "PENDING",
+        "CLOSE",
+        "CANCEL",
+        "RESOLVE",
+    ):
         assert provider.console_status_for(remote)
     for console, remote in KnightProvider.default_status_map["outbound"].items():
         assert provider.console_status_for(remote) == console
@@ -217,17 +257,22 @@ def test_http_200_failure_body_is_a_validation_error_with_knights_messages():
         KnightProvider(unsaved_account()).check_body(body)
     assert raised.value.message == "accountCodeLocators matched no account; Knight is busy"
     assert raised.value.field_errors == {
-        "account_code_locators": ["accountCodeLocators matched no account"], "__all__": ["Knight is busy"],
+        "account_code_locators": ["accountCodeLocators matched no account"],
+        "__all__": ["Knight is busy"],
     }
 
 
 # --- the extra form ---------------------------------------------------------------------------
 def test_extra_form_accepts_good_values_and_cleans_them():
-    form = KnightTicketForm(data={
-        "account_code_locators": '[{"SearchKey": "accountCode", "SearchValue": "acme"}]',
-        "environment": "Prod", "assignment_groups": "NOC, L2-Storage", "callback_address": "https://cb.example/x",
-        "ticket_priority": "2",
-    })
+    form = KnightTicketForm(
+        data={
+            "account_code_locators": '[{"SearchKey": "accountCode", "SearchValue": "acme"}]',
+            "environment": "Prod",
+            "assignment_groups": "NOC, L2-Storage",
+            "callback_address": "https://cb.example/x",
+            "ticket_priority": "2",
+        }
+    )
     assert form.is_valid(), form.errors
     assert form.cleaned_data["account_code_locators"] == [{"SearchKey": "accountCode", "SearchValue": "acme"}]
     assert form.cleaned_data["assignment_groups"] == ["NOC", "L2-Storage"]
@@ -265,7 +310,8 @@ def test_extra_form_refuses_bad_input_on_the_right_field(field, value, message):
 def test_a_loopback_error_body_gives_knights_own_message():
     # How each status is classified is the contract suite's (tests/providers/test_contract.py).
     responses.post(
-        f"{BASE}/api/v1/initiateTicket", status=403,
+        f"{BASE}/api/v1/initiateTicket",
+        status=403,
         json={"error": {"statusCode": 403, "name": "ForbiddenError", "message": "Knight says no"}},
     )
     with pytest.raises(ProviderAuthError) as raised:
@@ -275,20 +321,45 @@ def test_a_loopback_error_body_gives_knights_own_message():
 
 @responses.activate
 def test_loopback_validation_details_become_field_errors_on_console_fields():
-    responses.post(f"{BASE}/api/v1/initiateTicket", status=422, json={"error": {
-        "statusCode": 422, "name": "UnprocessableEntityError", "code": "VALIDATION_FAILED",
-        "message": "The request body is invalid. See error object `details` property for more info.",
-        "details": [
-            {"path": "", "code": "required", "message": "must have required property 'ticketDesc'",
-             "info": {"missingProperty": "ticketDesc"}},
-            {"path": "/ticketPriority", "code": "maximum", "message": "must be <= 4", "info": {"limit": 4}},
-            {"path": ".accountCodeLocators[0]", "code": "required",
-             "message": "must have required property 'SearchValue'",
-             "info": {"missingProperty": "SearchValue"}},
-            {"path": "/eventId", "code": "type", "message": "must be string", "info": {}},
-            {"path": "/channelCreateRequest", "code": "type", "message": "must be object", "info": {}},
-        ],
-    }})
+    responses.post(
+        f"{BASE}/api/v1/initiateTicket",
+        status=422,
+        json={
+            "error": {
+                "statusCode": 422,
+                "name": "UnprocessableEntityError",
+                "code": "VALIDATION_FAILED",
+                "message": "The request body is invalid. See error object `details` property for more info.",
+                "details": [
+                    {
+                        "path": "",
+                        "code": "required",
+                        "message": "must have required property 'ticketDesc'",
+                        "info": {"missingProperty": "ticketDesc"},
+                    },
+                    {
+                        "path": "/ticketPriority",
+                        "code": "maximum",
+                        "message": "must be <= 4",
+                        "info": {"limit": 4},
+                    },
+                    {
+                        "path": ".accountCodeLocators[0]",
+                        "code": "required",
+                        "message": "must have required property 'SearchValue'",
+                        "info": {"missingProperty": "SearchValue"},
+                    },
+                    {"path": "/eventId", "code": "type", "message": "must be string", "info": {}},
+                    {
+                        "path": "/channelCreateRequest",
+                        "code": "type",
+                        "message": "must be object",
+                        "info": {},
+                    },
+                ],
+            }
+        },
+    )
     with pytest.raises(ProviderValidationError) as raised:
         KnightProvider(unsaved_account()).create(unsaved_ticket())
     assert raised.value.http_status == 422
@@ -377,9 +448,15 @@ def test_recorded_exchange_never_holds_the_source_token_or_the_jwt(sandbox, acco
     token = sandbox.credentials["knight"]["source_token"]
     [exchange] = exchanges
     assert exchange.request_headers["X-Chatops-Source-Api-Token"] == "[redacted]"
-    recorded = json.dumps([
-        exchange.url, exchange.request_headers, exchange.request_body, exchange.response_body, exchange.error,
-    ])
+    recorded = json.dumps(
+        [
+            exchange.url,
+            exchange.request_headers,
+            exchange.request_body,
+            exchange.response_body,
+            exchange.error,
+        ]
+    )
     assert token not in recorded and "eyJ" not in recorded
     assert exchange.request_headers["X-Chatops-Source-Id"] == "ticket-console-sandbox"
 
@@ -424,8 +501,13 @@ def test_missing_required_fields_are_refused_field_by_field(sandbox, account_fac
     with pytest.raises(ProviderValidationError) as raised:
         provider.call(ApiRequest("POST", "/api/v1/initiateTicket", json={"ticketId": "TC-000042"}))
     assert raised.value.http_status == 422
-    assert set(raised.value.field_errors) == {"account_code_locators", "environment", "event_id",
-                                              "description", "priority"}
+    assert set(raised.value.field_errors) == {
+        "account_code_locators",
+        "environment",
+        "event_id",
+        "description",
+        "priority",
+    }
     assert sandbox.state("knight")["tickets"] == []
 
 
@@ -458,8 +540,12 @@ def test_knight_refuses_each_bad_body_value_on_its_field(sandbox, account_factor
 @pytest.mark.django_db
 def test_a_body_that_is_not_json_is_refused(sandbox, account_factory):
     provider = KnightProvider(account_factory("knight"))
-    request = ApiRequest("POST", "/api/v1/initiateTicket", form={"ticketId": "TC-000042"},
-                         headers={"Content-Type": "application/json"})
+    request = ApiRequest(
+        "POST",
+        "/api/v1/initiateTicket",
+        form={"ticketId": "TC-000042"},
+        headers={"Content-Type": "application/json"},
+    )
     with pytest.raises(ProviderValidationError, match="Invalid JSON") as raised:
         provider.call(request)
     assert raised.value.http_status == 400

@@ -30,8 +30,12 @@ from tickets.models import Status, Ticket
 
 SEEDS = Path(__file__).resolve().parent / "seeds"  # the vendors' own excerpts
 BASE = "https://desk.example.com"
-GRANT = {"client_id": "cid-123456", "client_secret": "csecret-SECRET", "username": "tim@acme.com",
-         "password": "pw-SECRET-1"}
+GRANT = {
+    "client_id": "cid-123456",
+    "client_secret": "csecret-SECRET",
+    "username": "tim@acme.com",
+    "password": "pw-SECRET-1",
+}
 PASTED = "pasted-TOKEN-abcdef"
 
 
@@ -62,8 +66,13 @@ def seed_custom_fields() -> dict:
 
 
 def unsaved_account(credentials=None, **kwargs) -> ProviderAccount:
-    defaults = {"name": "m", "kind": "motadata", "base_url": BASE, "timeout": 2,
-                "settings": {"category_name": "Incident"}}
+    defaults = {
+        "name": "m",
+        "kind": "motadata",
+        "base_url": BASE,
+        "timeout": 2,
+        "settings": {"category_name": "Incident"},
+    }
     account = ProviderAccount(**{**defaults, **kwargs})
     account.set_credentials(GRANT if credentials is None else credentials)
     return account
@@ -71,9 +80,15 @@ def unsaved_account(credentials=None, **kwargs) -> ProviderAccount:
 
 def unsaved_ticket(**kwargs) -> Ticket:
     defaults = {
-        "reference": "TC-000042", "title": "Need a new keyboard", "description": "Need a wireless keyboard",
-        "requester_email": "tim@acme.com", "requester_name": "Tim", "tags": ["mouse"],
-        "priority": "medium", "status": "new", "extra": {"location_name": "Ahmedabad"},
+        "reference": "TC-000042",
+        "title": "Need a new keyboard",
+        "description": "Need a wireless keyboard",
+        "requester_email": "tim@acme.com",
+        "requester_name": "Tim",
+        "tags": ["mouse"],
+        "priority": "medium",
+        "status": "new",
+        "extra": {"location_name": "Ahmedabad"},
     }
     return Ticket(**{**defaults, **kwargs})
 
@@ -95,10 +110,14 @@ def test_create_payload_has_the_seed_example_fields_plus_required_ones_and_the_m
 
 def test_create_payload_takes_the_provider_fields_from_extra():
     ticket = unsaved_ticket(
-        priority="urgent", impact="high",
+        priority="urgent",
+        impact="high",
         extra={
-            "category_name": "Hardware", "urgency": "LOW", "cc_emails": ["a@acme.com", "b@acme.com"],
-            "location_name": "Pune", "custom_fields": {"36": {"type": 2, "integerValue": 4}},
+            "category_name": "Hardware",
+            "urgency": "LOW",
+            "cc_emails": ["a@acme.com", "b@acme.com"],
+            "location_name": "Pune",
+            "custom_fields": {"36": {"type": 2, "integerValue": 4}},
             "attachments_ref_names": ["f1.png", "f2.pdf"],
         },
     )
@@ -139,8 +158,13 @@ def test_a_ticket_without_requester_email_is_refused_before_anything_is_sent():
 
 @pytest.mark.parametrize(
     ("status", "remote"),
-    [("new", "Open"), ("in_progress", "In Progress"), ("on_hold", "Pending"), ("resolved", "Resolved"),
-     ("cancelled", "Closed")],
+    [
+        ("new", "Open"),
+        ("in_progress", "In Progress"),
+        ("on_hold", "Pending"),
+        ("resolved", "Resolved"),
+        ("cancelled", "Closed"),
+    ],
 )
 def test_update_posts_the_full_state_with_the_mapped_status(status, remote):
     ticket = unsaved_ticket(remote_id="7", status=status, extra={"attachments_ref_names": ["f1.png"]})
@@ -174,14 +198,30 @@ def test_fetch_reads_the_raw_status_and_fields():
     provider = MotadataProvider(unsaved_account())
     ticket = unsaved_ticket(remote_id="2")
     assert provider.build_fetch([ticket]).path == "/api/v1/incident/2"
-    data = {"id": 2, "subject": "Need a new keyboard", "description": "d", "status": "Open",
-            "priority": "LOW", "urgency": "LOW", "impact": "ONUSER", "tags": ["mouse"],
-            "requesterEmail": "tim@acme.com"}
+    data = {
+        "id": 2,
+        "subject": "Need a new keyboard",
+        "description": "d",
+        "status": "Open",
+        "priority": "LOW",
+        "urgency": "LOW",
+        "impact": "ONUSER",
+        "tags": ["mouse"],
+        "requesterEmail": "tim@acme.com",
+    }
     [state] = provider.parse_fetch(data, [ticket])
-    assert state == RemoteState("2", "Open", fields={
-        "subject": "Need a new keyboard", "description": "d", "priority": "LOW", "urgency": "LOW",
-        "impact": "ONUSER", "tags": ["mouse"],
-    })
+    assert state == RemoteState(
+        "2",
+        "Open",
+        fields={
+            "subject": "Need a new keyboard",
+            "description": "d",
+            "priority": "LOW",
+            "urgency": "LOW",
+            "impact": "ONUSER",
+            "tags": ["mouse"],
+        },
+    )
     assert provider.console_status_for(state.remote_status) == "open"
 
 
@@ -195,8 +235,15 @@ def test_token_request_is_the_documented_password_grant_and_refresh():
     refresh = provider.build_token_request("rt-1")
     assert refresh.form == {"grant_type": "refresh_token", "refresh_token": "rt-1"}
     assert refresh.headers["Authorization"] == f"Basic {basic}"
-    token = provider.parse_token({"access_token": "a", "token_type": "bearer", "refresh_token": "r",
-                                  "expires_in": 7199, "scope": "other-api-scope"})
+    token = provider.parse_token(
+        {
+            "access_token": "a",
+            "token_type": "bearer",
+            "refresh_token": "r",
+            "expires_in": 7199,
+            "scope": "other-api-scope",
+        }
+    )
     assert (token.access_token, token.refresh_token, token.expires_in) == ("a", "r", 7199)
 
 
@@ -221,12 +268,21 @@ def test_credentials_must_be_a_token_or_all_four_grant_fields():
     ("body", "error", "field"),
     [
         ({"returnCode": "FAIL", "userMessage": "Subject is required."}, ProviderValidationError, "title"),
-        ({"returnCode": "FAIL", "userMessage": "Requester Email is required."}, ProviderValidationError,
-         "requester_email"),
-        ({"returnCode": "FAIL", "userMessage": "Location 'Mumbai' does not exist."}, ProviderValidationError,
-         "location_name"),
-        ({"returnCode": "FAIL", "userMessage": "Custom field '99' does not exist."}, ProviderValidationError,
-         "custom_fields"),
+        (
+            {"returnCode": "FAIL", "userMessage": "Requester Email is required."},
+            ProviderValidationError,
+            "requester_email",
+        ),
+        (
+            {"returnCode": "FAIL", "userMessage": "Location 'Mumbai' does not exist."},
+            ProviderValidationError,
+            "location_name",
+        ),
+        (
+            {"returnCode": "FAIL", "userMessage": "Custom field '99' does not exist."},
+            ProviderValidationError,
+            "custom_fields",
+        ),
         ({"returnCode": "FAIL", "userMessage": "Incident 9 not found."}, ProviderNotFoundError, None),
         ({"returnCode": "FAIL", "userMessage": "Access denied for this user."}, ProviderAuthError, None),
         ({"returnCode": "FAIL", "userMessage": None}, ProviderValidationError, None),
@@ -248,16 +304,23 @@ def test_the_success_envelope_and_token_answers_pass_the_body_check():
 
 # --- the extra form -------------------------------------------------------------------------
 def test_extra_form_accepts_and_normalises_good_input():
-    form = MotadataTicketForm(data={
-        "impact": "onuser", "urgency": "high", "cc_emails": "a@acme.com, b@acme.com",
-        "custom_fields": seed_custom_fields(), "attachments_ref_names": "f1.png,f2.pdf",
-    })
+    form = MotadataTicketForm(
+        data={
+            "impact": "onuser",
+            "urgency": "high",
+            "cc_emails": "a@acme.com, b@acme.com",
+            "custom_fields": seed_custom_fields(),
+            "attachments_ref_names": "f1.png,f2.pdf",
+        }
+    )
     assert form.is_valid(), form.errors
     assert form.cleaned_data["impact"] == "ONUSER"
     assert form.cleaned_data["urgency"] == "HIGH"
     assert form.cleaned_data["cc_emails"] == ["a@acme.com", "b@acme.com"]
-    assert form.cleaned_data["custom_fields"] == {"1": {"type": 1, "stringValue": "Open"},
-                                                  "35": {"type": 1, "stringValue": None}}
+    assert form.cleaned_data["custom_fields"] == {
+        "1": {"type": 1, "stringValue": "Open"},
+        "35": {"type": 1, "stringValue": None},
+    }
     assert form.cleaned_data["attachments_ref_names"] == ["f1.png", "f2.pdf"]
 
 
@@ -271,14 +334,26 @@ def test_extra_form_accepts_and_normalises_good_input():
         ({"custom_fields": [1, 2]}, "custom_fields", "Enter a JSON object"),
         ({"custom_fields": {"abc": {"type": 1, "stringValue": "x"}}}, "custom_fields", "numeric id"),
         ({"custom_fields": {"5": {"type": 6, "x": 1}}}, "custom_fields", '"type" must be one of 1 (STRING)'),
-        ({"custom_fields": {"5": {"type": 2, "stringValue": "4"}}}, "custom_fields",
-         'type 2 (INTEGER) takes exactly one "integerValue"'),
-        ({"custom_fields": {"5": {"type": 2, "integerValue": 2**40}}}, "custom_fields",
-         '"integerValue" must be a whole number'),
-        ({"custom_fields": {"5": {"type": 4, "booleanValue": "yes"}}}, "custom_fields",
-         '"booleanValue" must be true or false'),
-        ({"custom_fields": {"5": {"type": 7, "integerListValue": [1, "2"]}}}, "custom_fields",
-         "a list of whole numbers"),
+        (
+            {"custom_fields": {"5": {"type": 2, "stringValue": "4"}}},
+            "custom_fields",
+            'type 2 (INTEGER) takes exactly one "integerValue"',
+        ),
+        (
+            {"custom_fields": {"5": {"type": 2, "integerValue": 2**40}}},
+            "custom_fields",
+            '"integerValue" must be a whole number',
+        ),
+        (
+            {"custom_fields": {"5": {"type": 4, "booleanValue": "yes"}}},
+            "custom_fields",
+            '"booleanValue" must be true or false',
+        ),
+        (
+            {"custom_fields": {"5": {"type": 7, "integerListValue": [1, "2"]}}},
+            "custom_fields",
+            "a list of whole numbers",
+        ),
         ({"custom_fields": {"5": {"type": 3, "doubleValue": True}}}, "custom_fields", "must be a number"),
     ],
 )
@@ -289,10 +364,16 @@ def test_extra_form_refuses_each_bad_input_on_its_field(data, field, message):
 
 
 def test_custom_field_types_take_their_own_value_keys():
-    ok = {"1": {"type": 1, "stringValue": "a"}, "2": {"type": 2, "integerValue": 3},
-          "3": {"type": 3, "doubleValue": 1.5}, "4": {"type": 4, "booleanValue": False},
-          "5": {"type": 5, "longValue": 2**40}, "7": {"type": 7, "integerListValue": [1, 2]},
-          "8": {"type": 8, "stringListValue": ["a"]}, "10": {"type": 10, "bigStringValue": "long"}}
+    ok = {
+        "1": {"type": 1, "stringValue": "a"},
+        "2": {"type": 2, "integerValue": 3},
+        "3": {"type": 3, "doubleValue": 1.5},
+        "4": {"type": 4, "booleanValue": False},
+        "5": {"type": 5, "longValue": 2**40},
+        "7": {"type": 7, "integerListValue": [1, 2]},
+        "8": {"type": 8, "stringListValue": ["a"]},
+        "10": {"type": 10, "bigStringValue": "long"},
+    }
     assert custom_field_errors(ok) == []
     assert custom_field_errors(seed_custom_fields()) == []
 
@@ -302,8 +383,16 @@ def test_custom_field_types_take_their_own_value_keys():
 
 @responses.activate
 def test_an_error_envelope_with_http_400_keeps_the_field_it_names():
-    responses.post(f"{BASE}/api/v1/incident", status=400, json={
-        "returnCode": "FAIL", "status": 1, "userMessage": "Location 'Mars' does not exist.", "id": None})
+    responses.post(
+        f"{BASE}/api/v1/incident",
+        status=400,
+        json={
+            "returnCode": "FAIL",
+            "status": 1,
+            "userMessage": "Location 'Mars' does not exist.",
+            "id": None,
+        },
+    )
     with pytest.raises(ProviderValidationError) as raised:
         MotadataProvider(unsaved_account({"access_token": PASTED})).create(unsaved_ticket())
     assert raised.value.field_errors == {"location_name": ["Location 'Mars' does not exist."]}
@@ -312,8 +401,11 @@ def test_an_error_envelope_with_http_400_keeps_the_field_it_names():
 
 @responses.activate
 def test_a_refused_pasted_token_says_so_without_repeating_the_token():
-    responses.post(f"{BASE}/api/v1/incident", status=401, json={
-        "error": "invalid_token", "error_description": f"Access token expired: {PASTED}"})
+    responses.post(
+        f"{BASE}/api/v1/incident",
+        status=401,
+        json={"error": "invalid_token", "error_description": f"Access token expired: {PASTED}"},
+    )
     with pytest.raises(ProviderAuthError) as raised:
         MotadataProvider(unsaved_account({"access_token": PASTED})).create(unsaved_ticket())
     assert "refused the pasted access token" in raised.value.message
@@ -323,8 +415,11 @@ def test_a_refused_pasted_token_says_so_without_repeating_the_token():
 
 @responses.activate
 def test_bad_user_credentials_at_the_token_endpoint_are_an_auth_error():
-    responses.post(f"{BASE}/api/oauth/token", status=400,
-                   json={"error": "invalid_grant", "error_description": "Bad credentials"})
+    responses.post(
+        f"{BASE}/api/oauth/token",
+        status=400,
+        json={"error": "invalid_grant", "error_description": "Bad credentials"},
+    )
     with pytest.raises(ProviderAuthError, match="Authentication failed: Bad credentials"):
         MotadataProvider(unsaved_account()).create(unsaved_ticket())
     sent = parse_qs(responses.calls[0].request.body)
@@ -351,14 +446,23 @@ def test_create_update_and_fetch_against_the_sandbox(sandbox, account_factory):
     exchanges = []
     account = account_factory("motadata")
     provider = MotadataProvider(account, on_exchange=exchanges.append)
-    ticket = unsaved_ticket(account=account, impact="high", extra={
-        "location_name": "Ahmedabad", "cc_emails": ["ops@acme.com"],
-        "custom_fields": {"36": {"type": 2, "integerValue": 3}}})
+    ticket = unsaved_ticket(
+        account=account,
+        impact="high",
+        extra={
+            "location_name": "Ahmedabad",
+            "cc_emails": ["ops@acme.com"],
+            "custom_fields": {"36": {"type": 2, "integerValue": 3}},
+        },
+    )
     ref = provider.create(ticket)
     assert ref.remote_url == f"{account.base_url}/t/request/{ref.remote_id}"
     [incident] = sandbox.state("motadata")["incidents"]
     assert (incident["subject"], incident["status"], incident["impact"]) == (
-        "Need a new keyboard", "Open", "ONBUSINESS")
+        "Need a new keyboard",
+        "Open",
+        "ONBUSINESS",
+    )
     assert "[Ticket Console TC-000042]" in incident["description"]
     assert incident["customFieldValueDetails"] == {"36": {"type": 2, "integerValue": 3}}
 
@@ -456,12 +560,21 @@ def test_a_pasted_token_works_until_it_expires(sandbox, account_factory):
     [
         ({"title": "  "}, "title", "Subject is required."),
         ({"extra": {"location_name": "Mumbai"}}, "location_name", "Location 'Mumbai' does not exist."),
-        ({"extra": {"attachments_ref_names": ["never-uploaded.pdf"]}}, "attachments_ref_names",
-         "Attachment 'never-uploaded.pdf' was not uploaded"),
-        ({"extra": {"custom_fields": {"99": {"type": 1, "stringValue": "x"}}}}, "custom_fields",
-         "Custom field '99' does not exist."),
-        ({"extra": {"custom_fields": {"36": {"type": 1, "stringValue": "x"}}}}, "custom_fields",
-         "Custom field '36' (Floor) is of type 2 (INTEGER)."),
+        (
+            {"extra": {"attachments_ref_names": ["never-uploaded.pdf"]}},
+            "attachments_ref_names",
+            "Attachment 'never-uploaded.pdf' was not uploaded",
+        ),
+        (
+            {"extra": {"custom_fields": {"99": {"type": 1, "stringValue": "x"}}}},
+            "custom_fields",
+            "Custom field '99' does not exist.",
+        ),
+        (
+            {"extra": {"custom_fields": {"36": {"type": 1, "stringValue": "x"}}}},
+            "custom_fields",
+            "Custom field '36' (Floor) is of type 2 (INTEGER).",
+        ),
         ({"extra": {"impact": "HUGE"}}, "impact", "Invalid impact 'HUGE'"),
         ({"extra": {"cc_emails": "nobody"}}, "cc_emails", "invalid email address: 'nobody'"),
     ],
@@ -479,8 +592,10 @@ def test_motadata_refusals_are_validation_errors_on_the_right_field(
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     ("drop", "field", "message"),
-    [("requesterEmail", "requester_email", "Requester Email is required."),
-     ("categoryName", "category_name", "Category Name is required.")],
+    [
+        ("requesterEmail", "requester_email", "Requester Email is required."),
+        ("categoryName", "category_name", "Category Name is required."),
+    ],
 )
 def test_required_fields_are_enforced_by_the_sandbox_too(sandbox, account_factory, drop, field, message):
     provider = MotadataProvider(account_factory("motadata"))

@@ -47,8 +47,10 @@ def unsaved_account(**kwargs) -> ProviderAccount:
 
 def unsaved_ticket(**kwargs) -> Ticket:
     defaults = {
-        "reference": "TC-000042", "title": "Leaking faucet",
-        "description": "Leak under the kitchen sink in 1A requires new part.", "status": "new",
+        "reference": "TC-000042",
+        "title": "Leaking faucet",
+        "description": "Leak under the kitchen sink in 1A requires new part.",
+        "status": "new",
     }
     return Ticket(**{**defaults, **kwargs})
 
@@ -73,19 +75,30 @@ def test_create_without_notify_sends_the_required_fields_only():
     request = ParticleSpaceProvider(unsaved_account()).build_create(unsaved_ticket(description=""))
     assert (request.method, request.path) == ("POST", "/api/v1/ticket/new")
     assert request.form == {
-        "title": "Leaking faucet", "description": "[Ticket Console TC-000042]", "status": "NEW",
-        "notify": 0, "automated": 0,
+        "title": "Leaking faucet",
+        "description": "[Ticket Console TC-000042]",
+        "status": "NEW",
+        "notify": 0,
+        "automated": 0,
     }
 
 
 def test_account_settings_fill_what_the_ticket_leaves_blank_and_the_ticket_wins():
-    account = unsaved_account(settings={
-        "notify": True, "type": "sms", "contacts": "1112223333, +4445556666", "automated": "1",
-    })
+    account = unsaved_account(
+        settings={
+            "notify": True,
+            "type": "sms",
+            "contacts": "1112223333, +4445556666",
+            "automated": "1",
+        }
+    )
     provider = ParticleSpaceProvider(account)
     form = provider.build_create(unsaved_ticket()).form
     assert (form["notify"], form["type"], form["contacts"], form["automated"]) == (
-        1, "sms", "1112223333,+4445556666", 1,
+        1,
+        "sms",
+        "1112223333,+4445556666",
+        1,
     )
     own = provider.build_create(unsaved_ticket(extra={"notify": False, "automated": False})).form
     assert (own["notify"], own["automated"]) == (0, 0)
@@ -93,12 +106,18 @@ def test_account_settings_fill_what_the_ticket_leaves_blank_and_the_ticket_wins(
 
 
 def test_subject_and_message_are_sent_under_their_api_names_when_set():
-    ticket = unsaved_ticket(extra=notify_by_email(
-        time="2026-11-24 09:30", notify_subject="Faucet", notify_message="A plumber is on the way",
-    ))
+    ticket = unsaved_ticket(
+        extra=notify_by_email(
+            time="2026-11-24 09:30",
+            notify_subject="Faucet",
+            notify_message="A plumber is on the way",
+        )
+    )
     form = ParticleSpaceProvider(unsaved_account()).build_create(ticket).form
     assert (form["time"], form["notifySubject"], form["notifyMessage"]) == (
-        "2026-11-24 09:30", "Faucet", "A plumber is on the way",
+        "2026-11-24 09:30",
+        "Faucet",
+        "A plumber is on the way",
     )
 
 
@@ -154,7 +173,10 @@ def test_token_answers_are_read_leniently(body, token, expires_in):
 def test_create_answers_are_read_leniently(body):
     ref = ParticleSpaceProvider(unsaved_account()).parse_create(body, unsaved_ticket())
     assert (ref.remote_id, ref.remote_number, ref.remote_url, ref.remote_status) == (
-        "tic_1a2b", "tic_1a2b", "", "NEW",
+        "tic_1a2b",
+        "tic_1a2b",
+        "",
+        "NEW",
     )
 
 
@@ -174,8 +196,11 @@ def test_create_answer_url_is_kept_and_a_missing_id_is_a_response_error():
         ({"status": "error", "message": "Token expired"}, ProviderAuthError, {}),
         ({"status": "error", "message": "Ticket not found"}, ProviderNotFoundError, {}),
         (
-            {"status": "error", "message": "The title field is required.",
-             "errors": {"title": ["The title field is required."], "notifySubject": ["Too long."]}},
+            {
+                "status": "error",
+                "message": "The title field is required.",
+                "errors": {"title": ["The title field is required."], "notifySubject": ["Too long."]},
+            },
             ProviderValidationError,
             {"title": ["The title field is required."], "notify_subject": ["Too long."]},
         ),
@@ -247,10 +272,16 @@ def test_sandbox_credentials_carry_test_mode_prefixes():
         ({"notify": True, "type": "email"}, "contacts", "Particle Space needs contacts to notify"),
         ({"notify": True, "type": "email", "contacts": " , "}, "contacts", "needs contacts to notify"),
         ({"notify": True, "type": "fax", "contacts": "1112223333"}, "type", "Select a valid choice"),
-        ({"notify": True, "type": "email", "contacts": "a@example.com,not-an-email"}, "contacts",
-         "'not-an-email' is not a valid email address"),
-        ({"notify": True, "type": "sms", "contacts": "1112223333,555-1234"}, "contacts",
-         "'555-1234' is not a phone number"),
+        (
+            {"notify": True, "type": "email", "contacts": "a@example.com,not-an-email"},
+            "contacts",
+            "'not-an-email' is not a valid email address",
+        ),
+        (
+            {"notify": True, "type": "sms", "contacts": "1112223333,555-1234"},
+            "contacts",
+            "'555-1234' is not a phone number",
+        ),
         ({"type": "sms", "contacts": "+12"}, "contacts", "'+12' is not a phone number"),
     ],
 )
@@ -261,14 +292,22 @@ def test_extra_form_refuses_bad_notification_settings_on_the_right_field(data, f
 
 
 def test_extra_form_accepts_and_tidies_a_valid_notification():
-    form = ParticleSpaceTicketForm(data={
-        "notify": True, "automated": False, "type": "sms", "contacts": " 1112223333 , +444555666677 ,",
-        "column": " ON_HOLD ",
-    })
+    form = ParticleSpaceTicketForm(
+        data={
+            "notify": True,
+            "automated": False,
+            "type": "sms",
+            "contacts": " 1112223333 , +444555666677 ,",
+            "column": " ON_HOLD ",
+        }
+    )
     assert form.is_valid(), form.errors
     cleaned = form.cleaned_data
     assert (cleaned["notify"], cleaned["automated"], cleaned["contacts"], cleaned["column"]) == (
-        True, False, "1112223333,+444555666677", "ON_HOLD",
+        True,
+        False,
+        "1112223333,+444555666677",
+        "ON_HOLD",
     )
     blank = ParticleSpaceTicketForm(data={})
     assert blank.is_valid() and blank.cleaned_data["notify"] is None  # blank: the account's default
@@ -301,11 +340,18 @@ def test_error_bodies_of_each_shape_give_the_providers_own_words(status, body):
 @responses.activate
 def test_a_422_maps_laravel_errors_onto_console_and_extra_fields():
     authenticate_ok()
-    responses.put(f"{BASE}/api/v1/ticket/tic_1", status=422, json={
-        "status": "error", "message": "The type field is required when notify is 1. (and 1 more error)",
-        "errors": {"type": ["The type field is required when notify is 1."],
-                   "contacts": ["The contacts field is required when notify is 1."]},
-    })
+    responses.put(
+        f"{BASE}/api/v1/ticket/tic_1",
+        status=422,
+        json={
+            "status": "error",
+            "message": "The type field is required when notify is 1. (and 1 more error)",
+            "errors": {
+                "type": ["The type field is required when notify is 1."],
+                "contacts": ["The contacts field is required when notify is 1."],
+            },
+        },
+    )
     with pytest.raises(ProviderValidationError) as raised:
         ParticleSpaceProvider(unsaved_account()).update(unsaved_ticket(remote_id="tic_1"))
     assert raised.value.field_errors == {
@@ -351,7 +397,10 @@ def test_create_then_full_replacement_updates_against_the_sandbox(sandbox, accou
     assert (ref.remote_url, ref.remote_status) == ("", "NEW")
     [remote] = state(sandbox)["tickets"]
     assert (remote["id"], remote["title"], remote["status"], remote["notify"]) == (
-        ref.remote_id, "Leaking faucet", "NEW", False,
+        ref.remote_id,
+        "Leaking faucet",
+        "NEW",
+        False,
     )
     assert remote["description"].endswith("[Ticket Console TC-000042]")
 
@@ -360,7 +409,9 @@ def test_create_then_full_replacement_updates_against_the_sandbox(sandbox, accou
     assert provider.update(ticket).remote_status == "ON_HOLD"
     [remote] = state(sandbox)["tickets"]
     assert (remote["status"], remote["contacts"], remote["notifySubject"]) == (
-        "ON_HOLD", ["a@example.com", "b@example.com"], "Faucet",
+        "ON_HOLD",
+        ["a@example.com", "b@example.com"],
+        "Faucet",
     )
 
     ticket.status, ticket.extra = "resolved", {}
@@ -369,8 +420,17 @@ def test_create_then_full_replacement_updates_against_the_sandbox(sandbox, accou
     [remote] = current["tickets"]
     assert (remote["status"], remote["notify"], "contacts" in remote) == ("DONE", False, False)
     assert [set(u["fields"]) for u in current["updates"]] == [
-        {"title", "description", "status", "notify", "time", "type", "contacts", "notifySubject",
-         "automated"},
+        {
+            "title",
+            "description",
+            "status",
+            "notify",
+            "time",
+            "type",
+            "contacts",
+            "notifySubject",
+            "automated",
+        },
         {"title", "description", "status", "notify", "automated"},
     ]
 
@@ -421,13 +481,24 @@ def test_an_expired_token_costs_exactly_one_re_authentication(sandbox, account_f
     ("ticket_kwargs", "settings", "field_errors"),
     [
         ({"title": " "}, {}, {"title": ["The title field is required."]}),
-        ({"extra": {"column": "BACKLOG"}}, {},
-         {"status": ["The selected status is invalid: BACKLOG is not a column of this board."]}),
-        ({}, {"notify": True},
-         {"type": ["The type field is required when notify is 1."],
-          "contacts": ["The contacts field is required when notify is 1."]}),
-        ({}, {"notify": True, "type": "sms", "contacts": "12345"},
-         {"contacts": ["The contacts field has an invalid sms contact: 12345."]}),
+        (
+            {"extra": {"column": "BACKLOG"}},
+            {},
+            {"status": ["The selected status is invalid: BACKLOG is not a column of this board."]},
+        ),
+        (
+            {},
+            {"notify": True},
+            {
+                "type": ["The type field is required when notify is 1."],
+                "contacts": ["The contacts field is required when notify is 1."],
+            },
+        ),
+        (
+            {},
+            {"notify": True, "type": "sms", "contacts": "12345"},
+            {"contacts": ["The contacts field has an invalid sms contact: 12345."]},
+        ),
     ],
 )
 def test_particle_space_refusals_are_validation_errors_on_the_right_field(
@@ -467,8 +538,10 @@ def test_the_sandbox_refuses_json_bodies_and_partial_puts(sandbox, account_facto
     created = requests.post(f"{base}/api/v1/ticket/new", data=fields, headers=auth, timeout=5).json()
     ticket_id = created["data"]["id"]
     partial = requests.put(
-        f"{base}/api/v1/ticket/{ticket_id}", data={**fields, "description": "", "status": "DONE"},
-        headers=auth, timeout=5,
+        f"{base}/api/v1/ticket/{ticket_id}",
+        data={**fields, "description": "", "status": "DONE"},
+        headers=auth,
+        timeout=5,
     )
     assert partial.status_code == 422
     assert partial.json()["errors"] == {"description": ["The description field is required."]}
@@ -489,7 +562,9 @@ def test_no_key_or_token_reaches_the_recorded_exchanges(sandbox, account_factory
         f"{e.url} {e.request_headers} {e.request_body} {e.response_body} {e.error}" for e in exchanges
     )
     assert [e.url.removeprefix(account.base_url) for e in exchanges] == [
-        "/api/v1/authenticate", "/api/v1/ticket/new", f"/api/v1/ticket/{ticket.remote_id}",
+        "/api/v1/authenticate",
+        "/api/v1/ticket/new",
+        f"/api/v1/ticket/{ticket.remote_id}",
     ]
     for secret in (*sandbox.credentials["particlespace"].values(), token):
         assert secret not in recorded

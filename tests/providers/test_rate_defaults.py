@@ -24,8 +24,13 @@ def superuser_client(client):
 
 
 def kapture_entry(sandbox, **values) -> dict:
-    return {"name": "Kapture EU", "kind": "kapture", "base_url": sandbox.base_url("kapture"),
-            "credentials": {"token": {"env": "KAPTURE_TOKEN"}}, **values}
+    return {
+        "name": "Kapture EU",
+        "kind": "kapture",
+        "base_url": sandbox.base_url("kapture"),
+        "credentials": {"token": {"env": "KAPTURE_TOKEN"}},
+        **values,
+    }
 
 
 def test_the_add_form_leaves_rate_and_burst_empty_and_names_each_kinds_default(superuser_client):
@@ -38,15 +43,19 @@ def test_an_account_added_with_empty_figures_gets_its_kinds_defaults(superuser_c
     response = superuser_client.post(ADD_URL, account_form(sandbox, rate_limit="", rate_burst=""))
     assert response.status_code == 302, response.content.decode()[:2000]
     account = ProviderAccount.objects.get(name="Kapture EU")
-    assert (account.rate_limit, account.rate_burst) == (KaptureProvider.default_rate_limit,
-                                                        KaptureProvider.default_rate_burst)
+    assert (account.rate_limit, account.rate_burst) == (
+        KaptureProvider.default_rate_limit,
+        KaptureProvider.default_rate_burst,
+    )
 
 
 def test_typed_figures_win_and_a_burst_out_of_range_is_refused_on_the_field(superuser_client, sandbox):
     response = superuser_client.post(ADD_URL, account_form(sandbox, rate_limit="2", rate_burst="0"))
     assert response.status_code == 200
-    assert "The burst must be a whole number of requests from 1 to 10,000." in (
-        response.context["adminform"].form.errors["rate_burst"][0])
+    assert (
+        "The burst must be a whole number of requests from 1 to 10,000."
+        in (response.context["adminform"].form.errors["rate_burst"][0])
+    )
     superuser_client.post(ADD_URL, account_form(sandbox, rate_limit="2", rate_burst="7"))
     account = ProviderAccount.objects.get(name="Kapture EU")
     assert (account.rate_limit, account.rate_burst) == (2.0, 7)

@@ -15,8 +15,10 @@ from tests.providers.test_admin import ADD_URL, account_form
 from tickets import services, sync
 from tickets.models import SyncAttempt, SyncState
 
-HINT = ("provider accounts may only reach public hosts. To allow a host on your own network, "
-        "add it to PROVIDER_PRIVATE_HOSTS.")
+HINT = (
+    "provider accounts may only reach public hosts. To allow a host on your own network, "
+    "add it to PROVIDER_PRIVATE_HOSTS."
+)
 REBOUND_HOST = "tickets.provider.example"  # a name no real DNS answers: only our fake resolver does
 
 
@@ -50,20 +52,21 @@ def fake_dns(monkeypatch, answers: dict[str, list[str]]) -> list[str]:
 
 
 # --- what a base URL may be ---------------------------------------------------------------------
-@pytest.mark.parametrize(("url", "refusal"), [
-    ("http://127.0.0.1:8100/kapture", "127.0.0.1 resolves to a loopback address; "),
-    ("http://169.254.169.254/latest/meta-data/", "169.254.169.254 resolves to a link-local address; "),
-    ("https://10.0.0.1/api", "10.0.0.1 resolves to a private address; "),
-    ("http://[::1]:8100/", "[::1] resolves to a loopback address; "),
-    ("http://[::ffff:127.0.0.1]/", "[::ffff:127.0.0.1] resolves to a loopback address; "),
-    ("http://0.0.0.0:8100/", "0.0.0.0 resolves to an unspecified address; "),
-    ("http://224.0.0.1/", "224.0.0.1 resolves to a multicast address; "),
-    ("http://100.64.0.1/", "100.64.0.1 resolves to a non-public address; "),
-    ("http://localhost:8100/", "localhost resolves to a loopback address ("),
-])
-def test_base_urls_reaching_non_public_addresses_are_refused_naming_the_setting(
-    no_allow_list, url, refusal
-):
+@pytest.mark.parametrize(
+    ("url", "refusal"),
+    [
+        ("http://127.0.0.1:8100/kapture", "127.0.0.1 resolves to a loopback address; "),
+        ("http://169.254.169.254/latest/meta-data/", "169.254.169.254 resolves to a link-local address; "),
+        ("https://10.0.0.1/api", "10.0.0.1 resolves to a private address; "),
+        ("http://[::1]:8100/", "[::1] resolves to a loopback address; "),
+        ("http://[::ffff:127.0.0.1]/", "[::ffff:127.0.0.1] resolves to a loopback address; "),
+        ("http://0.0.0.0:8100/", "0.0.0.0 resolves to an unspecified address; "),
+        ("http://224.0.0.1/", "224.0.0.1 resolves to a multicast address; "),
+        ("http://100.64.0.1/", "100.64.0.1 resolves to a non-public address; "),
+        ("http://localhost:8100/", "localhost resolves to a loopback address ("),
+    ],
+)
+def test_base_urls_reaching_non_public_addresses_are_refused_naming_the_setting(no_allow_list, url, refusal):
     problem = base_url_problem(url)
     assert problem is not None and problem.startswith(refusal) and problem.endswith(HINT)
 
@@ -86,11 +89,14 @@ def test_a_name_is_refused_when_any_of_its_addresses_is_private(no_allow_list, m
     )
 
 
-@pytest.mark.parametrize(("url", "message"), [
-    ("ftp://93.184.215.14/", "must start with http:// or https://"),
-    ("file:///etc/passwd", "must start with http:// or https://"),
-    ("https://admin:hunter2@93.184.215.14/", "may not carry a user name or password"),
-])
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("ftp://93.184.215.14/", "must start with http:// or https://"),
+        ("file:///etc/passwd", "must start with http:// or https://"),
+        ("https://admin:hunter2@93.184.215.14/", "may not carry a user name or password"),
+    ],
+)
 def test_other_schemes_and_user_info_are_refused(url, message):
     assert message in base_url_problem(url)
 
@@ -149,9 +155,13 @@ def test_a_name_that_resolves_elsewhere_at_connect_time_is_refused_token_call_in
     """DNS rebinding: public when saved, 127.0.0.1 when the worker connects."""
     fake_dns(monkeypatch, {REBOUND_HOST: ["93.184.215.14", "127.0.0.1"]})
     url = f"http://{REBOUND_HOST}:{sandbox_port(sandbox)}/particlespace"
-    form = account_form(sandbox, name="Particle", kind="particlespace", base_url=url,
-                        **{f"cred__particlespace__{k}": v
-                           for k, v in sandbox.credentials["particlespace"].items()})
+    form = account_form(
+        sandbox,
+        name="Particle",
+        kind="particlespace",
+        base_url=url,
+        **{f"cred__particlespace__{k}": v for k, v in sandbox.credentials["particlespace"].items()},
+    )
     response = admin_client.post(ADD_URL, form)
     assert response.status_code == 302, response.context["adminform"].form.errors
     account = ProviderAccount.objects.get(name="Particle")
@@ -239,8 +249,11 @@ def self_signed(tmp_path, name: str) -> tuple[str, str]:
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(hours=1))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
@@ -249,9 +262,11 @@ def self_signed(tmp_path, name: str) -> tuple[str, str]:
     )
     cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     return str(cert_path), str(key_path)
 
 

@@ -47,10 +47,14 @@ def unsaved_account() -> ProviderAccount:
 
 @responses.activate
 def test_a_refusals_body_becomes_errors_on_console_fields_through_the_hook():
-    responses.get(f"{BASE}/ping", status=422, json={
-        "message": "The given data was invalid.",
-        "errors": {"subject": ["The subject is too long."], "weird": ["Bad."]},
-    })
+    responses.get(
+        f"{BASE}/ping",
+        status=422,
+        json={
+            "message": "The given data was invalid.",
+            "errors": {"subject": ["The subject is too long."], "weird": ["Bad."]},
+        },
+    )
     with pytest.raises(ProviderValidationError) as raised:
         FieldErrorsProvider(unsaved_account()).test_connection()
     assert raised.value.field_errors == {"title": ["The subject is too long."], "__all__": ["Bad."]}
@@ -74,7 +78,8 @@ def test_a_token_call_is_recorded_as_signing_in_not_as_the_create(sandbox, accou
     rows = log.rows(account_id=account.pk, operation="create", outcome="success", message="")
     assert [row.operation for row in rows] == [SyncAttempt.Operation.SIGN_IN, SyncAttempt.Operation.CREATE]
     assert [describe_attempt(row, provider.label) for row in rows] == [
-        "Signed in to Motadata ServiceOps", "Created in Motadata ServiceOps",
+        "Signed in to Motadata ServiceOps",
+        "Created in Motadata ServiceOps",
     ]
     failed = SyncAttempt(operation=SyncAttempt.Operation.SIGN_IN, outcome=SyncAttempt.Outcome.FAILED)
     assert describe_attempt(failed, provider.label) == "Signing in to Motadata ServiceOps failed"

@@ -45,9 +45,18 @@ def in_parallel(job, count: int = WORKERS) -> list:
 
 
 def ticket(**fields) -> Ticket:
-    return Ticket(**{"reference": "TC-000042", "title": "Printer on fire", "description": "Smoke",
-                     "requester_email": "tim@acme.com", "requester_name": "Tim", "priority": "medium",
-                     "status": "new", **fields})
+    return Ticket(
+        **{
+            "reference": "TC-000042",
+            "title": "Printer on fire",
+            "description": "Smoke",
+            "requester_email": "tim@acme.com",
+            "requester_name": "Tim",
+            "priority": "medium",
+            "status": "new",
+            **fields,
+        }
+    )
 
 
 @pytest.mark.django_db(transaction=True)
@@ -114,7 +123,8 @@ def outside_token(sandbox) -> str:
     """A token the sandbox issued to someone else (the worker holding the lease, here)."""
     creds = sandbox.credentials["motadata"]
     response = requests.post(
-        f"{sandbox.base_url('motadata')}/api/oauth/token", auth=(creds["client_id"], creds["client_secret"]),
+        f"{sandbox.base_url('motadata')}/api/oauth/token",
+        auth=(creds["client_id"], creds["client_secret"]),
         data={"grant_type": "password", "username": creds["username"], "password": creds["password"]},
         timeout=5,
     )
@@ -125,15 +135,18 @@ def outside_token(sandbox) -> str:
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_waits_for_the_renewal_another_worker_holds(sandbox, account_factory):
     account = account_factory("motadata")
-    AccessToken.objects.create(account=account, renewing_by="other-worker",
-                               renewing_until=timezone.now() + timedelta(seconds=20))
+    AccessToken.objects.create(
+        account=account, renewing_by="other-worker", renewing_until=timezone.now() + timedelta(seconds=20)
+    )
     token = outside_token(sandbox)
 
     def other_worker_finishes():
         time.sleep(0.5)
         AccessToken.objects.filter(account=account).update(
             secret={"access_token": token, "refresh_token": ""},
-            expires_at=timezone.now() + timedelta(hours=1), renewing_by="", renewing_until=None,
+            expires_at=timezone.now() + timedelta(hours=1),
+            renewing_by="",
+            renewing_until=None,
         )
         connections.close_all()
 
@@ -150,8 +163,9 @@ def test_a_worker_waits_for_the_renewal_another_worker_holds(sandbox, account_fa
 @pytest.mark.django_db
 def test_a_lease_left_by_a_dead_worker_ends_by_itself(sandbox, account_factory):
     account = account_factory("motadata")
-    AccessToken.objects.create(account=account, renewing_by="dead-worker",
-                               renewing_until=timezone.now() - timedelta(seconds=1))
+    AccessToken.objects.create(
+        account=account, renewing_by="dead-worker", renewing_until=timezone.now() - timedelta(seconds=1)
+    )
     MotadataProvider(account).create(ticket())
     assert sandbox.state("motadata")["grants"] == {"password": 1, "refresh_token": 0}
     assert AccessToken.objects.get(account=account).renewing_by == ""

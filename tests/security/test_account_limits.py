@@ -19,16 +19,19 @@ from tickets.models import SyncAttempt, SyncState, Ticket
 pytestmark = pytest.mark.django_db
 
 
-@pytest.mark.parametrize(("field", "value", "message"), [
-    ("rate_limit", "1e-300", "The rate limit must be 0 (no limit) or a number"),
-    ("rate_limit", "-1", "The rate limit must be 0 (no limit) or a number"),
-    ("rate_limit", "1e12", "The rate limit must be 0 (no limit) or a number"),
-    ("rate_limit", "Infinity", "Enter a number."),
-    ("timeout", "0", "The timeout must be a number of seconds from 0.1 to 60."),
-    ("timeout", "-5", "The timeout must be a number of seconds from 0.1 to 60."),
-    ("timeout", "1e12", "The timeout must be a number of seconds from 0.1 to 60."),
-    ("timeout", "NaN", "Enter a number."),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("rate_limit", "1e-300", "The rate limit must be 0 (no limit) or a number"),
+        ("rate_limit", "-1", "The rate limit must be 0 (no limit) or a number"),
+        ("rate_limit", "1e12", "The rate limit must be 0 (no limit) or a number"),
+        ("rate_limit", "Infinity", "Enter a number."),
+        ("timeout", "0", "The timeout must be a number of seconds from 0.1 to 60."),
+        ("timeout", "-5", "The timeout must be a number of seconds from 0.1 to 60."),
+        ("timeout", "1e12", "The timeout must be a number of seconds from 0.1 to 60."),
+        ("timeout", "NaN", "Enter a number."),
+    ],
+)
 def test_the_admin_form_refuses_a_rate_or_timeout_out_of_range_on_the_field(
     superuser_client, sandbox, field, value, message
 ):
@@ -39,11 +42,14 @@ def test_the_admin_form_refuses_a_rate_or_timeout_out_of_range_on_the_field(
     assert not ProviderAccount.objects.exists()
 
 
-@pytest.mark.parametrize(("settings", "message"), [
-    ('{"breaker_cooldown": 1e999}', "Numbers must be finite"),
-    ('{"breaker_threshold": 0}', "'breaker_threshold' must be a whole number from 1 to 1000"),
-    ('{"breaker_cooldown": -3}', "'breaker_cooldown' must be a number of seconds"),
-])
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ('{"breaker_cooldown": 1e999}', "Numbers must be finite"),
+        ('{"breaker_threshold": 0}', "'breaker_threshold' must be a whole number from 1 to 1000"),
+        ('{"breaker_cooldown": -3}', "'breaker_cooldown' must be a number of seconds"),
+    ],
+)
 def test_numeric_engine_settings_are_bounded_in_the_admin_form(superuser_client, sandbox, settings, message):
     response = superuser_client.post(ADD_URL, account_form(sandbox, settings=settings))
     assert response.status_code == 200
@@ -52,9 +58,14 @@ def test_numeric_engine_settings_are_bounded_in_the_admin_form(superuser_client,
 
 
 def test_a_numeric_default_of_a_provider_ticket_field_is_checked_like_the_field(superuser_client, sandbox):
-    data = account_form(sandbox, kind="knight", base_url=sandbox.base_url("knight"),
-                        settings=json.dumps({"ticket_priority": 9}), cred__kapture__token="",
-                        **{f"cred__knight__{k}": v for k, v in sandbox.credentials["knight"].items()})
+    data = account_form(
+        sandbox,
+        kind="knight",
+        base_url=sandbox.base_url("knight"),
+        settings=json.dumps({"ticket_priority": 9}),
+        cred__kapture__token="",
+        **{f"cred__knight__{k}": v for k, v in sandbox.credentials["knight"].items()},
+    )
     response = superuser_client.post(ADD_URL, data)
     assert response.status_code == 200
     [error] = response.context["adminform"].form.errors["settings"]
@@ -63,22 +74,33 @@ def test_a_numeric_default_of_a_provider_ticket_field_is_checked_like_the_field(
 
 def write_import(tmp_path, sandbox, monkeypatch, **fields) -> str:
     monkeypatch.setenv("KAPTURE_TOKEN", sandbox.credentials["kapture"]["token"])
-    account = {"name": "Kapture EU", "kind": "kapture", "base_url": sandbox.base_url("kapture"),
-               "credentials": {"token": {"env": "KAPTURE_TOKEN"}}, **fields}
+    account = {
+        "name": "Kapture EU",
+        "kind": "kapture",
+        "base_url": sandbox.base_url("kapture"),
+        "credentials": {"token": {"env": "KAPTURE_TOKEN"}},
+        **fields,
+    }
     path = tmp_path / "accounts.json"
     # json.dumps writes NaN and Infinity as Python's json module reads them.
     path.write_text(json.dumps({"accounts": [account]}))
     return str(path)
 
 
-@pytest.mark.parametrize(("fields", "message"), [
-    ({"rate_limit": float("nan")}, "NaN is not a number JSON allows"),
-    ({"timeout": float("inf")}, "Infinity is not a number JSON allows"),
-    ({"rate_limit": 1e-300}, "rate_limit: The rate limit must be 0 (no limit)"),
-    ({"timeout": 0}, "timeout: The timeout must be a number of seconds from 0.1 to 60. (got 0)"),
-    ({"timeout": 1e12}, "timeout: The timeout must be a number of seconds"),
-    ({"settings": {"breaker_threshold": 1e6}}, "'breaker_threshold' must be a whole number from 1 to 1000"),
-])
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"rate_limit": float("nan")}, "NaN is not a number JSON allows"),
+        ({"timeout": float("inf")}, "Infinity is not a number JSON allows"),
+        ({"rate_limit": 1e-300}, "rate_limit: The rate limit must be 0 (no limit)"),
+        ({"timeout": 0}, "timeout: The timeout must be a number of seconds from 0.1 to 60. (got 0)"),
+        ({"timeout": 1e12}, "timeout: The timeout must be a number of seconds"),
+        (
+            {"settings": {"breaker_threshold": 1e6}},
+            "'breaker_threshold' must be a whole number from 1 to 1000",
+        ),
+    ],
+)
 def test_import_accounts_refuses_numbers_out_of_range_and_writes_nothing(
     tmp_path, sandbox, monkeypatch, fields, message
 ):
@@ -111,9 +133,15 @@ def store_around_the_constraints(account: ProviderAccount, **values) -> None:
             ProviderAccount.objects.filter(pk=account.pk).update(**values)
 
 
-@pytest.mark.parametrize("values", [
-    {"timeout": 0}, {"timeout": -5}, {"timeout": 1e12}, {"rate_limit": 1e-300},
-])
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"timeout": 0},
+        {"timeout": -5},
+        {"timeout": 1e12},
+        {"rate_limit": 1e-300},
+    ],
+)
 def test_a_bad_stored_limit_fails_the_push_as_configuration_and_sends_nothing(
     account_factory, sandbox, values
 ):

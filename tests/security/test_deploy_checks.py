@@ -17,10 +17,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_manage(tmp_path, *args: str, **env: str) -> subprocess.CompletedProcess:
-    base = {key: value for key, value in os.environ.items()
-            if key not in ("DJANGO_SECRET_KEY", "CONSOLE_ENCRYPTION_KEYS", "CONSOLE_PRODUCTION")}
+    base = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("DJANGO_SECRET_KEY", "CONSOLE_ENCRYPTION_KEYS", "CONSOLE_PRODUCTION")
+    }
     return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=120,
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**base, "CONSOLE_STATE_DIR": str(tmp_path / "var"), **env},
     )
 
@@ -63,8 +70,13 @@ def test_check_deploy_in_production_without_its_variables_says_which_are_missing
 def test_check_deploy_names_a_bad_key_in_production(tmp_path):
     wrong = "short-secret-that-is-no-key"
     result = run_manage(
-        tmp_path, "check", "--deploy", CONSOLE_PRODUCTION="1", DJANGO_SECRET_KEY="k" * 60,
-        CONSOLE_ENCRYPTION_KEYS=wrong, DJANGO_ALLOWED_HOSTS="console.example.com",
+        tmp_path,
+        "check",
+        "--deploy",
+        CONSOLE_PRODUCTION="1",
+        DJANGO_SECRET_KEY="k" * 60,
+        CONSOLE_ENCRYPTION_KEYS=wrong,
+        DJANGO_ALLOWED_HOSTS="console.example.com",
         DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
     )
     assert result.returncode == 1

@@ -46,8 +46,9 @@ def test_the_debug_page_of_a_failed_change_or_action_does_not_show_it(debug_clie
     from django.urls import reverse
 
     change = reverse("admin:providers_provideraccount_change", args=[account.pk])
-    response = debug_client.post(change, account_form(sandbox, name=account.name,
-                                                      cred__kapture__token=TYPED_TOKEN))
+    response = debug_client.post(
+        change, account_form(sandbox, name=account.name, cred__kapture__token=TYPED_TOKEN)
+    )
     assert response.status_code == 500 and TYPED_TOKEN not in response.content.decode()
 
 
@@ -65,4 +66,3 @@ def test_a_variable_holding_a_typed_password_is_hidden_whatever_its_name(setting
         page = technical_500_response(request, *sys.exc_info()).content.decode()
     assert "sign-in broke" in page and "whatever_name" in page
     assert TYPED_TOKEN not in page
-

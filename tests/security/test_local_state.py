@@ -38,13 +38,28 @@ print("MODES" + json.dumps(modes))
 
 
 def console(state: Path, *args: str) -> str:
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("DATABASE_URL", "CELERY_BROKER_URL", "CONSOLE_ENCRYPTION_KEYS", "DJANGO_SECRET_KEY",
-                          "MEDIA_ROOT", "CONSOLE_PRODUCTION")}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key
+        not in (
+            "DATABASE_URL",
+            "CELERY_BROKER_URL",
+            "CONSOLE_ENCRYPTION_KEYS",
+            "DJANGO_SECRET_KEY",
+            "MEDIA_ROOT",
+            "CONSOLE_PRODUCTION",
+        )
+    }
     env["CONSOLE_STATE_DIR"] = str(state)
     result = subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-        timeout=120, preexec_fn=lambda: os.umask(0o022),  # a usual, permissive umask
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=lambda: os.umask(0o022),  # a usual, permissive umask
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
@@ -59,9 +74,16 @@ def test_every_file_of_the_embedded_state_is_owner_only(tmp_path):
     output = console(state, "shell", "-c", PROBE)
     modes = json.loads(output.split("MODES", 1)[1])
 
-    expected_files = {"db.sqlite3", "db.sqlite3-wal", "db.sqlite3-shm", "broker.sqlite3", "secret.key",
-                      "encryption.keys", "left-by-an-older-run.sqlite3",
-                      "media/exports/job-1/tickets-job-1.csv"}
+    expected_files = {
+        "db.sqlite3",
+        "db.sqlite3-wal",
+        "db.sqlite3-shm",
+        "broker.sqlite3",
+        "secret.key",
+        "encryption.keys",
+        "left-by-an-older-run.sqlite3",
+        "media/exports/job-1/tickets-job-1.csv",
+    }
     assert expected_files <= set(modes)
     assert oct(stat.S_IMODE(state.stat().st_mode)) == "0o700"
     for name, mode in modes.items():

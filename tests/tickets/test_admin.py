@@ -17,12 +17,22 @@ def admin_client(client):
 
 def ticket_form(account, **overrides) -> dict:
     data = {
-        "account": account.pk, "title": "Printer on fire", "description": "3rd floor",
-        "requester_email": "tim@acme.com", "requester_name": "Tim", "priority": "high",
-        "impact": "", "status": "new", "due_at_0": "", "due_at_1": "", "tags": "[]",
+        "account": account.pk,
+        "title": "Printer on fire",
+        "description": "3rd floor",
+        "requester_email": "tim@acme.com",
+        "requester_name": "Tim",
+        "priority": "high",
+        "impact": "",
+        "status": "new",
+        "due_at_0": "",
+        "due_at_1": "",
+        "tags": "[]",
         "extra": "{}",
-        "attempts_log-TOTAL_FORMS": "0", "attempts_log-INITIAL_FORMS": "0",
-        "attempts_log-MIN_NUM_FORMS": "0", "attempts_log-MAX_NUM_FORMS": "0",
+        "attempts_log-TOTAL_FORMS": "0",
+        "attempts_log-INITIAL_FORMS": "0",
+        "attempts_log-MIN_NUM_FORMS": "0",
+        "attempts_log-MAX_NUM_FORMS": "0",
     }
     return {**data, **overrides}
 
@@ -91,8 +101,14 @@ def test_the_changelist_takes_the_same_few_queries_for_three_or_three_hundred_ti
     kapture, keliweb = account_factory("kapture"), account_factory("keliweb")
     counts, pages = [], []
     for start, count in ((0, 3), (3, 297)):
-        seed(kapture, count // 2 + 1, start=start, remote_id="9", remote_number="K-9",
-             remote_url="https://kapture.example/t/9")
+        seed(
+            kapture,
+            count // 2 + 1,
+            start=start,
+            remote_id="9",
+            remote_number="K-9",
+            remote_url="https://kapture.example/t/9",
+        )
         seed(keliweb, count // 2, start=start + 1000)
         with CaptureQueriesContext(connection) as queries:
             pages.append(admin_client.get(reverse("admin:tickets_ticket_changelist")).content.decode())
@@ -149,8 +165,14 @@ def test_the_change_page_previews_the_request_without_secrets(admin_client, acco
     seed(account, 1, requester_email="tim@acme.com")
     ticket = Ticket.objects.get()
     SyncAttempt.objects.bulk_create(
-        SyncAttempt(ticket=ticket, account=account, operation="create", outcome="failed",
-                    started_at=ticket.created_at, error=f"attempt-no-{i}")
+        SyncAttempt(
+            ticket=ticket,
+            account=account,
+            operation="create",
+            outcome="failed",
+            started_at=ticket.created_at,
+            error=f"attempt-no-{i}",
+        )
         for i in range(25)
     )
     page = admin_client.get(reverse("admin:tickets_ticket_change", args=[ticket.pk])).content.decode()
@@ -165,9 +187,13 @@ def test_the_change_page_previews_the_request_without_secrets(admin_client, acco
 def test_a_knight_preview_shows_where_callbacks_go_but_not_the_secret(admin_client, account_factory):
     from providers.knight import KnightProvider
 
-    account = account_factory("knight", settings={
-        **KnightProvider.demo_settings, "callback_base_url": "https://console.example.com",
-    })
+    account = account_factory(
+        "knight",
+        settings={
+            **KnightProvider.demo_settings,
+            "callback_base_url": "https://console.example.com",
+        },
+    )
     secret = account.get_callback_secrets()["current"]
     seed(account, 1)
     ticket = Ticket.objects.get()

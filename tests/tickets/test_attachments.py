@@ -30,7 +30,10 @@ def synced(ticket):
 def test_keliweb_receives_files_inline_with_the_create(worker, sandbox, account_factory):
     account = account_factory("keliweb", settings={"deptid": 1})
     ticket = services.create_ticket(
-        account=account, title="Invoice wrong", description="See attached", requester_email="a@b.example",
+        account=account,
+        title="Invoice wrong",
+        description="See attached",
+        requester_email="a@b.example",
         files=[upload()],
     )
     synced(ticket)
@@ -44,7 +47,10 @@ def test_keliweb_receives_files_inline_with_the_create(worker, sandbox, account_
 def test_motadata_uploads_first_then_references_the_file(worker, sandbox, account_factory):
     account = account_factory("motadata")
     ticket = services.create_ticket(
-        account=account, title="Invoice wrong", requester_email="tim@acme.com", files=[upload()],
+        account=account,
+        title="Invoice wrong",
+        requester_email="tim@acme.com",
+        files=[upload()],
     )
     synced(ticket)
     state = sandbox.state("motadata")

@@ -9,7 +9,6 @@ from tickets.models import SyncAttempt, SyncState, Ticket
 pytestmark = pytest.mark.worker
 
 
-
 def settled(ticket: Ticket, state: str) -> Ticket:
     wait_for(lambda: refreshed(ticket).sync_state == state, message=f"{ticket} stayed {ticket.sync_state}")
     return ticket
@@ -77,7 +76,8 @@ def test_an_account_may_choose_to_resend_unknown_creates(worker, sandbox, accoun
     account = account_factory("kapture", settings={"retry_unknown_creates": True})
     sandbox.faults(script=["lost"])
     ticket = settled(services.create_ticket(account=account, title="Printer on fire"), SyncState.SYNCED)
-    outcomes = list(SyncAttempt.objects.filter(ticket=ticket).order_by("started_at")
-                    .values_list("outcome", flat=True))
+    outcomes = list(
+        SyncAttempt.objects.filter(ticket=ticket).order_by("started_at").values_list("outcome", flat=True)
+    )
     assert outcomes == ["retry", "success"]
     assert len(sandbox.state("kapture")["tickets"]) == 2  # the admin accepted possible duplicates

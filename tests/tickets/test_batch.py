@@ -77,8 +77,11 @@ def test_a_slow_live_call_renews_its_lease_and_is_never_taken_over(
     pushing = threading.Thread(target=batch.push_account, args=(sync.TICKETS, account.pk))
     pushing.start()
     try:
-        wait_for(lambda: Ticket.objects.filter(pk=ticket_id, sync_state=SyncState.SENDING).exists(),
-                 timeout=5, interval=0.05)
+        wait_for(
+            lambda: Ticket.objects.filter(pk=ticket_id, sync_state=SyncState.SENDING).exists(),
+            timeout=5,
+            interval=0.05,
+        )
         time.sleep(3)  # past the lease: only its renewal keeps the row
         assert sync.sweep()["recovered"] == 0
     finally:
@@ -122,11 +125,17 @@ def test_a_fast_accounts_tickets_keep_flowing_while_another_account_answers_in_5
     fast_ids = new_tickets(fast, 20, "Fast")
     fleet.start(1)
 
-    wait_for(lambda: Ticket.objects.filter(pk__in=fast_ids, sync_state=SyncState.SYNCED).count() == 20,
-             timeout=60, message="the fast account's tickets were not all synced")
+    wait_for(
+        lambda: Ticket.objects.filter(pk__in=fast_ids, sync_state=SyncState.SYNCED).count() == 20,
+        timeout=60,
+        message="the fast account's tickets were not all synced",
+    )
     # Each slow call takes 5 s and the slow account has ten: the fast account did not wait for them.
     assert Ticket.objects.filter(pk__in=slow_ids, sync_state=SyncState.SYNCED).count() < 10
-    wait_for(lambda: Ticket.objects.filter(pk__in=slow_ids, sync_state=SyncState.SYNCED).count() == 10,
-             timeout=60, message="the slow account's tickets were not all synced")
+    wait_for(
+        lambda: Ticket.objects.filter(pk__in=slow_ids, sync_state=SyncState.SYNCED).count() == 10,
+        timeout=60,
+        message="the slow account's tickets were not all synced",
+    )
     fleet.assert_alive()
     assert len(sandbox.state("kapture")["tickets"]) == 20

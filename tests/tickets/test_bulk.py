@@ -25,8 +25,13 @@ def admin_client(client):
 def seed(account, count: int, *, start: int = 0, **fields) -> list[Ticket]:
     """Many tickets at once; bulk_create skips save(), so references are set here."""
     tickets = Ticket.objects.bulk_create(
-        Ticket(account=account, reference=f"TC-S{start + i:06d}", title=f"Seeded {start + i}",
-               revision=1, **fields)
+        Ticket(
+            account=account,
+            reference=f"TC-S{start + i:06d}",
+            title=f"Seeded {start + i}",
+            revision=1,
+            **fields,
+        )
         for i in range(count)
     )
     return sorted(tickets, key=lambda t: t.pk)
@@ -53,14 +58,21 @@ def test_starting_a_job_takes_the_same_few_queries_for_five_or_five_hundred_tick
     counts = []
     for tickets in (few, many):
         with CaptureQueriesContext(connection) as queries:
-            job = job_from(run_action(admin_client, "change_status", ids=[t.pk for t in tickets],
-                                      new_status="open"))
+            job = job_from(
+                run_action(admin_client, "change_status", ids=[t.pk for t in tickets], new_status="open")
+            )
         counts.append(len(queries))
-        assert (job.state, job.total, job.selection) == ("queued", len(tickets),
-                                                         {"ids": [t.pk for t in tickets]})
+        assert (job.state, job.total, job.selection) == (
+            "queued",
+            len(tickets),
+            {"ids": [t.pk for t in tickets]},
+        )
     with CaptureQueriesContext(connection) as queries:
-        job = job_from(run_action(admin_client, "sync_now", ids=[few[0].pk], select_across=True,
-                                  query="status__exact=new"))
+        job = job_from(
+            run_action(
+                admin_client, "sync_now", ids=[few[0].pk], select_across=True, query="status__exact=new"
+            )
+        )
     counts.append(len(queries))
     assert job.selection == {"query": "status__exact=new"}
     # Ticked ids are narrowed to what the user may see (one query); "select all" stores the
@@ -71,15 +83,21 @@ def test_starting_a_job_takes_the_same_few_queries_for_five_or_five_hundred_tick
 
 
 @pytest.mark.django_db
-def test_select_all_covers_exactly_the_filtered_changelist_and_records_reasons(
-    admin_client, account_factory
-):
+def test_select_all_covers_exactly_the_filtered_changelist_and_records_reasons(admin_client, account_factory):
     account = account_factory("motadata")  # its update carries the priority (Kapture's does not)
     open_tickets = seed(account, 7, status=Status.OPEN, sync_state=SyncState.SYNCED, remote_id="R")
     already_high = seed(account, 2, start=7, status=Status.OPEN, priority="high")
     closed = seed(account, 4, start=9, status=Status.CLOSED)
-    job = job_from(run_action(admin_client, "change_priority", ids=[open_tickets[0].pk],
-                              select_across=True, query="status__exact=open", new_priority="high"))
+    job = job_from(
+        run_action(
+            admin_client,
+            "change_priority",
+            ids=[open_tickets[0].pk],
+            select_across=True,
+            query="status__exact=open",
+            new_priority="high",
+        )
+    )
     assert bulk.run_job(job.pk) == "done"
     job.refresh_from_db()
     assert (job.total, job.processed, job.succeeded, job.skipped, job.failed) == (9, 9, 7, 2, 0)
@@ -144,9 +162,7 @@ def test_staff_without_ticket_change_permission_cannot_run_or_see_bulk_jobs(clie
     assert client.get(reverse("admin:tickets_bulkjob_changelist")).status_code == 403
 
 
-def test_a_bulk_job_runs_in_a_real_worker_and_its_failures_can_be_retried(
-    worker, account_factory, client
-):
+def test_a_bulk_job_runs_in_a_real_worker_and_its_failures_can_be_retried(worker, account_factory, client):
     client.force_login(User.objects.create_superuser("root", "root@example.com", "pw"))
     account = account_factory("kapture")
     failed = seed(account, 3, sync_state=SyncState.FAILED, last_error="HTTP 400")
@@ -165,14 +181,22 @@ def test_a_bulk_job_runs_in_a_real_worker_and_its_failures_can_be_retried(
     data = wait_for(finished, timeout=60, interval=0.1, message="the bulk job did not finish")
     assert data["state"] == "done" and seen <= {"queued", "running", "done"}
     assert (data["total"], data["processed"], data["succeeded"], data["failed"], data["skipped"]) == (
-        6, 6, 3, 2, 1)
+        6,
+        6,
+        3,
+        2,
+        1,
+    )
     assert "unknown" in data["results_html"] and "Sync cancelled" in data["results_html"]
     job.refresh_from_db()
     assert job.started_at and job.finished_at and job.started_at <= job.finished_at
     assert sorted(job.results["failed_ids"]) == [t.pk for t in unknown]
     # The queued tickets really reach the provider through the sync worker.
-    wait_for(lambda: Ticket.objects.filter(pk__in=[t.pk for t in failed], sync_state="synced").count() == 3,
-             timeout=60, message="the re-queued tickets were not synced")
+    wait_for(
+        lambda: Ticket.objects.filter(pk__in=[t.pk for t in failed], sync_state="synced").count() == 3,
+        timeout=60,
+        message="the re-queued tickets were not synced",
+    )
     page = client.get(reverse("admin:tickets_ticket_bulk_job", args=[job.pk])).content.decode()
     assert "Retry the 2 failed tickets" in page and 'id="job-progress" max="100" value="100"' in page
     jobs = client.get(reverse("admin:tickets_bulkjob_changelist")).content.decode()
@@ -196,18 +220,23 @@ def test_retry_failed_and_cancel_say_per_ticket_what_they_did(account_factory):
     assert retried.groups["skipped"]["No longer exists"] == [999_999]
     assert retried.groups["skipped"]["Not failed"] == [created_in_keliweb[0].pk]
     assert set(Ticket.objects.filter(pk__in=[t.pk for t in failed]).values_list("sync_state", flat=True)) == {
-        SyncState.PENDING}
+        SyncState.PENDING
+    }
 
     cancelled = services.bulk_cancel(ticket_ids=[unknown[0].pk, created_in_keliweb[0].pk])
     assert cancelled.groups["succeeded"] == {"Cancelled before it reached the provider": [unknown[0].pk]}
     # Keliweb cannot take the change: counted apart from what succeeded, and never "synced".
     assert cancelled.groups["kept_here"] == {
         "Changed here only: Keliweb cannot update a ticket after it is created — add a reply instead.": [
-            created_in_keliweb[0].pk],
+            created_in_keliweb[0].pk
+        ],
     }
     keliweb_ticket = Ticket.objects.get(pk=created_in_keliweb[0].pk)
     assert (keliweb_ticket.status, keliweb_ticket.sync_state, keliweb_ticket.revision) == (
-        Status.CANCELLED, SyncState.LOCAL_ONLY, 2)
+        Status.CANCELLED,
+        SyncState.LOCAL_ONLY,
+        2,
+    )
 
 
 @pytest.mark.django_db
@@ -239,8 +268,14 @@ def closed_in_kapture_only(kapture):
     from providers.kapture import KaptureProvider
     from tickets.models import Ticket
 
-    ticket = Ticket.objects.create(account=kapture, title="Printer on fire", revision=1, synced_revision=1,
-                                   sync_state="synced", status="open")
+    ticket = Ticket.objects.create(
+        account=kapture,
+        title="Printer on fire",
+        revision=1,
+        synced_revision=1,
+        sync_state="synced",
+        status="open",
+    )
     provider = KaptureProvider(kapture)
     ticket.remote_id = provider.create(ticket).remote_id
     ticket.save()
@@ -270,8 +305,9 @@ def test_pull_now_reads_remote_state_for_readable_providers_and_says_why_not_for
 
 
 @pytest.mark.worker
-def test_a_job_whose_message_was_lost_is_published_again_and_runs(worker, sandbox, account_factory,
-                                                                  admin_user):
+def test_a_job_whose_message_was_lost_is_published_again_and_runs(
+    worker, sandbox, account_factory, admin_user
+):
     from datetime import timedelta
 
     from django.utils import timezone
@@ -281,8 +317,13 @@ def test_a_job_whose_message_was_lost_is_published_again_and_runs(worker, sandbo
     from tickets.models import BulkJob, Ticket
 
     ticket = Ticket.objects.create(account=account_factory("kapture"), title="x", sync_state="synced")
-    job = BulkJob.objects.create(action="change_priority", params={"priority": "low"},
-                                 selection={"ids": [ticket.pk]}, total=1, created_by=admin_user)
+    job = BulkJob.objects.create(
+        action="change_priority",
+        params={"priority": "low"},
+        selection={"ids": [ticket.pk]},
+        total=1,
+        created_by=admin_user,
+    )
     # Saved while the broker was down: no message was ever published.
     BulkJob.objects.filter(pk=job.pk).update(created_at=timezone.now() - timedelta(minutes=10))
     assert bulk.republish_stale_jobs() == 1
@@ -301,8 +342,9 @@ def test_a_pull_now_job_reads_remote_state_inside_its_chunk_on_every_database(
     from tickets.models import BulkJob
 
     ticket = closed_in_kapture_only(account_factory("kapture"))
-    job = BulkJob.objects.create(action="pull_now", selection={"ids": [ticket.pk]}, total=1,
-                                 created_by=admin_user)
+    job = BulkJob.objects.create(
+        action="pull_now", selection={"ids": [ticket.pk]}, total=1, created_by=admin_user
+    )
     assert bulk.run_job(job.pk) == BulkJob.State.DONE
     job.refresh_from_db()
     assert (job.succeeded, job.failed, job.error) == (1, 0, "")

@@ -35,18 +35,36 @@ def test_the_plain_secret_moves_into_the_encrypted_field_and_leaves_settings_and
         base = "https://console.example.com"
         generated = f"{base}/inbound/knight/1/{SECRET}/"
         knight = OldAccount.objects.create(
-            pk=1, name="Knight", kind="knight", base_url="https://knight.example",
-            settings={"environment": "Prod", "callback_base_url": base,
-                      "callback_secret": SECRET, "callback_address": generated},
+            pk=1,
+            name="Knight",
+            kind="knight",
+            base_url="https://knight.example",
+            settings={
+                "environment": "Prod",
+                "callback_base_url": base,
+                "callback_secret": SECRET,
+                "callback_address": generated,
+            },
         )
         waiting = OldAccount.objects.create(  # a base URL but no secret yet
-            pk=2, name="Knight EU", kind="knight", base_url="https://knight.example",
+            pk=2,
+            name="Knight EU",
+            kind="knight",
+            base_url="https://knight.example",
             settings={"callback_base_url": base},
         )
-        copied = OldTicket.objects.create(account=knight, reference="TC-000001", title="a",
-                                          extra={"callback_address": generated, "environment": "Prod"})
-        own = OldTicket.objects.create(account=knight, reference="TC-000002", title="b",
-                                       extra={"callback_address": "https://hooks.example/k"})
+        copied = OldTicket.objects.create(
+            account=knight,
+            reference="TC-000001",
+            title="a",
+            extra={"callback_address": generated, "environment": "Prod"},
+        )
+        own = OldTicket.objects.create(
+            account=knight,
+            reference="TC-000002",
+            title="b",
+            extra={"callback_address": "https://hooks.example/k"},
+        )
     finally:
         migrate_to_latest()
 

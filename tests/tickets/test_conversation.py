@@ -15,12 +15,15 @@ from tickets.tasks import sweep_sync_queue
 pytestmark = pytest.mark.worker
 
 
-
 def synced_keliweb_ticket(account) -> Ticket:
-    ticket = services.create_ticket(account=account, title="Mail bounces", description="Since 9:00",
-                                    requester_email="anna@acme.test", requester_name="Anna Verdi")
-    wait_for(lambda: refreshed(ticket).sync_state == SyncState.SYNCED,
-             message="the ticket was not created")
+    ticket = services.create_ticket(
+        account=account,
+        title="Mail bounces",
+        description="Since 9:00",
+        requester_email="anna@acme.test",
+        requester_name="Anna Verdi",
+    )
+    wait_for(lambda: refreshed(ticket).sync_state == SyncState.SYNCED, message="the ticket was not created")
     return ticket
 
 
@@ -34,14 +37,22 @@ def test_a_reply_written_in_keliweb_is_pulled_once_shown_and_never_sent_back(
 ):
     account = account_factory("keliweb")
     ticket = synced_keliweb_ticket(account)
-    sandbox.control("keliweb/staff-reply", {"ticketid": ticket.remote_id, "admin": "Giulia Bianchi",
-                                            "message": "We moved your mailbox.\r\nTry again now."})
+    sandbox.control(
+        "keliweb/staff-reply",
+        {
+            "ticketid": ticket.remote_id,
+            "admin": "Giulia Bianchi",
+            "message": "We moved your mailbox.\r\nTry again now.",
+        },
+    )
 
     assert pull.pull_account(account=account).replies_received == 1
     assert pull.pull_account(account=account).replies_received == 0  # the second read adds nothing
     [received] = Reply.objects.filter(ticket=ticket)
     assert (received.direction, received.remote_author, received.remote_by_staff) == (
-        "inbound", "Giulia Bianchi", True
+        "inbound",
+        "Giulia Bianchi",
+        True,
     )
     assert received.body == "We moved your mailbox.\r\nTry again now." and received.remote_date
     assert refreshed(ticket).status == "pending"  # Keliweb's "Answered", through the status map
@@ -49,8 +60,10 @@ def test_a_reply_written_in_keliweb_is_pulled_once_shown_and_never_sent_back(
     # Never sent back: the sweeper publishes nothing for it and the worker posts nothing.
     assert sweep_sync_queue()["replies_published"] == 0
     assert not SyncAttempt.objects.filter(operation="reply").exists()
-    assert keliweb_messages(sandbox) == [f"Since 9:00\n\n[Ticket Console {ticket.reference}]",
-                                         "We moved your mailbox.\r\nTry again now."]
+    assert keliweb_messages(sandbox) == [
+        f"Since 9:00\n\n[Ticket Console {ticket.reference}]",
+        "We moved your mailbox.\r\nTry again now.",
+    ]
 
     client = Client()
     client.force_login(make_agent())
@@ -70,7 +83,8 @@ def test_our_own_reply_coming_back_is_recognised_not_duplicated(worker, sandbox,
     pull.pull_account(account=account)
     replies = list(Reply.objects.filter(ticket=ticket).order_by("id"))
     assert [(r.direction, r.body) for r in replies] == [
-        ("outbound", "Could you send the bounce message?"), ("inbound", "Attached it."),
+        ("outbound", "Could you send the bounce message?"),
+        ("inbound", "Attached it."),
     ]
     assert refreshed(reply).remote_id  # known by Keliweb's id from now on
     assert (replies[1].remote_author, replies[1].remote_by_staff) == ("Anna Verdi", False)
@@ -85,8 +99,9 @@ def test_a_reply_held_after_a_lost_answer_counts_as_sent_once_it_is_read_back(
     ticket = synced_keliweb_ticket(account)
     sandbox.faults(script=["lost"])
     held = services.add_reply(ticket=ticket, body="Restarted the relay.")
-    wait_for(lambda: refreshed(held).sync_state == SyncState.NEEDS_ATTENTION,
-             message="the reply was not held")
+    wait_for(
+        lambda: refreshed(held).sync_state == SyncState.NEEDS_ATTENTION, message="the reply was not held"
+    )
 
     assert pull.pull_account(account=account).replies_received == 0
     held = refreshed(held)

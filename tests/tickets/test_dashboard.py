@@ -25,8 +25,12 @@ def make_ticket(account, state: str, *, age: timedelta = timedelta(0)) -> Ticket
 
 def record(ticket, operation: str, outcome: str, *, started_at, duration_ms: int = 100) -> SyncAttempt:
     return SyncAttempt.objects.create(
-        ticket=ticket, account=ticket.account, operation=operation, outcome=outcome,
-        started_at=started_at, duration_ms=duration_ms,
+        ticket=ticket,
+        account=ticket.account,
+        operation=operation,
+        outcome=outcome,
+        started_at=started_at,
+        duration_ms=duration_ms,
     )
 
 

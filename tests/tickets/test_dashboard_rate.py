@@ -23,7 +23,7 @@ def queue(account, count: int) -> None:
 
 def row_of(html: str, name: str) -> str:
     start = html.index(f">{name}</a>", html.index("<tbody>"))  # the table's row, not a notice
-    return html[start:html.index("</tr>", start)]
+    return html[start : html.index("</tr>", start)]
 
 
 @pytest.mark.django_db

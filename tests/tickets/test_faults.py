@@ -112,9 +112,7 @@ def test_500_tickets_under_a_20_percent_fault_rate_are_neither_lost_nor_duplicat
     assert run.edited > 50
 
 
-def test_workers_sigkilled_three_times_mid_run_lose_and_duplicate_nothing(
-    fleet, sandbox, accounts, capsys
-):
+def test_workers_sigkilled_three_times_mid_run_lose_and_duplicate_nothing(fleet, sandbox, accounts, capsys):
     inject_faults(sandbox)
     # Queued first, and killed back to back (each kill waits for the replacement to be ready,
     # a few seconds), so all three land mid-run even when the session's worker helps drain.
@@ -128,8 +126,9 @@ def test_workers_sigkilled_three_times_mid_run_lose_and_duplicate_nothing(
         fleet.kill_one_and_replace()
 
     drive(run, timeout=150, fleet=fleet, events=[(0, kill_mid_call)] * 3)
-    assert_invariants(sandbox, run, fleet, f"3 x SIGKILL (tickets unsettled at each: {unsettled_at_kill})",
-                      capsys)
+    assert_invariants(
+        sandbox, run, fleet, f"3 x SIGKILL (tickets unsettled at each: {unsettled_at_kill})", capsys
+    )
     assert fleet.killed == 3 and all(unsettled_at_kill), "each kill must land while work is in flight"
 
 

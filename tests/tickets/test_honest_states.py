@@ -18,12 +18,13 @@ pytestmark = pytest.mark.usefixtures("broker_url")
 KELIWEB_REASON = "Keliweb cannot update a ticket after it is created — add a reply instead."
 
 
-
 def make_agent(username: str = "agent") -> User:
     user = User.objects.create_user(username, f"{username}@example.com", is_staff=True)
-    user.user_permissions.set(Permission.objects.filter(
-        content_type__app_label="tickets", codename__in=("view_ticket", "add_ticket", "change_ticket")
-    ))
+    user.user_permissions.set(
+        Permission.objects.filter(
+            content_type__app_label="tickets", codename__in=("view_ticket", "add_ticket", "change_ticket")
+        )
+    )
     return user
 
 
@@ -39,19 +40,27 @@ def test_a_bulk_status_keliweb_cannot_take_is_kept_here_only_and_pull_shows_the_
     worker, sandbox, account_factory, client
 ):
     account = account_factory("keliweb")
-    ticket = services.create_ticket(account=account, title="Mail bounces", description="Since noon",
-                                    requester_email="tim@acme.test")
-    wait_for(lambda: refreshed(ticket).sync_state == SyncState.SYNCED,
-             message=f"the create never synced: {refreshed(ticket).sync_state} {ticket.last_error}")
+    ticket = services.create_ticket(
+        account=account, title="Mail bounces", description="Since noon", requester_email="tim@acme.test"
+    )
+    wait_for(
+        lambda: refreshed(ticket).sync_state == SyncState.SYNCED,
+        message=f"the create never synced: {refreshed(ticket).sync_state} {ticket.last_error}",
+    )
     starter = make_agent()
 
-    job = bulk.start_job(action="change_status", params={"status": Status.RESOLVED},
-                         selection={"ids": [ticket.pk]}, user=starter)
+    job = bulk.start_job(
+        action="change_status",
+        params={"status": Status.RESOLVED},
+        selection={"ids": [ticket.pk]},
+        user=starter,
+    )
     wait_for(lambda: BulkJob.objects.get(pk=job.pk).state == BulkJob.State.DONE, message="job never finished")
     job.refresh_from_db()
     assert (job.succeeded, job.kept_here, job.failed, job.processed) == (0, 1, 0, 1)
     assert job.results["kept_here"] == {
-        f"Changed here only: {KELIWEB_REASON}": {"count": 1, "ids": [ticket.pk]}}
+        f"Changed here only: {KELIWEB_REASON}": {"count": 1, "ids": [ticket.pk]}
+    }
     ticket = refreshed(ticket)
     assert (ticket.status, ticket.sync_state) == (Status.RESOLVED, SyncState.LOCAL_ONLY)
 
@@ -60,7 +69,10 @@ def test_a_bulk_status_keliweb_cannot_take_is_kept_here_only_and_pull_shows_the_
     assert (result.fetched, result.applied, result.errors) == (1, 0, [])
     ticket = refreshed(ticket)
     assert (ticket.status, ticket.sync_state, ticket.remote_status) == (
-        Status.RESOLVED, SyncState.LOCAL_ONLY, "Open")
+        Status.RESOLVED,
+        SyncState.LOCAL_ONLY,
+        "Open",
+    )
 
     client.force_login(starter)
     page = client.get(reverse("tickets:detail", args=[ticket.pk])).content.decode()
@@ -148,11 +160,14 @@ def test_a_disabled_account_and_a_refused_field_are_told_apart(
 
     account = account_factory("motadata", name="Motadata HQ")
     ticket = services.create_ticket(account=account, title="No e-mail")
-    refusal = ProviderValidationError("Motadata needs the requester's e-mail.",
-                                      field_errors={"requester_email": ["needed"]})
+    refusal = ProviderValidationError(
+        "Motadata needs the requester's e-mail.", field_errors={"requester_email": ["needed"]}
+    )
     decision = sync.decide(refusal, ticket=ticket, operation="create", sent=True)
     assert (decision.account_problem, decision.message) == (
-        False, "Requester email: Motadata needs the requester's e-mail.")
+        False,
+        "Requester email: Motadata needs the requester's e-mail.",
+    )
 
     make_provider_admin()
     account.enabled = False
@@ -208,9 +223,13 @@ def test_a_priority_kaptures_update_cannot_carry_is_kept_here_and_a_later_status
 
     ticket = services.update_ticket(ticket=Ticket.objects.get(pk=ticket.pk), changes={"priority": "urgent"})
     assert (ticket.sync_state, ticket.local_only_fields, ticket.revision) == (
-        SyncState.LOCAL_ONLY, ["priority"], 2)
+        SyncState.LOCAL_ONLY,
+        ["priority"],
+        2,
+    )
     assert ui.sync_summary(ticket)["sentence"] == (
-        "Kept here only — Kapture CX cannot change the priority of a ticket after it is created.")
+        "Kept here only — Kapture CX cannot change the priority of a ticket after it is created."
+    )
 
     # A status Kapture can take is sent; the ticket still says the priority stayed here.
     ticket = services.update_ticket(ticket=ticket, changes={"status": Status.RESOLVED})

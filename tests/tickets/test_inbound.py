@@ -105,12 +105,15 @@ def test_the_secret_is_stored_encrypted_and_an_agents_own_callback_address_is_ke
     stored = ProviderAccount.objects.filter(pk=account.pk).values_list("callback_secrets", flat=True).get()
     assert secret not in str(stored) and "encrypted" in repr(stored)  # ciphertext, sealed
     provider = ProviderAccount.objects.get(pk=account.pk).get_provider()
-    own = Ticket(account=account, reference="TC-000001", title="x",
-                 extra={"callback_address": "https://hooks.example/knight"})
+    own = Ticket(
+        account=account,
+        reference="TC-000001",
+        title="x",
+        extra={"callback_address": "https://hooks.example/knight"},
+    )
     console = Ticket(account=account, reference="TC-000002", title="y")
     assert provider.build_create(own).json["callbackAddress"] == "https://hooks.example/knight"
     assert provider.build_create(console).json["callbackAddress"].endswith(f"/{secret}/")
-
 
 
 @pytest.mark.django_db
@@ -134,8 +137,14 @@ def test_a_payload_that_names_no_known_ticket_is_stored_but_not_applied(knight, 
 def test_a_callback_that_contradicts_an_unsent_console_change_needs_attention(knight, client):
     account, secret = knight
     ticket = Ticket.objects.create(
-        account=account, title="Disk full", revision=2, synced_revision=1, status="on_hold",
-        remote_id="x", sync_state=SyncState.PENDING, next_attempt_at="2099-01-01T00:00:00Z",
+        account=account,
+        title="Disk full",
+        revision=2,
+        synced_revision=1,
+        status="on_hold",
+        remote_id="x",
+        sync_state=SyncState.PENDING,
+        next_attempt_at="2099-01-01T00:00:00Z",
         synced_fields={"status": "new", "remote_status": "NEW"},
     )
     Ticket.objects.filter(pk=ticket.pk).update(remote_id=F("reference"))

@@ -16,7 +16,6 @@ def create(account, **fields) -> Ticket:
     return services.create_ticket(account=account, title=fields.pop("title", "Printer on fire"), **fields)
 
 
-
 # --- the rate limit ------------------------------------------------------------------------
 @pytest.mark.django_db
 def test_requests_are_given_slots_one_interval_apart_and_a_far_slot_is_refused(account_factory):
@@ -163,8 +162,11 @@ def test_after_the_cool_down_one_probe_closes_the_breaker(worker, sandbox, accou
     wait_for(lambda: refreshed(account).paused_until, message="the breaker did not trip")
     second = create(account, title="two")
     for ticket in (first, second):
-        wait_for(lambda t=ticket: refreshed(t).sync_state == SyncState.SYNCED, timeout=30,
-                 message=f"{ticket} not synced after the cool-down")
+        wait_for(
+            lambda t=ticket: refreshed(t).sync_state == SyncState.SYNCED,
+            timeout=30,
+            message=f"{ticket} not synced after the cool-down",
+        )
     account = refreshed(account)
     assert (account.consecutive_failures, account.paused_until) == (0, None)
     outcomes = sorted(SyncAttempt.objects.filter(account=account).values_list("outcome", flat=True))

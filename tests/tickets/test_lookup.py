@@ -19,13 +19,13 @@ pytestmark = pytest.mark.worker
 SEARCH = "https://acme.kapturecrm.example/search?q={query}"
 
 
-
 def held_create(sandbox, account) -> Ticket:
     """A create whose answer was lost: it exists in Kapture, the console does not know its id."""
     sandbox.faults(script=["lost"])
     ticket = services.create_ticket(account=account, title="Printer on fire", requester_email="tim@acme.test")
-    wait_for(lambda: refreshed(ticket).sync_state == SyncState.NEEDS_ATTENTION,
-             message="the create was not held")
+    wait_for(
+        lambda: refreshed(ticket).sync_state == SyncState.NEEDS_ATTENTION, message="the create was not held"
+    )
     return ticket
 
 
@@ -43,8 +43,9 @@ def link(client: Client, ticket: Ticket, remote_id: str, **kwargs):
 def test_the_page_says_what_to_look_for_and_links_to_the_providers_search(
     worker, sandbox, account_factory, agent_client
 ):
-    account = account_factory("kapture", settings={"web_search_url": SEARCH,
-                                                   "web_url": "https://acme.kapturecrm.example/"})
+    account = account_factory(
+        "kapture", settings={"web_search_url": SEARCH, "web_url": "https://acme.kapturecrm.example/"}
+    )
     ticket = held_create(sandbox, account)
     sent = SyncAttempt.objects.get(ticket=ticket, operation="create", outcome="unknown").started_at
 
@@ -79,7 +80,9 @@ def test_an_id_kapture_does_not_have_is_refused_on_the_field_and_the_right_one_i
     assert f"is linked to {remote['ticket_id']}, found in Kapture CX." in linked.content.decode()
     ticket = refreshed(ticket)
     assert (ticket.sync_state, ticket.remote_id, ticket.remote_status) == (
-        SyncState.SYNCED, remote["ticket_id"], remote["substatus"]
+        SyncState.SYNCED,
+        remote["ticket_id"],
+        remote["substatus"],
     )
     assert ticket.remote_number == str(remote["id"])  # from Kapture's answer: nobody typed it
     assert len(sandbox.state("kapture")["tickets"]) == 1
@@ -131,8 +134,9 @@ def test_a_create_whose_worker_died_says_its_sending_time_was_not_recorded(
 ):
     account = account_factory("motadata")
     # Held as the sweeper leaves a create whose worker died: no call recorded.
-    ticket = Ticket.objects.create(account=account, title="Board column", revision=1,
-                                   sync_state=SyncState.NEEDS_ATTENTION)
+    ticket = Ticket.objects.create(
+        account=account, title="Board column", revision=1, sync_state=SyncState.NEEDS_ATTENTION
+    )
     page = agent_client.get(reverse("tickets:detail", args=[ticket.pk])).content.decode()
     assert f"[Ticket Console {ticket.reference}]" in page
     assert "not recorded (the worker stopped while sending)" in page
@@ -143,8 +147,9 @@ def test_the_provider_ui_addresses_are_checked_when_an_account_is_saved():
         return mapping_errors(settings=settings, status_map={}, priority_map={}).get("settings", [])
 
     assert errors({"web_url": "https://acme.kapturecrm.example/", "web_search_url": SEARCH}) == []
-    assert "'web_search_url' must be an http(s) address with {query}" in errors(
-        {"web_search_url": "https://acme.kapturecrm.example/search"}
-    )[0]
+    assert (
+        "'web_search_url' must be an http(s) address with {query}"
+        in errors({"web_search_url": "https://acme.kapturecrm.example/search"})[0]
+    )
     assert errors({"web_search_url": "javascript:alert({query})"})
     assert errors({"web_url": "acme.kapturecrm.example"})

@@ -16,7 +16,6 @@ from tickets.tasks import pull_remote_state
 pytestmark = pytest.mark.worker
 
 
-
 def synced(account, count: int = 1, **fields) -> list[Ticket]:
     defaults = {"description": "Third floor", "requester_email": "tim@acme.com"}
     tickets = [
@@ -33,7 +32,8 @@ def kapture_agent_sets(sandbox, ticket: Ticket, sub_status: str) -> None:
     response = requests.post(
         f"{sandbox.base_url('kapture')}/update-ticket-from-other-source.html/v.2.0",
         json=[{"ticket_id": ticket.remote_id, "sub_status": sub_status}],
-        headers={"Authorization": f"Basic {sandbox.credentials['kapture']['token']}"}, timeout=5,
+        headers={"Authorization": f"Basic {sandbox.credentials['kapture']['token']}"},
+        timeout=5,
     )
     assert response.json()["status"] == "success"
 
@@ -67,7 +67,9 @@ def test_a_status_changed_on_both_sides_needs_attention_and_nothing_is_overwritt
     kapture_agent_sets(sandbox, ticket, "RS")
     # A console edit not sent yet (waiting for its retry slot, say).
     Ticket.objects.filter(pk=ticket.pk).update(
-        status="on_hold", revision=F("revision") + 1, sync_state=SyncState.PENDING,
+        status="on_hold",
+        revision=F("revision") + 1,
+        sync_state=SyncState.PENDING,
         next_attempt_at="2099-01-01T00:00:00Z",
     )
     result = pull.pull_account(account=account)
@@ -187,8 +189,14 @@ def test_a_remote_status_read_while_an_unanswered_update_settles_is_not_a_confli
 
     account = account_factory("kapture")
     ticket = Ticket.objects.create(
-        account=account, title="Printer", revision=3, synced_revision=1, status="resolved",
-        sync_state=SyncState.PENDING, remote_id="42", remote_status="US",
+        account=account,
+        title="Printer",
+        revision=3,
+        synced_revision=1,
+        status="resolved",
+        sync_state=SyncState.PENDING,
+        remote_id="42",
+        remote_status="US",
         synced_fields={"status": "new", "remote_status": "US"},
         settle_until=timezone.now() + timedelta(seconds=60),
     )

@@ -9,10 +9,14 @@ from tickets.models import Reply, SyncAttempt, SyncState, Ticket
 pytestmark = pytest.mark.worker
 
 
-
 def synced_ticket(account) -> Ticket:
-    ticket = services.create_ticket(account=account, title="Printer on fire", description="Third floor",
-                                    requester_email="tim@acme.com", requester_name="Tim")
+    ticket = services.create_ticket(
+        account=account,
+        title="Printer on fire",
+        description="Third floor",
+        requester_email="tim@acme.com",
+        requester_name="Tim",
+    )
     wait_for(lambda: refreshed(ticket).sync_state == SyncState.SYNCED, message="the ticket was not created")
     return ticket
 
@@ -29,8 +33,10 @@ def keliweb_messages(sandbox) -> list[str]:
 
 def test_a_reply_reaches_keliweb_and_is_recorded(worker, sandbox, account_factory):
     ticket = synced_ticket(account_factory("keliweb"))
-    reply = settled(services.add_reply(ticket=ticket, body="Have you tried turning it off?", author=None),
-                    SyncState.SYNCED)
+    reply = settled(
+        services.add_reply(ticket=ticket, body="Have you tried turning it off?", author=None),
+        SyncState.SYNCED,
+    )
     assert reply.sent_at is not None and reply.attempts == 1
     assert keliweb_messages(sandbox)[-1] == "Have you tried turning it off?"
     [attempt] = SyncAttempt.objects.filter(ticket=ticket, operation="reply")
@@ -92,8 +98,11 @@ def test_a_transient_failure_is_retried_and_a_lost_answer_is_held_not_reposted(
     held = settled(services.add_reply(ticket=ticket, body="two"), SyncState.NEEDS_ATTENTION)
     assert "may have been posted" in held.last_error
     assert keliweb_messages(sandbox).count("two") == 1  # applied once, and not posted again
-    outcomes = list(SyncAttempt.objects.filter(ticket=ticket, operation="reply")
-                    .order_by("started_at").values_list("outcome", flat=True))
+    outcomes = list(
+        SyncAttempt.objects.filter(ticket=ticket, operation="reply")
+        .order_by("started_at")
+        .values_list("outcome", flat=True)
+    )
     assert outcomes == ["retry", "success", "unknown"]
 
 

@@ -64,8 +64,9 @@ def test_old_attempts_go_recent_ones_stay_and_every_ticket_keeps_its_newest(acco
     tied = ticket_of(account, "Two calls at once")
     moment = ago(100)
     first_of_tied, second_of_tied = (
-        SyncAttempt.objects.create(ticket=tied, account=account, operation="create", outcome="retry",
-                                   started_at=moment)
+        SyncAttempt.objects.create(
+            ticket=tied, account=account, operation="create", outcome="retry", started_at=moment
+        )
         for _ in range(2)
     )
     old_connection_test = attempt(account, None, days_old=95, operation="test")
@@ -75,7 +76,10 @@ def test_old_attempts_go_recent_ones_stay_and_every_ticket_keeps_its_newest(acco
 
     assert counts["sync_attempts"] == len(old_of_busy) + 1 + 1 + 1
     assert ids(SyncAttempt.objects.all()) == {
-        recent.pk, last_sync_of_quiet.pk, second_of_tied.pk, recent_connection_test.pk
+        recent.pk,
+        last_sync_of_quiet.pk,
+        second_of_tied.pk,
+        recent_connection_test.pk,
     }
     assert list(quiet.attempts_log.all()) == [last_sync_of_quiet]  # how its last sync ended
     assert not SyncAttempt.objects.filter(pk__in=[older.pk, first_of_tied.pk, old_connection_test.pk])
@@ -118,8 +122,9 @@ def test_finished_bulk_jobs_go_after_their_retention_unfinished_ones_stay(accoun
     cancelled_without_finish_time = job(BulkJob.State.CANCELLED, finished_days_ago=None, created_days_ago=60)
     export = job(BulkJob.State.DONE, finished_days_ago=40, created_days_ago=40)
     BulkJob.objects.filter(pk=export.pk).update(action="export_csv")
-    export_file = default_storage.save(f"exports/job-{export.pk}/tickets-job-{export.pk}.csv",
-                                       ContentFile(b"reference\nTC-000001\n"))
+    export_file = default_storage.save(
+        f"exports/job-{export.pk}/tickets-job-{export.pk}.csv", ContentFile(b"reference\nTC-000001\n")
+    )
     BulkJob.objects.filter(pk=export.pk).update(results={"file": export_file})
     recently_done = job(BulkJob.State.DONE, finished_days_ago=5, created_days_ago=40)
     running = job(BulkJob.State.RUNNING, finished_days_ago=None, created_days_ago=90)

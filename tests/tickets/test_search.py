@@ -49,7 +49,8 @@ def test_an_exact_match_comes_before_newer_text_matches(client, desk):
     original = add_ticket(desk, title="Printer jam")
     add_ticket(desk, title=f"Follow-up to {original.reference}")  # newer: listed first otherwise
     assert listed_titles(client, {"q": original.reference}) == [
-        "Printer jam", f"Follow-up to {original.reference}",
+        "Printer jam",
+        f"Follow-up to {original.reference}",
     ]
     assert listed_titles(client, {}) == [f"Follow-up to {original.reference}", "Printer jam"]
 
@@ -77,14 +78,18 @@ def test_the_admin_lists_exact_matches_first_unless_a_column_sort_is_chosen(admi
     add_ticket(desk, title=f"Follow-up to {original.reference}")  # newer: listed first otherwise
     add_ticket(desk, title="Mentions kc-12 too")
     assert admin_titles(admin_client, {"q": original.reference}) == [
-        "Printer jam", f"Follow-up to {original.reference}",
+        "Printer jam",
+        f"Follow-up to {original.reference}",
     ]
     assert admin_titles(admin_client, {"q": "kc-12"}) == ["Printer jam", "Mentions kc-12 too"]
     assert admin_titles(admin_client, {"q": "kc-12 printer"}) == ["Printer jam"]  # every word must match
     # Sorted by title (list_display's second column), A to Z: the user's order wins.
     assert admin_titles(admin_client, {"q": "kc-12", "o": "2"}) == ["Mentions kc-12 too", "Printer jam"]
-    assert admin_titles(admin_client, {}) == ["Mentions kc-12 too", f"Follow-up to {original.reference}",
-                                              "Printer jam"]
+    assert admin_titles(admin_client, {}) == [
+        "Mentions kc-12 too",
+        f"Follow-up to {original.reference}",
+        "Printer jam",
+    ]
 
 
 def test_a_whole_email_address_finds_that_requester_only_and_a_part_finds_all(client, admin_client, desk):
@@ -108,8 +113,9 @@ def test_a_nul_in_the_admin_search_box_is_dropped(admin_client, desk):
     assert admin_titles(admin_client, {"q": "\x00"}) == ["Printer jam"]  # nothing left to search for
 
 
-def test_search_never_reveals_a_ticket_of_an_account_restricted_to_other_groups(client, admin_client,
-                                                                                 account_factory):
+def test_search_never_reveals_a_ticket_of_an_account_restricted_to_other_groups(
+    client, admin_client, account_factory
+):
     vip = account_factory("kapture", name="VIP desk", settings={"allowed_groups": ["vip"]})
     secret = add_ticket(vip, title="VIP printer", remote_id="vip-1")
     outsider = make_agent("outsider", groups=("support",), staff=True)
@@ -150,9 +156,15 @@ def test_the_search_indexes_serve_the_lookups_on_postgresql_and_sqlite_has_none_
     add_ticket(desk, title="Printer jam on floor 3")
     with connection.cursor() as cursor:
         names = {index for index in connection.introspection.get_constraints(cursor, "tickets_ticket")}
-    added = {"ticket_title_trgm", "ticket_requester_email_trgm", "ticket_requester_name_trgm",
-             "ticket_reference_upper", "ticket_remote_id_upper", "ticket_remote_number_upper",
-             "ticket_requester_email_upper"}
+    added = {
+        "ticket_title_trgm",
+        "ticket_requester_email_trgm",
+        "ticket_requester_name_trgm",
+        "ticket_reference_upper",
+        "ticket_remote_id_upper",
+        "ticket_remote_number_upper",
+        "ticket_requester_email_upper",
+    }
     if connection.vendor != "postgresql":
         assert not added & names
         return
@@ -165,10 +177,14 @@ def test_the_search_indexes_serve_the_lookups_on_postgresql_and_sqlite_has_none_
         for queryset, index in (
             (Ticket.objects.filter(title__icontains="floor").order_by(), "ticket_title_trgm"),
             (Ticket.objects.filter(reference__iexact="tc-000001").order_by(), "ticket_reference_upper"),
-            (Ticket.objects.filter(text_match("TIM@acme.test", ("requester_email",))).order_by(),
-             "ticket_requester_email_upper"),
-            (Ticket.objects.filter(text_match("tim@acme", ("requester_email",))).order_by(),
-             "ticket_requester_email_trgm"),
+            (
+                Ticket.objects.filter(text_match("TIM@acme.test", ("requester_email",))).order_by(),
+                "ticket_requester_email_upper",
+            ),
+            (
+                Ticket.objects.filter(text_match("tim@acme", ("requester_email",))).order_by(),
+                "ticket_requester_email_trgm",
+            ),
         ):
             sql, params = queryset.query.sql_with_params()
             cursor.execute(f"EXPLAIN {sql}", params)

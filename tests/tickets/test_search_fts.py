@@ -70,15 +70,19 @@ def test_index_answers_are_the_like_answers(desk):
     @settings(max_examples=150, deadline=None)
     @given(values=st.lists(st.tuples(TEXT, TEXT, TEXT), min_size=1, max_size=5), data=st.data())
     def same_answers(values, data):
-        tickets = Ticket.objects.bulk_create([
-            Ticket(account=desk, title=title, requester_email=email, remote_id=remote_id, revision=1)
-            for title, email, remote_id in values
-        ])
+        tickets = Ticket.objects.bulk_create(
+            [
+                Ticket(account=desk, title=title, requester_email=email, remote_id=remote_id, revision=1)
+                for title, email, remote_id in values
+            ]
+        )
         try:
             pieces = [text for row in values for text in row if text]
             some_part = st.sampled_from(pieces).flatmap(
                 lambda text: st.tuples(st.integers(0, len(text)), st.integers(0, len(text))).map(
-                    lambda ends: text[min(ends):max(ends)]))
+                    lambda ends: text[min(ends) : max(ends)]
+                )
+            )
             query = data.draw(st.one_of(TEXT, some_part) if pieces else TEXT)
             query = query.strip()  # as the staff form hands it over
             if not query:
@@ -87,7 +91,8 @@ def test_index_answers_are_the_like_answers(desk):
             by_like = set(like.values_list("pk", flat=True))
             searched = []
             indexed = used_the_index(
-                lambda: searched.extend(search_tickets(Ticket.objects.all(), query=query)))
+                lambda: searched.extend(search_tickets(Ticket.objects.all(), query=query))
+            )
             assert {ticket.pk for ticket in searched} == by_like
             assert indexed == (sqlite and len(query) >= search_fts.MIN_LENGTH)
         finally:
@@ -125,8 +130,10 @@ def test_updates_and_deletes_reach_the_index(client, desk):
     if not on_sqlite():
         return
     with connection.cursor() as cursor:  # the index holds nothing for the deleted row
-        cursor.execute(f"SELECT count(*) FROM {search_fts.TABLE} WHERE {search_fts.TABLE} MATCH %s",  # noqa: S608
-                       ["scanner"])
+        cursor.execute(
+            f"SELECT count(*) FROM {search_fts.TABLE} WHERE {search_fts.TABLE} MATCH %s",  # noqa: S608
+            ["scanner"],
+        )
         assert cursor.fetchone()[0] == 0
 
 
@@ -136,8 +143,10 @@ def search_objects() -> set[str]:
         if connection.vendor == "sqlite":
             cursor.execute("SELECT name FROM sqlite_master WHERE name LIKE 'ticket_search%'")
         else:
-            cursor.execute("SELECT relname FROM pg_class WHERE relname LIKE 'ticket_search%' UNION "
-                           "SELECT tgname FROM pg_trigger WHERE tgname LIKE 'ticket_search%'")
+            cursor.execute(
+                "SELECT relname FROM pg_class WHERE relname LIKE 'ticket_search%' UNION "
+                "SELECT tgname FROM pg_trigger WHERE tgname LIKE 'ticket_search%'"
+            )
         return {row[0] for row in cursor.fetchall()}
 
 

@@ -46,8 +46,15 @@ def test_a_saved_ticket_is_pushed_by_the_worker_and_recorded_without_the_token(
     assert (attempt.operation, attempt.outcome, attempt.http_status) == ("create", "success", 200)
     assert attempt.request_headers["Authorization"] == "[redacted]"
     token = sandbox.credentials["kapture"]["token"]
-    recorded = json.dumps([attempt.request_url, attempt.request_headers, attempt.request_body,
-                           attempt.response_body, attempt.error])
+    recorded = json.dumps(
+        [
+            attempt.request_url,
+            attempt.request_headers,
+            attempt.request_body,
+            attempt.response_body,
+            attempt.error,
+        ]
+    )
     assert token not in recorded
     assert "Printer on fire" in attempt.request_body
 
@@ -57,7 +64,8 @@ def test_a_wrong_token_fails_with_kaptures_message_and_is_not_retried(worker, sa
     ticket = settled(create(account), SyncState.FAILED)
     # The account's problem, not the ticket's: said so, with Kapture's own words.
     assert ticket.account_problem and ticket.last_error.startswith(
-        "Sandbox kapture's credentials were refused by Kapture CX (Kapture CX said: Invalid Auth Key).")
+        "Sandbox kapture's credentials were refused by Kapture CX (Kapture CX said: Invalid Auth Key)."
+    )
     assert ticket.attempts == 1
     assert SyncAttempt.objects.filter(ticket=ticket).count() == 1
     account.refresh_from_db()
@@ -77,8 +85,9 @@ def test_an_http_200_failure_body_is_a_failure_never_a_success(worker, sandbox, 
 def test_a_transient_error_is_retried_until_synced(worker, sandbox, account_factory):
     sandbox.faults(script=["503", "429"], retry_after=1)
     ticket = settled(create(account_factory("kapture")), SyncState.SYNCED)
-    outcomes = list(SyncAttempt.objects.filter(ticket=ticket).order_by("started_at")
-                    .values_list("http_status", "outcome"))
+    outcomes = list(
+        SyncAttempt.objects.filter(ticket=ticket).order_by("started_at").values_list("http_status", "outcome")
+    )
     assert outcomes == [(503, "retry"), (429, "retry"), (200, "success")]
     assert len(sandbox.state("kapture")["tickets"]) == 1
 
@@ -122,8 +131,10 @@ def test_an_update_still_in_flight_after_a_timeout_is_not_overtaken_by_the_next(
         timed_out = SyncAttempt.objects.filter(ticket=ticket, operation="update", outcome="retry")
         wait_for(timed_out.exists, message="the first update did not time out")
     else:
-        wait_for(lambda: Ticket.objects.get(pk=ticket.pk).sync_state == SyncState.SENDING,
-                 message="the first update was not sent")
+        wait_for(
+            lambda: Ticket.objects.get(pk=ticket.pk).sync_state == SyncState.SENDING,
+            message="the first update was not sent",
+        )
     services.update_ticket(ticket=Ticket.objects.get(pk=ticket.pk), changes={"status": "resolved"})
 
     def synced_latest():
@@ -152,11 +163,24 @@ def test_the_sweeper_publishes_a_ticket_whose_message_was_lost(worker, sandbox, 
 def test_a_row_abandoned_by_a_dead_worker_is_recovered(worker, sandbox, account_factory, settings):
     account = account_factory("kapture")
     long_ago = timezone.now() - timedelta(seconds=settings.SYNC_LEASE + 5)
-    creating = Ticket.objects.create(account=account, title="Died while creating", revision=1,
-                                     sync_state=SyncState.SENDING, attempts=1, sending_since=long_ago)
-    updating = Ticket.objects.create(account=account, title="Died while updating", revision=2,
-                                     synced_revision=1, sync_state=SyncState.SENDING, attempts=1,
-                                     sending_since=long_ago, remote_id="999")
+    creating = Ticket.objects.create(
+        account=account,
+        title="Died while creating",
+        revision=1,
+        sync_state=SyncState.SENDING,
+        attempts=1,
+        sending_since=long_ago,
+    )
+    updating = Ticket.objects.create(
+        account=account,
+        title="Died while updating",
+        revision=2,
+        synced_revision=1,
+        sync_state=SyncState.SENDING,
+        attempts=1,
+        sending_since=long_ago,
+        remote_id="999",
+    )
     assert sync.sweep()["recovered"] == 2
     creating.refresh_from_db()
     assert creating.sync_state == SyncState.NEEDS_ATTENTION

@@ -29,8 +29,12 @@ def remote_count(sandbox, kind: str) -> int:
 def test_a_ticket_is_created_and_updated_in_each_provider(kind, worker, sandbox, account_factory):
     account = account_factory(kind)
     ticket = services.create_ticket(
-        account=account, title=f"Printer on fire ({kind})", description="Third floor, room 301",
-        requester_email="tim@acme.com", requester_name="Tim", priority="high",
+        account=account,
+        title=f"Printer on fire ({kind})",
+        description="Third floor, room 301",
+        requester_email="tim@acme.com",
+        requester_name="Tim",
+        priority="high",
     )
     settle(ticket, 1)
     assert ticket.remote_id

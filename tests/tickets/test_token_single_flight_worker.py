@@ -29,14 +29,20 @@ def fleet(transactional_db, broker_url, sandbox, tmp_path):
 def test_ten_tickets_on_a_fresh_account_and_four_worker_processes_make_one_token_call(
     fleet, sandbox, account_factory
 ):
-    account = account_factory("motadata", rate_limit=MotadataProvider.default_rate_limit,
-                              rate_burst=MotadataProvider.default_rate_burst)
+    account = account_factory(
+        "motadata",
+        rate_limit=MotadataProvider.default_rate_limit,
+        rate_burst=MotadataProvider.default_rate_burst,
+    )
     for n in range(10):
         services.create_ticket(account=account, title=f"Printer {n} on fire", requester_email="tim@acme.com")
     fleet.start(1)
 
-    wait_for(lambda: Ticket.objects.filter(sync_state=SyncState.SYNCED).count() == 10, timeout=60,
-             message="the ten tickets were not all synced")
+    wait_for(
+        lambda: Ticket.objects.filter(sync_state=SyncState.SYNCED).count() == 10,
+        timeout=60,
+        message="the ten tickets were not all synced",
+    )
     fleet.assert_alive()
     assert sandbox.state("motadata")["grants"] == {"password": 1, "refresh_token": 0}
     assert len(sandbox.state("motadata")["incidents"]) == 10

@@ -24,9 +24,9 @@ def make_agent(
 ) -> User:
     # No password unless a test signs in with one: hashing is the slowest part of these tests.
     user = User.objects.create_user(username, f"{username}@example.com", password, is_staff=staff)
-    user.user_permissions.set(Permission.objects.filter(
-        content_type__app_label="tickets", codename__in=AGENT_PERMISSIONS
-    ))
+    user.user_permissions.set(
+        Permission.objects.filter(content_type__app_label="tickets", codename__in=AGENT_PERMISSIONS)
+    )
     for name in groups:
         user.groups.add(Group.objects.get_or_create(name=name)[0])
     return user
@@ -41,9 +41,16 @@ def agent(client) -> User:
 
 def create_data(account, **overrides) -> dict:
     data = {
-        "account": account.pk, "title": "VPN down in Leeds", "description": "Nobody can connect.",
-        "requester_email": "ann@acme.test", "requester_name": "Ann", "priority": "high",
-        "impact": "", "status": "new", "due_at": "", "tags": "vpn, outage",
+        "account": account.pk,
+        "title": "VPN down in Leeds",
+        "description": "Nobody can connect.",
+        "requester_email": "ann@acme.test",
+        "requester_name": "Ann",
+        "priority": "high",
+        "impact": "",
+        "status": "new",
+        "due_at": "",
+        "tags": "vpn, outage",
     }
     return {**data, **overrides}
 
@@ -56,8 +63,13 @@ def make_ticket(account, **fields) -> Ticket:
 # --- permissions ----------------------------------------------------------------------------
 def test_every_page_asks_an_anonymous_visitor_to_sign_in(client, account_factory):
     ticket = make_ticket(account_factory("kapture"))
-    for url in (reverse("tickets:list"), reverse("tickets:create"), reverse("tickets:sync_states"),
-                reverse("tickets:detail", args=[ticket.pk]), reverse("tickets:edit", args=[ticket.pk])):
+    for url in (
+        reverse("tickets:list"),
+        reverse("tickets:create"),
+        reverse("tickets:sync_states"),
+        reverse("tickets:detail", args=[ticket.pk]),
+        reverse("tickets:edit", args=[ticket.pk]),
+    ):
         response = client.get(url)
         assert response.status_code == 302
         assert response["Location"].startswith(reverse("login"))
@@ -151,10 +163,15 @@ def test_creating_a_ticket_goes_through_the_service_and_stores_the_provider_fiel
     client, agent, account_factory
 ):
     account = account_factory("particlespace")
-    data = create_data(account, **{
-        "particlespace-notify": "true", "particlespace-type": "email",
-        "particlespace-contacts": "ops@acme.test, boss@acme.test", "particlespace-column": "",
-    })
+    data = create_data(
+        account,
+        **{
+            "particlespace-notify": "true",
+            "particlespace-type": "email",
+            "particlespace-contacts": "ops@acme.test, boss@acme.test",
+            "particlespace-column": "",
+        },
+    )
     response = client.post(reverse("tickets:create"), data)
     ticket = Ticket.objects.get()
     assert response.status_code == 302 and response["Location"] == reverse("tickets:detail", args=[ticket.pk])
@@ -215,9 +232,13 @@ def test_no_credential_value_appears_on_any_page(client, agent, account_factory,
 
 
 def test_the_callback_secret_is_not_in_the_create_form_a_ticket_or_its_page(client, agent, account_factory):
-    account = account_factory("knight", settings={
-        **KnightProvider.demo_settings, "callback_base_url": "https://console.example.com",
-    })
+    account = account_factory(
+        "knight",
+        settings={
+            **KnightProvider.demo_settings,
+            "callback_base_url": "https://console.example.com",
+        },
+    )
     secret = account.get_callback_secrets()["current"]
     form_page = client.get(reverse("tickets:create"), {"account": account.pk}).content.decode()
     assert 'name="knight-callback_address"' in form_page and secret not in form_page
@@ -258,8 +279,9 @@ def test_the_list_filters_searches_and_pages(client, agent, account_factory):
     for number in range(27):
         make_ticket(kapture, title=f"Bulk {number}")
     mine = make_ticket(keliweb, title="Mine and urgent", priority="urgent", created_by=agent)
-    Ticket.objects.filter(pk=mine.pk).update(remote_number="516757", remote_url="https://kw.test/t/516757",
-                                             sync_state=SyncState.SYNCED)
+    Ticket.objects.filter(pk=mine.pk).update(
+        remote_number="516757", remote_url="https://kw.test/t/516757", sync_state=SyncState.SYNCED
+    )
     url = reverse("tickets:list")
     first = client.get(url).content.decode()
     assert "Page 1 of 2" in first and "page=2" in first
@@ -313,10 +335,23 @@ def test_the_detail_page_shows_the_fields_and_the_timeline_in_plain_words(client
 
     from tickets.models import SyncAttempt
 
-    SyncAttempt.objects.create(ticket=ticket, account=account, operation="create", outcome="retry",
-                               started_at=timezone.now(), http_status=503, error="Service unavailable")
-    SyncAttempt.objects.create(ticket=ticket, account=account, operation="create", outcome="success",
-                               started_at=timezone.now(), http_status=200)
+    SyncAttempt.objects.create(
+        ticket=ticket,
+        account=account,
+        operation="create",
+        outcome="retry",
+        started_at=timezone.now(),
+        http_status=503,
+        error="Service unavailable",
+    )
+    SyncAttempt.objects.create(
+        ticket=ticket,
+        account=account,
+        operation="create",
+        outcome="success",
+        started_at=timezone.now(),
+        http_status=200,
+    )
     page = client.get(reverse("tickets:detail", args=[ticket.pk])).content.decode()
     assert "Line one" in page and "L2" in page and "tim@acme.test" in page
     assert "Create hit a passing problem at Kapture CX; it will be retried" in page
@@ -332,8 +367,13 @@ def test_editing_a_ticket_goes_through_the_update_service(client, agent, account
     form_page = client.get(reverse("tickets:edit", args=[ticket.pk])).content.decode()
     assert 'name="kapture-queue"' in form_page and 'value="L1"' in form_page
     assert 'value="2026-11-24T09:30"' in form_page and 'value="printer"' in form_page
-    data = create_data(account, title="Printer jam, now smoking", requester_email="tim@acme.test",
-                       due_at="2026-11-25T10:00", **{"kapture-queue": "L2"})
+    data = create_data(
+        account,
+        title="Printer jam, now smoking",
+        requester_email="tim@acme.test",
+        due_at="2026-11-25T10:00",
+        **{"kapture-queue": "L2"},
+    )
     response = client.post(reverse("tickets:edit", args=[ticket.pk]), data)
     assert response.status_code == 302
     ticket.refresh_from_db()

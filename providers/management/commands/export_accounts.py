@@ -12,8 +12,12 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--format", choices=["json", "yaml"], default=None,
-                            help="Default: from --output's extension, else json.")
+        parser.add_argument(
+            "--format",
+            choices=["json", "yaml"],
+            default=None,
+            help="Default: from --output's extension, else json.",
+        )
         parser.add_argument("--output", help="File to write (default: standard output).")
 
     def handle(self, *args, **options):

@@ -14,8 +14,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("file", help="The accounts file (.json, .yaml or .yml).")
-        parser.add_argument("--user", help="Username the admin history records the changes under "
-                            "(default: the inactive 'config-import' user).")
+        parser.add_argument(
+            "--user",
+            help="Username the admin history records the changes under "
+            "(default: the inactive 'config-import' user).",
+        )
 
     def handle(self, *args, **options):
         path = Path(options["file"])
@@ -40,7 +43,9 @@ class Command(BaseCommand):
             self.stdout.write(f"updated: {name} ({', '.join(fields)})")
         for name in report.unchanged:
             self.stdout.write(f"unchanged: {name}")
-        self.stdout.write(self.style.SUCCESS(
-            f"{len(report.created)} created, {len(report.updated)} updated, "
-            f"{len(report.unchanged)} unchanged."
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"{len(report.created)} created, {len(report.updated)} updated, "
+                f"{len(report.unchanged)} unchanged."
+            )
+        )

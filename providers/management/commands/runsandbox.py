@@ -13,10 +13,14 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8100)
-        parser.add_argument("--fault-rate", type=float, default=0.0,
-                            help="Fraction of calls (0..1) that fail.")
-        parser.add_argument("--fault-kinds", default=",".join(FAULT_KINDS),
-                            help=f"Comma-separated, from: {', '.join(FAULT_KINDS + OPT_IN_KINDS)}.")
+        parser.add_argument(
+            "--fault-rate", type=float, default=0.0, help="Fraction of calls (0..1) that fail."
+        )
+        parser.add_argument(
+            "--fault-kinds",
+            default=",".join(FAULT_KINDS),
+            help=f"Comma-separated, from: {', '.join(FAULT_KINDS + OPT_IN_KINDS)}.",
+        )
         parser.add_argument("--retry-after", type=float, default=1.0)
         parser.add_argument("--slow-seconds", type=float, default=20.0)
         parser.add_argument("--seed", type=int, default=None)

@@ -30,8 +30,9 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--sandbox-port", type=int, default=8100)
         parser.add_argument("--concurrency", type=int, default=2)
-        parser.add_argument("--no-demo", action="store_true",
-                            help="Do not start the sandbox nor create demo accounts.")
+        parser.add_argument(
+            "--no-demo", action="store_true", help="Do not start the sandbox nor create demo accounts."
+        )
 
     def handle(self, *args, **options):
         self.lock = hold_run_lock(Path(settings.STATE_DIR) / "run.lock")
@@ -52,20 +53,31 @@ class Command(BaseCommand):
             # WARNING: at INFO the worker and beat write a line for every sweep and pull
             # (about a dozen a minute while idle); problems are warnings and still show.
             "worker": [
-                sys.executable, "-m", "celery", "-A", "console", "worker", "--beat",
-                "--loglevel", "WARNING", "--concurrency", str(options["concurrency"]),
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "console",
+                "worker",
+                "--beat",
+                "--loglevel",
+                "WARNING",
+                "--concurrency",
+                str(options["concurrency"]),
             ],
         }
         if demo:
             commands["sandbox"] = [*manage, "runsandbox", "--port", str(options["sandbox_port"])]
         base = f"http://{options['host']}:{options['port']}"
-        self.stdout.write(self.style.SUCCESS(
-            "\nTicket Console is running:\n"
-            f"  support agents (tickets):                   {base}/\n"
-            f"  admin (provider accounts, bulk jobs, sync): {base}/admin/\n"
-            f"  login: {ADMIN_USERNAME} / {password_note}\n"
-            "  stop with Ctrl-C\n"
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                "\nTicket Console is running:\n"
+                f"  support agents (tickets):                   {base}/\n"
+                f"  admin (provider accounts, bulk jobs, sync): {base}/admin/\n"
+                f"  login: {ADMIN_USERNAME} / {password_note}\n"
+                "  stop with Ctrl-C\n"
+            )
+        )
         self.supervise(commands)
 
     def ensure_admin(self) -> str:

@@ -28,8 +28,16 @@ class Command(BaseCommand):
         parser.add_argument("--timeout", type=float, default=300.0, help="Seconds --wait waits (300).")
         parser.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
 
-    def handle(self, *args, account: str | None, do_pull: bool, wait: bool, timeout: float,
-               interval: float, **options) -> None:
+    def handle(
+        self,
+        *args,
+        account: str | None,
+        do_pull: bool,
+        wait: bool,
+        timeout: float,
+        interval: float,
+        **options,
+    ) -> None:
         # A shell on the deployment is full trust: the command acts as the policy's operator.
         every_account = access.visible_accounts(access.OPERATOR)
         accounts = every_account
@@ -43,7 +51,8 @@ class Command(BaseCommand):
         due = list(
             tickets.filter(sync_state=SyncState.PENDING)
             .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-            .order_by("pk").values_list("pk", flat=True)
+            .order_by("pk")
+            .values_list("pk", flat=True)
         )
         dispatch.push_tickets(due)
         self.stdout.write(f"Published {len(due)} due push(es).")
@@ -74,4 +83,3 @@ class Command(BaseCommand):
         return "Tickets by sync state: " + ", ".join(
             f"{label} {by_state.get(value, 0)}" for value, label in SyncState.choices
         )
-
