@@ -36,7 +36,7 @@ from providers.models import ProviderAccount
 from tickets import dispatch, limits, outbound
 from tickets.attempts import AttemptLog
 from tickets.models import SyncAttempt, SyncState
-from tickets.outbound import Decision, OutboundKind
+from tickets.outbound import Decision, OutboundKind, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -311,53 +311,55 @@ class AccountRun:
             for row in rows:
                 self.put_back(row, held_until)
             return
+        kept_here = []
         for row in rows:
             operation = self.kind.operation(row)
             kept = self.kind.kept_here(row, operation)
             if kept is not None:
-                outbound.finish(self.kind, row, operation=operation, decision=kept, attempt_log=AttemptLog())
-                self.states[kept.state] += 1
+                kept_here.append(Outcome(row, operation, kept))
                 continue
             item = Sending(row, operation)
             self.in_flight[row.pk] = item
             self.senders.submit(item)
+        if kept_here:
+            outbound.finish_group(self.kind, kept_here, in_run=True)
+            self.states.update(outcome.decision.state for outcome in kept_here)
 
     def put_back(self, row, until: datetime) -> None:
         outbound.put_back(self.kind, row, until=until)
         self.states["put back"] += 1
 
     def record_group(self, items: list[Sending]) -> None:
-        """Record the outcomes of calls that ended together, then feed the account's breaker
-        once for them: a success closes it (one statement, not one per row) and the unhealthy
-        failures after the group's last success count towards a trip, as one by one they would."""
-        healthy_at, unhealthy = None, []
+        """Record the outcomes of calls that ended together — one fenced UPDATE per outcome
+        state and one bulk_create of their SyncAttempt rows (outbound.finish_group) — then feed
+        the account's breaker once for them: a success closes it (one statement, not one per
+        row) and the unhealthy failures after the group's last success count towards a trip,
+        as one by one they would."""
+        outcomes = []
         for item in items:
             del self.in_flight[item.row.pk]
             if item.put_back_until is not None:  # no rate-limit slot soon, or the breaker tripped
                 self.stopped = True  # the next rows would only be put back too
                 self.put_back(item.row, item.put_back_until)
                 continue
-            decision = item.decision
-            applied = outbound.finish(
-                self.kind,
-                item.row,
-                operation=item.operation,
-                decision=decision,
-                attempt_log=item.attempt_log,
-                sent=item.sent,
-                in_run=True,
-            )
+            outcomes.append(Outcome(item.row, item.operation, item.decision, item.attempt_log, item.sent))
+        if not outcomes:
+            return
+        applied = outbound.finish_group(self.kind, outcomes, in_run=True).applied
+        healthy_at, unhealthy = None, []
+        for outcome in outcomes:
+            decision = outcome.decision
             self.states[decision.state] += 1
-            if not applied:
+            if outcome.row.pk not in applied:
                 continue
             if decision.state == SyncState.SYNCED:
-                healthy_at, unhealthy = item, []
+                healthy_at, unhealthy = outcome, []
             elif decision.counts_against_account:
-                unhealthy.append(item)
+                unhealthy.append(outcome)
         if healthy_at is not None:
             limits.record_success(self.kind.account_of(healthy_at.row), just_read=True)
-        for item in unhealthy:
-            limits.record_failure(self.kind.account_of(item.row), item.decision.message)
+        for outcome in unhealthy:
+            limits.record_failure(self.kind.account_of(outcome.row), outcome.decision.message)
 
 
 def push_account(kind: OutboundKind, account_id: int) -> dict[str, int]:

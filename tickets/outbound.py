@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import reduce
+from operator import or_
 from typing import Any
 
 from django.conf import settings
-from django.db import models, transaction
-from django.db.models import F, Q
+from django.db import connections, models, transaction
+from django.db.models import Case, F, Q, Value, When
+from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
 from providers.errors import (
@@ -39,6 +42,9 @@ log = logging.getLogger(__name__)
 # Waits up to this long are handed to the broker as a countdown; longer ones are left to
 # the sweeper, which publishes rows whose next_attempt_at has come.
 MAX_COUNTDOWN = 300
+#: The most rows one fenced UPDATE of a group writes (keeps its parameters well under
+#: SQLite's limit whatever the columns).
+GROUP_ROWS = 40
 
 
 @dataclass
@@ -56,6 +62,27 @@ class Decision:
     account_problem: bool = False
 
 
+@dataclass
+class Outcome:
+    """A claimed row whose call ended (or was never needed): what its finish records."""
+
+    row: Any
+    operation: str
+    decision: Decision
+    attempt_log: AttemptLog = field(default_factory=AttemptLog)
+    sent: Any = None
+
+
+@dataclass
+class Recorded:
+    """What a group finish applied."""
+
+    #: Rows whose outcome was written (the others were taken over meanwhile).
+    applied: set[int] = field(default_factory=set)
+    #: Applied rows to publish again, by countdown in seconds.
+    requeue: dict[float, list[int]] = field(default_factory=dict)
+
+
 class OutboundKind:
     """What differs between pushing one kind of row and another; the pipeline does the rest.
 
@@ -68,6 +95,10 @@ class OutboundKind:
     admit_just_read = False
     #: Columns a put-back row gets besides pending/attempts/next_attempt_at.
     put_back_fields: dict[str, Any] = {}
+    #: A column every local edit moves on (a ticket's revision), or None. A success is then
+    #: written only at the value sent; a row edited meanwhile goes back to pending with the
+    #: success's columns (remote id, baseline) so the newer revision is sent next.
+    revision_field: str | None = None
 
     # --- claim and call
     def claimable(self, rows: models.QuerySet, now: datetime) -> models.QuerySet:
@@ -118,10 +149,8 @@ class OutboundKind:
     def finish_fields(self, row, decision: Decision, sent: Any, now: datetime) -> dict[str, Any]:
         return {}
 
-    def write_success(
-        self, fenced: models.QuerySet, row, fields: dict, sent: Any, now: datetime
-    ) -> tuple[int, float | None]:
-        """Apply a success; returns (rows updated, countdown to publish again or None)."""
+    def success_fields(self, row, fields: dict, sent: Any, now: datetime) -> dict[str, Any]:
+        """The columns a success writes, `sync_state` included, `fields` among them."""
         raise NotImplementedError
 
     def after_success(self, row) -> None:
@@ -278,60 +307,157 @@ def finish(
     sent: Any = None,
     in_run: bool = False,
 ) -> bool:
-    """Record the outcome, fenced by the claimed attempt: a stale worker writes nothing.
-    Returns whether it was applied.
+    """Record one row's outcome (a group of one, see `finish_group`). Returns whether it was applied."""
+    outcome = Outcome(row, operation, decision, attempt_log, sent)
+    return row.pk in finish_group(kind, [outcome], in_run=in_run).applied
 
-    Guarded UPDATEs rather than lock-read-save: one statement in the common case, and only
-    the sync columns are written, so an edit saved meanwhile is never overwritten.
 
-    `in_run`: an account's batch run (tickets/batch.py) records the row; it feeds the breaker
+def finish_group(kind: OutboundKind, outcomes: list[Outcome], *, in_run: bool = False) -> Recorded:
+    """Record the outcomes, each fenced by the attempt its row was claimed at: a row taken
+    over meanwhile (attempts moved, or no longer `sending`) is not written.
+
+    One UPDATE per outcome state for the whole group (columns that differ per row are a CASE
+    on the pk), its WHERE the rows' own fences OR-ed together; RETURNING says which rows it
+    wrote, so what follows (health, nudges, the log line) is exactly per applied row. Only the
+    sync columns are written, so an edit saved meanwhile is never overwritten; a success is
+    written only at the revision sent (`OutboundKind.revision_field`). SyncAttempt rows of the
+    whole group: one bulk_create.
+
+    `in_run`: an account's batch run (tickets/batch.py) records the rows; it feeds the breaker
     once for its outcomes together and sends the replies that wait for a ticket itself.
     """
     now = timezone.now()
+    by_state: dict[str, list[tuple[Outcome, dict]]] = {}
+    for outcome in outcomes:
+        by_state.setdefault(outcome.decision.state, []).append((outcome, outcome_values(kind, outcome, now)))
+    recorded = Recorded()
+    with transaction.atomic():
+        for state, writes in by_state.items():
+            for start in range(0, len(writes), GROUP_ROWS):
+                record_writes(kind, state, writes[start : start + GROUP_ROWS], recorded)
+        SyncAttempt.objects.bulk_create(
+            [
+                attempt
+                for outcome in outcomes
+                if outcome.decision.state != SyncState.LOCAL_ONLY  # no call was made for a change kept here
+                for attempt in outcome.attempt_log.rows(
+                    account_id=kind.ticket_of(outcome.row).account_id,
+                    operation=outcome.operation,
+                    outcome=outcome.decision.outcome,
+                    message=outcome.decision.message,
+                    ticket=kind.ticket_of(outcome.row),
+                )
+            ]
+        )
+        for outcome in outcomes:
+            row, decision = outcome.row, outcome.decision
+            if row.pk not in recorded.applied:
+                log.warning(
+                    "%s %s was taken over while this worker sent it; its outcome is recorded, not applied.",
+                    kind.noun.capitalize(),
+                    row.pk,
+                )
+                continue
+            if in_run:
+                if decision.account_problem:
+                    problems.report(kind.account_of(row), decision.message)
+            else:
+                record_account_health(kind.account_of(row), decision)
+                if decision.state == SyncState.SYNCED:
+                    transaction.on_commit(lambda row=row: kind.after_success(row))
+        for countdown, ids in recorded.requeue.items():
+            transaction.on_commit(lambda ids=ids, countdown=countdown: kind.publish(ids, countdown=countdown))
+    return recorded
+
+
+def outcome_values(kind: OutboundKind, outcome: Outcome, now: datetime) -> dict[str, Any]:
+    """The columns one outcome writes, `sync_state` included."""
+    row, decision = outcome.row, outcome.decision
     fields = {
         "sending_since": None,
         "last_error": decision.message,
-        **kind.finish_fields(row, decision, sent, now),
+        **kind.finish_fields(row, decision, outcome.sent, now),
     }
-    requeue_in: float | None = None
-    with transaction.atomic():
-        fenced = kind.model.objects.filter(pk=row.pk, sync_state=SyncState.SENDING, attempts=row.attempts)
-        if decision.state == SyncState.SYNCED:
-            applied, requeue_in = kind.write_success(fenced, row, fields, sent, now)
-        elif decision.state == SyncState.PENDING:
-            retry_in = decision.retry_in or 0
-            applied = fenced.update(
-                sync_state=SyncState.PENDING, next_attempt_at=now + timedelta(seconds=retry_in), **fields
-            )
-            if retry_in <= MAX_COUNTDOWN:
-                requeue_in = retry_in
-        else:
-            applied = fenced.update(sync_state=decision.state, next_attempt_at=None, **fields)
-        if decision.state != SyncState.LOCAL_ONLY:  # no call was made for a change kept here
-            attempt_log.save(
-                ticket=kind.ticket_of(row),
-                operation=operation,
-                outcome=decision.outcome,
-                message=decision.message,
-            )
-        if not applied:
-            log.warning(
-                "%s %s was taken over while this worker sent it; its outcome is recorded but not applied.",
-                kind.noun.capitalize(),
-                row.pk,
-            )
-            return False
-        if in_run:
-            if decision.account_problem:
-                problems.report(kind.account_of(row), decision.message)
-        else:
-            record_account_health(kind.account_of(row), decision)
-        if requeue_in is not None:
-            delay = requeue_in
-            transaction.on_commit(lambda: kind.publish([row.pk], countdown=delay))
-        if decision.state == SyncState.SYNCED and not in_run:
-            transaction.on_commit(lambda: kind.after_success(row))
-    return True
+    if decision.state == SyncState.SYNCED:
+        return kind.success_fields(row, fields, outcome.sent, now)
+    if decision.state == SyncState.PENDING:
+        retry_at = now + timedelta(seconds=decision.retry_in or 0)
+        return {**fields, "sync_state": SyncState.PENDING, "next_attempt_at": retry_at}
+    return {**fields, "sync_state": decision.state, "next_attempt_at": None}
+
+
+def record_writes(
+    kind: OutboundKind, state: str, writes: list[tuple[Outcome, dict]], recorded: Recorded
+) -> None:
+    """Write outcomes of one state (one statement; a success two when rows were edited meanwhile)."""
+    guarded = state == SyncState.SYNCED and kind.revision_field is not None
+    applied = write_fenced(kind, writes, revision="exact" if guarded else None)
+    recorded.applied |= applied
+    if state == SyncState.PENDING:
+        for outcome, _ in writes:
+            retry_in = outcome.decision.retry_in or 0
+            if outcome.row.pk in applied and retry_in <= MAX_COUNTDOWN:
+                recorded.requeue.setdefault(retry_in, []).append(outcome.row.pk)
+    if not guarded:
+        return
+    # Edited while we were sending: the success's columns, pending, and the newer revision next.
+    # (A row written just now is no longer `sending`, so this statement cannot touch it.)
+    edited = [(outcome, {**values, "sync_state": SyncState.PENDING}) for outcome, values in writes]
+    edited = [(outcome, values) for outcome, values in edited if outcome.row.pk not in applied]
+    if edited:
+        requeued = write_fenced(kind, edited, revision="gt")
+        recorded.applied |= requeued
+        recorded.requeue.setdefault(0, []).extend(sorted(requeued))
+
+
+def write_fenced(kind: OutboundKind, writes: list[tuple[Outcome, dict]], *, revision: str | None) -> set[int]:
+    """One UPDATE of the rows still `sending` at the attempt they were claimed at (and, with
+    `revision` a lookup such as "exact" or "gt", whose revision column compares so with the
+    revision sent); returns the pks it wrote."""
+
+    def fence(row) -> Q:
+        mine = Q(pk=row.pk, attempts=row.attempts)
+        if revision is not None:
+            mine &= Q(**{f"{kind.revision_field}__{revision}": getattr(row, kind.revision_field)})
+        return mine
+
+    rows = kind.model.objects.filter(reduce(or_, (fence(outcome.row) for outcome, _ in writes)))
+    rows = rows.filter(sync_state=SyncState.SENDING)
+    return update_returning(rows, per_row_values(kind.model, writes))
+
+
+def per_row_values(model: type[models.Model], writes: list[tuple[Outcome, dict]]) -> dict[str, Any]:
+    """The SET of one UPDATE for many rows: a value every row shares as is, else a CASE on the
+    pk (a row that does not write the column keeps its own value)."""
+    columns = sorted({name for _, values in writes for name in values})
+    assignments: dict[str, Any] = {}
+    for name in columns:
+        given = [(outcome.row.pk, values[name]) for outcome, values in writes if name in values]
+        first = given[0][1]
+        shared = len(given) == len(writes) and all(type(v) is type(first) and v == first for _, v in given)
+        if shared:
+            assignments[name] = first
+            continue
+        column = model._meta.get_field(name)
+        assignments[name] = Case(
+            *(When(pk=pk, then=Value(value, output_field=column)) for pk, value in given),
+            default=F(name),
+            output_field=column,
+        )
+    return assignments
+
+
+def update_returning(rows: models.QuerySet, values: dict[str, Any]) -> set[int]:
+    """`rows.update(**values)`, returning the pks of the rows written (UPDATE ... RETURNING,
+    which PostgreSQL and SQLite both have): which rows passed their fence, in the same statement."""
+    query = rows.query.chain(UpdateQuery)
+    query.add_update_values(values)
+    statement, params = query.get_compiler(rows.db).as_sql()
+    db = connections[rows.db]
+    pk = db.ops.quote_name(rows.model._meta.pk.column)
+    with db.cursor() as cursor:
+        cursor.execute(f"{statement} RETURNING {pk}", params)
+        return {written for (written,) in cursor.fetchall()}
 
 
 def record_account_health(account: ProviderAccount, decision: Decision) -> None:

@@ -59,10 +59,8 @@ class ReplyPush(outbound.OutboundKind):
             f"Internal error while sending the reply ({type(exc).__name__}); check the provider.",
         )
 
-    def write_success(
-        self, fenced: QuerySet, reply: Reply, fields: dict, sent: None, now: datetime
-    ) -> tuple[int, float | None]:
-        return fenced.update(sync_state=SyncState.SYNCED, next_attempt_at=None, sent_at=now, **fields), None
+    def success_fields(self, reply: Reply, fields: dict, sent: None, now: datetime) -> dict:
+        return {**fields, "sync_state": SyncState.SYNCED, "next_attempt_at": None, "sent_at": now}
 
     def due_unannounced(self, now: datetime) -> QuerySet:
         # A reply keeps no "announced at": one quiet past SYNC_REQUEUE_AFTER may have lost its message.

@@ -147,7 +147,7 @@ def keep_here_only(tickets) -> int:
     """A change the provider has no call for (e.g. Keliweb cannot update a ticket): a new
     revision that stays in the console. Nothing is sent for it; a synced row now shows "kept
     here only", any other keeps its state (an update already waiting still goes, and ends
-    "kept here only" too: see TicketPush.write_success in sync.py). Inside the caller's transaction."""
+    "kept here only" too: see TicketPush.success_fields in sync.py). Inside the caller's transaction."""
     changed = tickets.update(revision=F("revision") + 1)
     tickets.filter(sync_state=SyncState.SYNCED).update(sync_state=SyncState.LOCAL_ONLY, last_error="")
     return changed

@@ -40,6 +40,7 @@ class TicketPush(outbound.OutboundKind):
     related = "account"
     admit_just_read = True
     put_back_fields = {"enqueued_at": None}
+    revision_field = "revision"
 
     def claimable(self, rows: QuerySet, now: datetime) -> QuerySet:
         # Settled: nothing is sent while an unanswered update may still land.
@@ -121,9 +122,7 @@ class TicketPush(outbound.OutboundKind):
                     fields[name] = getattr(ref, name)
         return fields
 
-    def write_success(
-        self, fenced: QuerySet, ticket: Ticket, fields: dict, sent: Sent | None, now: datetime
-    ) -> tuple[int, float | None]:
+    def success_fields(self, ticket: Ticket, fields: dict, sent: Sent | None, now: datetime) -> dict:
         # What both sides now hold: the baseline pull compares remote changes against.
         ref = sent.ref if sent else None
         remote_status = (
@@ -131,21 +130,20 @@ class TicketPush(outbound.OutboundKind):
             or (sent.remote_status if sent else "")
             or (ticket.remote_status)
         )
-        fields.update(
-            remote_status=remote_status,
-            synced_revision=ticket.revision,
-            last_synced_at=now,
-            synced_fields={"status": ticket.status, "remote_status": remote_status},
-            attempts=0,
-            next_attempt_at=None,
-        )
         # Fields the provider cannot take (ticket.local_only_fields) keep it "kept here only".
         in_step = SyncState.LOCAL_ONLY if ticket.local_only_fields else SyncState.SYNCED
-        applied = fenced.filter(revision=ticket.revision).update(sync_state=in_step, **fields)
-        if applied:
-            return applied, None
-        # Edited while we were sending: send the newer revision next.
-        return fenced.filter(revision__gt=ticket.revision).update(sync_state=SyncState.PENDING, **fields), 0
+        # Written only at the revision sent; a ticket edited meanwhile is requeued with these
+        # columns (outbound.finish_group, revision_field).
+        return {
+            **fields,
+            "sync_state": in_step,
+            "remote_status": remote_status,
+            "synced_revision": ticket.revision,
+            "last_synced_at": now,
+            "synced_fields": {"status": ticket.status, "remote_status": remote_status},
+            "attempts": 0,
+            "next_attempt_at": None,
+        }
 
     def after_success(self, ticket: Ticket) -> None:
         dispatch.push_waiting_replies(ticket.pk)  # replies waiting for the remote id may go now

@@ -10,10 +10,13 @@ import threading
 import time
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
-from tests.faults_harness import WorkerFleet
+from providers.base import RemoteRef
+from tests.faults_harness import WorkerFleet, remote_id_of, remote_tickets
 from tests.helpers import wait_for
-from tickets import batch, dispatch, services, sync
+from tickets import batch, dispatch, outbound, services, sync
 from tickets.models import SyncAttempt, SyncState, Ticket
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -139,3 +142,90 @@ def test_a_fast_accounts_tickets_keep_flowing_while_another_account_answers_in_5
     )
     fleet.assert_alive()
     assert len(sandbox.state("kapture")["tickets"]) == 20
+
+
+# --- the group finish: one fenced UPDATE per outcome state ---------------------------------
+def test_a_group_finish_writes_only_rows_still_held_and_requeues_a_row_edited_meanwhile(
+    account_factory, nudges, monkeypatch
+):
+    account = account_factory("kapture")
+    kept, taken, edited, refused = new_tickets(account, 4)
+    claimed = {row.pk: row for row in batch.claim_batch(sync.TICKETS, account.pk, limit=4)}
+    # While the calls were in flight: the sweeper gave one row away and another worker claimed
+    # it again; a person edited another.
+    Ticket.objects.filter(pk=taken).update(sync_state=SyncState.PENDING)
+    assert sync.claim(taken).attempts == claimed[taken].attempts + 1
+    services.update_ticket(ticket=Ticket.objects.get(pk=edited), changes={"title": "Printer on fire, now"})
+    republished: list[tuple[list[int], float]] = []
+    monkeypatch.setattr(
+        sync.TICKETS, "publish", lambda ids, countdown=0: republished.append((ids, countdown))
+    )
+
+    def created(pk: int) -> outbound.Outcome:
+        success = outbound.Decision(SyncState.SYNCED, SyncAttempt.Outcome.SUCCESS)
+        return outbound.Outcome(claimed[pk], "create", success, sent=sync.Sent(RemoteRef(f"R{pk}"), ""))
+
+    refusal = outbound.Decision(SyncState.FAILED, SyncAttempt.Outcome.FAILED, "Title is too long")
+    outcomes = [
+        created(kept),
+        created(taken),
+        created(edited),
+        outbound.Outcome(claimed[refused], "create", refusal),
+    ]
+    with CaptureQueriesContext(connection) as queries:
+        recorded = outbound.finish_group(sync.TICKETS, outcomes, in_run=True)
+
+    statements = [query["sql"].split()[0] for query in queries.captured_queries]
+    # Successes at the revision sent, successes edited meanwhile, failures; the audit in one INSERT.
+    assert statements.count("UPDATE") == 3 and statements.count("INSERT") == 1
+    assert recorded.applied == {kept, edited, refused}
+    tickets = Ticket.objects.in_bulk([kept, taken, edited, refused])
+    assert tickets[kept].sync_state == SyncState.SYNCED and tickets[kept].remote_id == f"R{kept}"
+    assert tickets[kept].synced_revision == tickets[kept].revision
+    # The row another worker holds now is not touched: its own outcome will be written.
+    assert tickets[taken].sync_state == SyncState.SENDING
+    assert tickets[taken].attempts == claimed[taken].attempts + 1 and tickets[taken].remote_id == ""
+    # The edited row keeps what the create made (so an update is sent next, not a second
+    # create), but is not synced at a revision that was never sent.
+    assert tickets[edited].sync_state == SyncState.PENDING and tickets[edited].remote_id == f"R{edited}"
+    assert tickets[edited].synced_revision == claimed[edited].revision < tickets[edited].revision
+    assert tickets[edited].attempts == 0
+    assert (
+        tickets[refused].sync_state == SyncState.FAILED and tickets[refused].last_error == "Title is too long"
+    )
+    assert republished == [([edited], 0)]  # the newer revision is sent next
+    # Every call is audited, the one overtaken too.
+    assert SyncAttempt.objects.filter(ticket_id__in=[kept, taken, edited, refused]).count() == 4
+
+
+def test_rows_edited_or_taken_over_during_a_batch_run_end_as_one_by_one_they_would(
+    sandbox, account_factory, nudges
+):
+    account = account_factory("kapture", rate_limit=1000, rate_burst=1000, timeout=8)
+    ids = new_tickets(account, 6)
+    edited, taken = ids[1], ids[4]
+    sandbox.faults(rate=1.0, kinds=["slow"], slow_seconds=2, vendors=["kapture"])
+    pushing = threading.Thread(target=batch.push_account, args=(sync.TICKETS, account.pk))
+    pushing.start()
+    try:
+        wait_for(
+            lambda: Ticket.objects.filter(pk__in=ids, sync_state=SyncState.SENDING).count() == 6,
+            timeout=5,
+            interval=0.05,
+        )
+        services.update_ticket(ticket=Ticket.objects.get(pk=edited), changes={"status": "resolved"})
+        Ticket.objects.filter(pk=taken).update(sync_state=SyncState.PENDING)
+        overtaking = sync.claim(taken)  # another worker's claim, whose outcome is still to come
+    finally:
+        pushing.join(30)
+    assert not pushing.is_alive()
+    tickets = Ticket.objects.in_bulk(ids)
+    assert tickets[taken].sync_state == SyncState.SENDING and tickets[taken].attempts == overtaking.attempts
+    assert tickets[taken].remote_id == ""
+    in_step = [pk for pk in ids if pk != taken]
+    assert all(tickets[pk].sync_state == SyncState.SYNCED for pk in in_step)
+    assert all(tickets[pk].synced_revision == tickets[pk].revision for pk in in_step)
+    # The edit was sent as an update of the ticket the create made, after it.
+    remote = {remote_id_of("kapture", held): held for held in remote_tickets(sandbox, "kapture")}
+    assert remote[tickets[edited].remote_id]["substatus"] == "RS"  # resolved
+    assert SyncAttempt.objects.filter(ticket_id=edited, operation="update").exists()
