@@ -228,6 +228,9 @@ class AccountRun:
         self.width = max_in_flight(account)
         self.states: Counter = Counter()
         self.in_flight: dict[int, Sending] = {}
+        #: Rows this run sent back to wait (retries, put-backs, edits meanwhile), and when each
+        #: is due: published once when the run ends, not a message per row.
+        self.due_again: dict[int, datetime] = {}
         self.breaker: Breaker | None = None
         self.senders: Senders | None = None
         #: The last claim came back full: more rows may be due.
@@ -272,6 +275,7 @@ class AccountRun:
         finally:
             if self.senders is not None:
                 self.senders.close()
+            self.publish_due_again()
         if out_of_time:  # rows may still be due: another nudge, rather than holding this process
             dispatch.nudge_accounts([self.account_id])
         return dict(self.states)
@@ -322,12 +326,26 @@ class AccountRun:
             self.in_flight[row.pk] = item
             self.senders.submit(item)
         if kept_here:
-            outbound.finish_group(self.kind, kept_here, in_run=True)
+            self.due_again.update(outbound.finish_group(self.kind, kept_here, in_run=True).due_again)
             self.states.update(outcome.decision.state for outcome in kept_here)
 
     def put_back(self, row, until: datetime) -> None:
-        outbound.put_back(self.kind, row, until=until)
+        if outbound.put_back(self.kind, row, until=until, publish=False):
+            self.due_again[row.pk] = until
         self.states["put back"] += 1
+
+    def publish_due_again(self) -> None:
+        """The rows this run sent back to wait and that still wait, published together: one
+        account nudge per second of countdown (outbound.publish_due) instead of one per row.
+        A row this run sent again meanwhile needs none."""
+        if not self.due_again:
+            return
+        waiting = set(
+            self.kind.model.objects.filter(pk__in=self.due_again, sync_state=SyncState.PENDING).values_list(
+                "pk", flat=True
+            )
+        )
+        outbound.publish_due(self.kind, {pk: when for pk, when in self.due_again.items() if pk in waiting})
 
     def record_group(self, items: list[Sending]) -> None:
         """Record the outcomes of calls that ended together — one fenced UPDATE per outcome
@@ -345,7 +363,9 @@ class AccountRun:
             outcomes.append(Outcome(item.row, item.operation, item.decision, item.attempt_log, item.sent))
         if not outcomes:
             return
-        applied = outbound.finish_group(self.kind, outcomes, in_run=True).applied
+        recorded = outbound.finish_group(self.kind, outcomes, in_run=True)
+        self.due_again.update(recorded.due_again)
+        applied = recorded.applied
         healthy_at, unhealthy = None, []
         for outcome in outcomes:
             decision = outcome.decision

@@ -13,6 +13,7 @@ worker that comes back after the sweeper gave its row away, changes nothing.
 from __future__ import annotations
 
 import logging
+import math
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -79,8 +80,8 @@ class Recorded:
 
     #: Rows whose outcome was written (the others were taken over meanwhile).
     applied: set[int] = field(default_factory=set)
-    #: Applied rows to publish again, by countdown in seconds.
-    requeue: dict[float, list[int]] = field(default_factory=dict)
+    #: Applied rows to publish again, and when each is due.
+    due_again: dict[int, datetime] = field(default_factory=dict)
 
 
 class OutboundKind:
@@ -215,8 +216,10 @@ def push(kind: OutboundKind, pk: int) -> str:
     return decision.state
 
 
-def put_back(kind: OutboundKind, row, *, until: datetime) -> None:
-    """Return a claimed row to pending until `until`, as if it had never been claimed."""
+def put_back(kind: OutboundKind, row, *, until: datetime, publish: bool = True) -> bool:
+    """Return a claimed row to pending until `until`, as if it had never been claimed.
+    Returns whether it was (fenced: a row taken over meanwhile stays with its new holder);
+    `publish=False` leaves the nudge to the caller (a batch run publishes once, `publish_due`)."""
     released = kind.model.objects.filter(
         pk=row.pk, sync_state=SyncState.SENDING, attempts=row.attempts
     ).update(
@@ -226,9 +229,23 @@ def put_back(kind: OutboundKind, row, *, until: datetime) -> None:
         next_attempt_at=until,
         **kind.put_back_fields,
     )
-    delay = max(0.0, (until - timezone.now()).total_seconds())
-    if released and delay <= MAX_COUNTDOWN:
-        kind.publish([row.pk], countdown=delay)
+    if released and publish:
+        publish_due(kind, {row.pk: until})
+    return bool(released)
+
+
+def publish_due(kind: OutboundKind, due: dict[int, datetime]) -> None:
+    """Publish rows again for when they are due: one publish (one nudge per account) per whole
+    second of countdown, rounded up so every row is due when its nudge runs. Rows due later
+    than MAX_COUNTDOWN are left to the sweeper."""
+    now = timezone.now()
+    by_countdown: dict[int, list[int]] = {}
+    for pk, when in due.items():
+        countdown = math.ceil(max(0.0, (when - now).total_seconds()))
+        if countdown <= MAX_COUNTDOWN:
+            by_countdown.setdefault(countdown, []).append(pk)
+    for countdown, ids in sorted(by_countdown.items()):
+        kind.publish(sorted(ids), countdown=countdown)
 
 
 # --- decide -------------------------------------------------------------------------------
@@ -365,8 +382,8 @@ def finish_group(kind: OutboundKind, outcomes: list[Outcome], *, in_run: bool = 
                 record_account_health(kind.account_of(row), decision)
                 if decision.state == SyncState.SYNCED:
                     transaction.on_commit(lambda row=row: kind.after_success(row))
-        for countdown, ids in recorded.requeue.items():
-            transaction.on_commit(lambda ids=ids, countdown=countdown: kind.publish(ids, countdown=countdown))
+        if recorded.due_again and not in_run:  # a run publishes once for all its rows (batch.py)
+            transaction.on_commit(lambda: publish_due(kind, recorded.due_again))
     return recorded
 
 
@@ -394,10 +411,9 @@ def record_writes(
     applied = write_fenced(kind, writes, revision="exact" if guarded else None)
     recorded.applied |= applied
     if state == SyncState.PENDING:
-        for outcome, _ in writes:
-            retry_in = outcome.decision.retry_in or 0
-            if outcome.row.pk in applied and retry_in <= MAX_COUNTDOWN:
-                recorded.requeue.setdefault(retry_in, []).append(outcome.row.pk)
+        for outcome, values in writes:
+            if outcome.row.pk in applied:
+                recorded.due_again[outcome.row.pk] = values["next_attempt_at"]
     if not guarded:
         return
     # Edited while we were sending: the success's columns, pending, and the newer revision next.
@@ -407,7 +423,7 @@ def record_writes(
     if edited:
         requeued = write_fenced(kind, edited, revision="gt")
         recorded.applied |= requeued
-        recorded.requeue.setdefault(0, []).extend(sorted(requeued))
+        recorded.due_again.update(dict.fromkeys(requeued, timezone.now()))
 
 
 def write_fenced(kind: OutboundKind, writes: list[tuple[Outcome, dict]], *, revision: str | None) -> set[int]:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from providers.base import RemoteRef
 from tests.faults_harness import WorkerFleet, remote_id_of, remote_tickets
@@ -193,7 +195,8 @@ def test_a_group_finish_writes_only_rows_still_held_and_requeues_a_row_edited_me
     assert (
         tickets[refused].sync_state == SyncState.FAILED and tickets[refused].last_error == "Title is too long"
     )
-    assert republished == [([edited], 0)]  # the newer revision is sent next
+    # The newer revision is sent next: the run publishes it once it ends (nothing yet).
+    assert set(recorded.due_again) == {edited} and republished == []
     # Every call is audited, the one overtaken too.
     assert SyncAttempt.objects.filter(ticket_id__in=[kept, taken, edited, refused]).count() == 4
 
@@ -229,3 +232,30 @@ def test_rows_edited_or_taken_over_during_a_batch_run_end_as_one_by_one_they_wou
     remote = {remote_id_of("kapture", held): held for held in remote_tickets(sandbox, "kapture")}
     assert remote[tickets[edited].remote_id]["substatus"] == "RS"  # resolved
     assert SyncAttempt.objects.filter(ticket_id=edited, operation="update").exists()
+
+
+def test_a_runs_retries_are_published_together_each_no_earlier_than_it_is_due(
+    sandbox, account_factory, nudges, monkeypatch
+):
+    account = account_factory("kapture", rate_limit=1000, rate_burst=1000)
+    ids = new_tickets(account, 4)
+    published: list[tuple[list[int], float, object]] = []
+    monkeypatch.setattr(
+        dispatch,
+        "nudge_accounts",
+        lambda ids, countdown=0: published.append((list(ids), countdown, timezone.now())) or [],
+    )
+    sandbox.faults(rate=1.0, kinds=["503"], vendors=["kapture"])
+
+    states = batch.push_account(sync.TICKETS, account.pk)
+
+    assert states == {SyncState.PENDING: 4}
+    # Backoff with jitter gives each ticket its own wait (1-2 s): one nudge per second of
+    # countdown, not one per ticket, and each ticket is due when a nudge runs.
+    assert 1 <= len(published) <= 2
+    assert all(nudged == [account.pk] for nudged, _, _ in published)
+    for ticket in Ticket.objects.filter(pk__in=ids):
+        assert ticket.next_attempt_at > timezone.now() - timedelta(seconds=1)  # it does wait
+        assert any(
+            at + timedelta(seconds=countdown) >= ticket.next_attempt_at for _, countdown, at in published
+        )
