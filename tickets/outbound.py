@@ -22,8 +22,9 @@ from operator import or_
 from typing import Any
 
 from django.conf import settings
-from django.db import connections, models, transaction
+from django.db import connections, models, router, transaction
 from django.db.models import Case, F, Q, Value, When
+from django.db.models.functions import Cast
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
@@ -446,6 +447,7 @@ def per_row_values(model: type[models.Model], writes: list[tuple[Outcome, dict]]
     """The SET of one UPDATE for many rows: a value every row shares as is, else a CASE on the
     pk (a row that does not write the column keeps its own value)."""
     columns = sorted({name for _, values in writes for name in values})
+    casted = connections[router.db_for_write(model)].features.requires_casted_case_in_updates
     assignments: dict[str, Any] = {}
     for name in columns:
         given = [(outcome.row.pk, values[name]) for outcome, values in writes if name in values]
@@ -455,11 +457,13 @@ def per_row_values(model: type[models.Model], writes: list[tuple[Outcome, dict]]
             assignments[name] = first
             continue
         column = model._meta.get_field(name)
-        assignments[name] = Case(
+        case = Case(
             *(When(pk=pk, then=Value(value, output_field=column)) for pk, value in given),
             default=F(name),
             output_field=column,
         )
+        # PostgreSQL cannot type a CASE of parameters by itself (as bulk_update does it).
+        assignments[name] = Cast(case, output_field=column) if casted else case
     return assignments
 
 
