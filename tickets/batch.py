@@ -87,18 +87,22 @@ def claim_batch(kind: OutboundKind, account_id: int, *, limit: int) -> list:
             # Two workers claiming the same account skip each other's rows instead of waiting.
             due = due.select_for_update(skip_locked=True, of=("self",))
         due_sql, due_params = due.query.sql_with_params()
+        # The due rows are chosen once, in a materialized CTE: as a plain `IN (subquery)`,
+        # PostgreSQL may run a LIMIT ... SKIP LOCKED subquery again for each row it updates,
+        # each run skipping the rows the last one locked, and so claim more than `limit`.
         # The outer guard (still pending) makes a row claimed by anyone in between claim nothing
         # here; RETURNING says exactly which rows this statement took, and at which attempt.
         # Only the table name and the ORM's own compiled subquery are formatted in; values are
         # parameters.
         with connection.cursor() as cursor:
             cursor.execute(
-                f"UPDATE {table} SET sync_state = %s, attempts = attempts + 1, sending_since = %s "  # noqa: S608
-                f"WHERE id IN ({due_sql}) AND sync_state = %s RETURNING id, attempts",
+                f"WITH due AS MATERIALIZED ({due_sql}) "  # noqa: S608
+                f"UPDATE {table} SET sync_state = %s, attempts = attempts + 1, sending_since = %s "
+                f"WHERE id IN (SELECT * FROM due) AND sync_state = %s RETURNING id, attempts",
                 [
+                    *due_params,
                     SyncState.SENDING,
                     connection.ops.adapt_datetimefield_value(now),
-                    *due_params,
                     SyncState.PENDING,
                 ],
             )
