@@ -186,23 +186,6 @@ class TicketAdmin(admin.ModelAdmin):
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER  # a count query per filter choice: not at 100k rows
     paginator = EstimatedCountPaginator
-    readonly_fields = (
-        "reference",
-        "sync_badge",
-        "last_error",
-        "remote_id",
-        "remote_number",
-        "remote_link",
-        "remote_status_label",
-        "revision",
-        "synced_revision",
-        "attempts",
-        "next_attempt_at",
-        "last_synced_at",
-        "created_by",
-        "created_at",
-        "updated_at",
-    )
     sync_fields = (
         "sync_badge",
         "last_error",
@@ -219,6 +202,7 @@ class TicketAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
     )
+    readonly_fields = ("reference", *sync_fields)
     inlines = [SyncAttemptInline]
     actions = [
         "sync_now",
