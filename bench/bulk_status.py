@@ -30,7 +30,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench.report import record  # noqa: E402
-from bench.sync_throughput import CpuMeter, kapture_account, start_sandbox, ticket_fields  # noqa: E402
+from bench.sync_throughput import (  # noqa: E402
+    CpuMeter,
+    kapture_account,
+    launch_worker,
+    start_sandbox,
+    ticket_fields,
+    wait_ready,
+)
 
 RAW_THREADS = 16
 WORKER_PROCESSES = 2
@@ -128,35 +135,9 @@ def measure(tickets: int, latency_ms: float) -> dict:
 
 def start_worker(log_dir: Path) -> subprocess.Popen:
     log_path = log_dir / "worker.log"
-    log = open(log_path, "wb")  # noqa: SIM115 - lives with the process
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "console",
-            "worker",
-            "--loglevel",
-            "INFO",
-            "--concurrency",
-            str(WORKER_PROCESSES),
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "-n",
-            "bulkbench@%h",
-        ],
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 90
-    while b" ready." not in log_path.read_bytes():
-        if time.monotonic() > deadline or process.poll() is not None:
-            raise RuntimeError(f"the worker did not start:\n{log_path.read_text(errors='replace')[-3000:]}")
-        time.sleep(0.1)
-    return process
+    worker = launch_worker(log_path, concurrency=WORKER_PROCESSES, name="bulkbench@%h")
+    wait_ready(worker, log_path, time.monotonic() + 90)
+    return worker
 
 
 def wait_synced(ids: list[int], *, at_revision: int | None = None) -> None:

@@ -322,41 +322,47 @@ def raw_loop(account, count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
+def launch_worker(log_path: Path, *, concurrency: int, name: str) -> subprocess.Popen:
+    """A Celery worker of the console's app, logging to `log_path` (also used by bulk_status.py)."""
+    log = open(log_path, "wb")  # noqa: SIM115 - lives with the process
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "console",
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--concurrency",
+            str(concurrency),
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-n",
+            name,
+        ],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def wait_ready(process: subprocess.Popen, log_path: Path, deadline: float) -> None:
+    while b" ready." not in log_path.read_bytes():
+        if time.monotonic() > deadline or process.poll() is not None:
+            log_tail = log_path.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"the worker of {log_path.name} did not start; its log ends:\n{log_tail}")
+        time.sleep(0.1)
+
+
 def start_workers(log_dir: Path) -> list[subprocess.Popen]:
-    workers = []
-    for number in range(WORKERS):
-        log = open(log_dir / f"worker-{number}.log", "wb")  # noqa: SIM115 - lives with the process
-        workers.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "console",
-                    "worker",
-                    "--loglevel",
-                    "INFO",
-                    "--concurrency",
-                    "1",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "--without-heartbeat",
-                    "-n",
-                    f"bench{number}@%h",
-                ],
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        )
+    logs = [log_dir / f"worker-{number}.log" for number in range(WORKERS)]
+    workers = [launch_worker(log, concurrency=1, name=f"bench{number}@%h") for number, log in enumerate(logs)]
     deadline = time.monotonic() + 90
-    for number in range(WORKERS):
-        while b" ready." not in (log_dir / f"worker-{number}.log").read_bytes():
-            if time.monotonic() > deadline:
-                log_tail = (log_dir / f"worker-{number}.log").read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"worker {number} did not start; its log ends:\n{log_tail}")
-            time.sleep(0.1)
+    for worker, log in zip(workers, logs, strict=True):
+        wait_ready(worker, log, deadline)
     return workers
 
 
