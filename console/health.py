@@ -72,7 +72,11 @@ def readyz(request: HttpRequest) -> JsonResponse:
     """Readiness: 200 when the database and the broker answer, else 503 naming which did not."""
     checks = run_checks(timeout=settings.READINESS_TIMEOUT)
     ready = all(result == "ok" for result in checks.values())
-    return JsonResponse({"ready": ready, "checks": checks}, status=200 if ready else 503)
+    response = JsonResponse({"ready": ready, "checks": checks}, status=200 if ready else 503)
+    # A 503 here is an answer, not a server error: run_checks has logged what failed as a
+    # warning, so Django's request logger (which marks every 5xx an ERROR) is told it is done.
+    response._has_been_logged = True
+    return response
 
 
 PROBES = {"/healthz": healthz, "/readyz": readyz}

@@ -1,5 +1,6 @@
 """/healthz and /readyz: what a load balancer or an orchestrator sees."""
 
+import logging
 import socket
 import time
 
@@ -46,7 +47,7 @@ def test_readyz_is_ready_when_the_database_and_the_broker_answer(client, private
 
 
 @pytest.mark.django_db
-def test_readyz_names_an_unreachable_broker_and_not_its_url(client):
+def test_readyz_names_an_unreachable_broker_and_not_its_url(client, caplog):
     url = f"redis://:broker-password-9@127.0.0.1:{free_port()}/0"  # nothing listens there
     started = time.monotonic()
     with publishing_to(url):
@@ -59,6 +60,9 @@ def test_readyz_names_an_unreachable_broker_and_not_its_url(client):
     assert b"broker-password-9" not in response.content
     assert b"127.0.0.1" not in response.content
     assert time.monotonic() - started < 5
+    # An operator's log shows one warning naming the broker, not an ERROR per probe.
+    assert [r.levelname for r in caplog.records if r.levelno >= logging.WARNING] == ["WARNING"]
+    assert "broker" in caplog.records[-1].getMessage()
 
 
 @pytest.mark.django_db
