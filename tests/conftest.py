@@ -25,6 +25,29 @@ WORKER_READY_TIMEOUT = 90
 SETTINGS_MODULE = settings.SETTINGS_MODULE
 
 
+def worker_command(name: str, *, concurrency: int) -> list[str]:
+    """The command of a test worker process (the session's, the fault suite's, the log tests'):
+    one way to start them. No gossip, mingle or heartbeat: nothing a test asserts uses them,
+    and each costs startup time and broker traffic."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "console",
+        "worker",
+        "--loglevel",
+        "INFO",
+        "--concurrency",
+        str(concurrency),
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        "-n",
+        f"{name}@%h",
+    ]
+
+
 @pytest.fixture(scope="session")
 def sandbox_server():
     credentials = {cls.name: cls.generate_credentials() for cls in EMULATORS}
@@ -111,23 +134,7 @@ def worker_process(django_db_setup, django_db_blocker, broker_url, tmp_path_fact
         celery_app.control.purge()
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "console",
-                "worker",
-                "--loglevel",
-                "INFO",
-                "--concurrency",
-                "2",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-n",
-                f"test-{os.getpid()}@%h",
-            ],
+            worker_command(f"test-{os.getpid()}", concurrency=2),
             cwd=ROOT,
             env=env,
             stdout=log,

@@ -17,7 +17,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from providers.registry import EMULATORS, PROVIDERS, load
-from tests.conftest import ROOT, WORKER_READY_TIMEOUT, worker_env
+from tests.conftest import ROOT, WORKER_READY_TIMEOUT, worker_command, worker_env
 from tests.helpers import Sandbox
 from tickets import services, sync
 from tickets.models import SyncAttempt, SyncState, Ticket
@@ -88,23 +87,7 @@ class WorkerFleet:
             log_path = self.log_dir / f"fault-worker-{self.started}.log"
             with open(log_path, "wb") as log:
                 process = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "celery",
-                        "-A",
-                        "console",
-                        "worker",
-                        "--loglevel",
-                        "INFO",
-                        "--concurrency",
-                        str(self.concurrency),
-                        "--without-gossip",
-                        "--without-mingle",
-                        "--without-heartbeat",
-                        "-n",
-                        f"faults-{os.getpid()}-{self.started}@%h",
-                    ],
+                    worker_command(f"faults-{os.getpid()}-{self.started}", concurrency=self.concurrency),
                     cwd=ROOT,
                     env=self.env(),
                     stdout=log,

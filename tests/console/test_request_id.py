@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from console.request_id import HEADER, JsonFormatter, RequestIdFilter, current_request_id
-from tests.conftest import worker_env
+from tests.conftest import worker_command, worker_env
 from tests.faults_harness import publishing_to
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -108,23 +108,7 @@ def test_the_worker_logs_a_requests_task_with_the_requests_id(transactional_db, 
     log_path = tmp_path / "worker.log"
     with open(log_path, "wb") as log:
         worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "console",
-                "worker",
-                "--loglevel",
-                "INFO",
-                "--concurrency",
-                "1",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-n",
-                f"request-id-{os.getpid()}@%h",
-            ],
+            worker_command(f"request-id-{os.getpid()}", concurrency=1),
             cwd=ROOT,
             env=worker_env(broker, LOG_FORMAT="json"),
             stdout=log,
