@@ -2,6 +2,7 @@ from django import forms
 
 from console.jsonguard import GuardedJSONField
 from tickets.models import Ticket
+from tickets.services import SYNCED_FIELDS
 
 
 class TicketForm(forms.ModelForm):
@@ -9,19 +10,8 @@ class TicketForm(forms.ModelForm):
 
     class Meta:
         model = Ticket
-        fields = [
-            "account",
-            "title",
-            "description",
-            "requester_email",
-            "requester_name",
-            "priority",
-            "impact",
-            "status",
-            "due_at",
-            "tags",
-            "extra",
-        ]
+        # The account, then every field whose change reaches the provider (services says which).
+        fields = ["account", *SYNCED_FIELDS]
         # Bounded parsing (console/jsonguard.py): deep or non-finite JSON is a field error.
         field_classes = {"tags": GuardedJSONField, "extra": GuardedJSONField}
 
