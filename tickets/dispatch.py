@@ -108,17 +108,6 @@ def push_replies(reply_ids: list[int], *, countdown: float = 0) -> None:
         )
 
 
-def push_waiting_replies(ticket_id: int) -> None:
-    """The ticket now exists remotely: publish its replies that were waiting for that."""
-    push_replies(
-        list(
-            Reply.objects.filter(ticket_id=ticket_id, sync_state=SyncState.PENDING)
-            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=timezone.now()))
-            .values_list("pk", flat=True)
-        )
-    )
-
-
 def pull_accounts(account_ids: list[int]) -> None:
     for account_id in account_ids:
         publish(PULL_ACCOUNT, account_id)

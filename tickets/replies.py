@@ -88,10 +88,6 @@ class ReplyPush(outbound.OutboundKind):
 REPLIES = ReplyPush()
 
 
-def push(reply_id: int) -> str:
-    return outbound.push(REPLIES, reply_id)
-
-
 def sweep(*, limit: int = 1000) -> dict[str, int]:
     """Publish due replies whose message may be lost; hold replies a dead worker left."""
     return outbound.sweep(REPLIES, limit=limit)
