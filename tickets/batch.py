@@ -4,10 +4,10 @@ each outcome recorded by the pipeline's fenced finish (docs/architecture.md "Syn
 A push message names an account, not a row (`tasks.push_account`). Its worker claims the
 account's due rows with guarded UPDATEs — each row pending -> sending, attempts + 1, the
 attempt that fences the row's outcome (tickets/outbound.py) — as many at a time as it has free
-threads (up to `max_in_flight`), and sends them at once. The threads
-only make provider calls (with what the adapter needs of the database — the rate-limit bucket,
-the shared token, uploads — on their own connections, closed when they end); this thread renews
-the rows' lease while calls are in flight and records each outcome as it arrives.
+threads (up to `max_in_flight`), and sends them at once. The threads only make provider calls
+(with what the adapter needs of the database — the rate-limit bucket, the shared token,
+uploads — on their own connections, closed when they end); this thread renews the rows' lease
+while calls are in flight and records each outcome as it arrives.
 
 A slow account therefore holds one worker process, whose threads wait, instead of every
 process of the pool: the other accounts' nudges keep flowing through the others.

@@ -269,10 +269,9 @@ def finish_group(kind: OutboundKind, outcomes: list[Outcome]) -> Recorded:
     One UPDATE per outcome state for the whole group (columns that differ per row are a CASE
     on the pk), its WHERE the rows' own fences OR-ed together; RETURNING says which rows it
     wrote, so what follows (the account problem, nudges, the log line) is exactly per applied
-    row. Only the
-    sync columns are written, so an edit saved meanwhile is never overwritten; a success is
-    written only at the revision sent (`OutboundKind.revision_field`). SyncAttempt rows of the
-    whole group: one bulk_create.
+    row. Only the sync columns are written, so an edit saved meanwhile is never overwritten; a
+    success is written only at the revision sent (`OutboundKind.revision_field`). SyncAttempt
+    rows of the whole group: one bulk_create.
 
     The caller is an account's batch run (tickets/batch.py): it feeds the breaker once for the
     group, publishes the rows due again once when it ends (`Recorded.due_again`), and sends
