@@ -78,6 +78,18 @@ def account_factory(sandbox):
     return factory
 
 
+@pytest.fixture
+def nudges(monkeypatch):
+    """The account nudges published, kept here (account ids, in order): for tests that play
+    the worker themselves (tickets/batch.py's `push_account` in-process), so that a session
+    worker draining the same broker never takes their rows."""
+    from tickets import dispatch
+
+    published: list[int] = []
+    monkeypatch.setattr(dispatch, "nudge_accounts", lambda ids, **kwargs: published.extend(ids) or [])
+    return published
+
+
 # --- a real Celery worker ------------------------------------------------------------------
 def _database_url() -> str:
     """The URL of the test database pytest-django created, for processes we start."""

@@ -2,12 +2,12 @@
 each outcome recorded by the pipeline's fenced finish (docs/architecture.md "Sync", Batches).
 
 A push message names an account, not a row (`tasks.push_account`). Its worker claims the
-account's due rows with guarded UPDATEs — each row pending -> sending, attempts + 1, exactly as
-the single claim in tickets/outbound.py does, so the fence on the outcome is the same — as many
-at a time as it has free threads (up to `max_in_flight`), and sends them at once. The threads
-only make provider calls (with what the adapter needs of the database — the rate-limit bucket,
-the shared token, uploads — on their own connections, closed when they end); this thread renews
-the rows' lease while calls are in flight and records each outcome as it arrives.
+account's due rows with guarded UPDATEs — each row pending -> sending, attempts + 1, the
+attempt that fences the row's outcome (tickets/outbound.py) — as many at a time as it has free
+threads (up to `max_in_flight`), and sends them at once. The threads only make provider calls
+(with what the adapter needs of the database — the rate-limit bucket, the shared token,
+uploads — on their own connections, closed when they end); this thread renews the rows' lease
+while calls are in flight and records each outcome as it arrives.
 
 A slow account therefore holds one worker process, whose threads wait, instead of every
 process of the pool: the other accounts' nudges keep flowing through the others.
@@ -330,11 +330,11 @@ class AccountRun:
             self.in_flight[row.pk] = item
             self.senders.submit(item)
         if kept_here:
-            self.due_again.update(outbound.finish_group(self.kind, kept_here, in_run=True).due_again)
+            self.due_again.update(outbound.finish_group(self.kind, kept_here).due_again)
             self.states.update(outcome.decision.state for outcome in kept_here)
 
     def put_back(self, row, until: datetime) -> None:
-        if outbound.put_back(self.kind, row, until=until, publish=False):
+        if outbound.put_back(self.kind, row, until=until):
             self.due_again[row.pk] = until
         self.states["put back"] += 1
 
@@ -367,7 +367,7 @@ class AccountRun:
             outcomes.append(Outcome(item.row, item.operation, item.decision, item.attempt_log, item.sent))
         if not outcomes:
             return
-        recorded = outbound.finish_group(self.kind, outcomes, in_run=True)
+        recorded = outbound.finish_group(self.kind, outcomes)
         self.due_again.update(recorded.due_again)
         applied = recorded.applied
         healthy_at, unhealthy = None, []

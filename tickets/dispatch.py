@@ -10,11 +10,12 @@ publishes it again, so a broker outage delays work but loses none.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from console.celery import app
@@ -56,67 +57,105 @@ def push_tickets(ticket_ids: list[int], *, countdown: float = 0) -> None:
     missing. One message per account, however many tickets."""
     if not ticket_ids:
         return
+    announce(
+        Ticket.objects.filter(pk__in=ticket_ids),
+        "account_id",
+        countdown=countdown,
+        already_nudged=lambda accounts, now: tickets_announced(accounts, now=now, excluding=ticket_ids),
+    )
+
+
+def push_replies(reply_ids: list[int], *, countdown: float = 0) -> None:
+    """Nudge the accounts of these replies, announcing them as tickets are: a burst of replies
+    publishes one nudge per account. A reply also rides a nudge announced for one of the
+    account's tickets moments ago: that nudge's task sends the account's due replies right
+    after its tickets (tasks.push_account)."""
+    if not reply_ids:
+        return
+    announce(
+        Reply.objects.filter(pk__in=reply_ids),
+        "ticket__account_id",
+        countdown=countdown,
+        already_nudged=lambda accounts, now: (
+            replies_announced(accounts, now=now, excluding=reply_ids) | tickets_announced(accounts, now=now)
+        ),
+    )
+
+
+def announce(
+    rows: QuerySet,
+    account_path: str,
+    *,
+    countdown: float,
+    already_nudged: Callable[[set[int], datetime], set[int]],
+) -> None:
+    """Publish a nudge for each account of `rows` (tickets or replies; `account_path` leads to
+    the account) that no nudge still to run covers, and note on the rows it announces when
+    (`enqueued_at`)."""
     now = timezone.now()
-    tickets = Ticket.objects.filter(pk__in=ticket_ids)
-    accounts = set(tickets.values_list("account_id", flat=True).distinct())
+    accounts = set(rows.values_list(account_path, flat=True).distinct())
     if not countdown:
-        accounts -= accounts_already_nudged(accounts, now=now, excluding=ticket_ids)
+        accounts -= already_nudged(accounts, now)
     if not accounts:
         return
     # Only a published nudge announces a row: one left to an earlier nudge keeps its old
     # `enqueued_at`, so it never makes a later publish look unnecessary, and the sweeper
     # still publishes it should that nudge be lost.
-    announced = tickets.filter(account_id__in=accounts)
+    announced = rows.filter(**{f"{account_path}__in": accounts})
     announced.update(enqueued_at=now + timedelta(seconds=countdown))
     missed = nudge_accounts(accounts, countdown=countdown)
     if missed:
-        announced.filter(account_id__in=missed).update(enqueued_at=None)
+        announced.filter(**{f"{account_path}__in": missed}).update(enqueued_at=None)
 
 
-def accounts_already_nudged(account_ids: set[int], *, now, excluding: list[int]) -> set[int]:
+def announced_moments_ago(now: datetime) -> Q:
+    """Announced by a nudge published in the last few seconds (not one with a countdown to run)."""
+    recently = now - timedelta(seconds=min(10, settings.SYNC_REQUEUE_AFTER))
+    return Q(enqueued_at__gt=recently, enqueued_at__lte=now)
+
+
+def tickets_announced(
+    account_ids: set[int], *, now: datetime, excluding: list[int] | None = None
+) -> set[int]:
     """Accounts with another ticket due now, announced moments ago and not yet claimed: the
     nudge that announced it is still to run, and its run claims every due row of the account,
     these included. (Should that nudge be lost, the sweeper publishes them all.)"""
     if not account_ids:
         return set()
-    recently = now - timedelta(seconds=min(10, settings.SYNC_REQUEUE_AFTER))
     return set(
         Ticket.objects.filter(
-            account_id__in=account_ids,
-            sync_state=SyncState.PENDING,
-            enqueued_at__gt=recently,
-            enqueued_at__lte=now,
+            announced_moments_ago(now), account_id__in=account_ids, sync_state=SyncState.PENDING
         )
         .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
         .filter(Q(settle_until__isnull=True) | Q(settle_until__lte=now))
-        .exclude(pk__in=excluding)
+        .exclude(pk__in=excluding or [])
         .values_list("account_id", flat=True)
+        .distinct()
+    )
+
+
+def replies_announced(account_ids: set[int], *, now: datetime, excluding: list[int]) -> set[int]:
+    """Accounts with another reply the next run would claim (due, its ticket known remotely),
+    announced moments ago and not yet claimed: as `tickets_announced`, for replies."""
+    if not account_ids:
+        return set()
+    return set(
+        Reply.objects.filter(
+            announced_moments_ago(now),
+            ticket__account_id__in=account_ids,
+            sync_state=SyncState.PENDING,
+            direction=Reply.Direction.OUTBOUND,
+        )
+        .exclude(ticket__remote_id="")
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .exclude(pk__in=excluding)
+        .values_list("ticket__account_id", flat=True)
         .distinct()
     )
 
 
 def push_ticket_on_commit(ticket_id: int) -> None:
     transaction.on_commit(lambda: push_tickets([ticket_id]))
-
-
-def push_replies(reply_ids: list[int], *, countdown: float = 0) -> None:
-    """Nudge the accounts of these replies; a failed publish is left to the sweeper."""
-    if reply_ids:
-        nudge_accounts(
-            Reply.objects.filter(pk__in=reply_ids).values_list("ticket__account_id", flat=True).distinct(),
-            countdown=countdown,
-        )
-
-
-def push_waiting_replies(ticket_id: int) -> None:
-    """The ticket now exists remotely: publish its replies that were waiting for that."""
-    push_replies(
-        list(
-            Reply.objects.filter(ticket_id=ticket_id, sync_state=SyncState.PENDING)
-            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=timezone.now()))
-            .values_list("pk", flat=True)
-        )
-    )
 
 
 def pull_accounts(account_ids: list[int]) -> None:

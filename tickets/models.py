@@ -201,6 +201,10 @@ class Reply(models.Model):
     sync_state = models.CharField(max_length=20, choices=SyncState.choices, default=SyncState.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
+    #: When a published nudge announced this reply (tickets/dispatch.py), as a ticket's: a
+    #: burst of replies publishes one nudge per account, and the sweeper republishes a due
+    #: reply only once its announcement is old or missing.
+    enqueued_at = models.DateTimeField(null=True, blank=True, editable=False)
     sending_since = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)

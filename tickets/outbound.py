@@ -1,11 +1,14 @@
-"""The outbound pipeline: claim, call, decide, fenced finish, sweep (docs/architecture.md "Sync").
+"""The outbound pipeline: decide, fenced finish, put back, publish, sweep (docs/architecture.md
+"Sync").
 
 Written once for everything the console sends: a ticket (create or update, tickets/sync.py)
 and a reply (tickets/replies.py). Each is an `OutboundKind`, which says what differs — the
-model, the remote call, what success writes, what comes after — and nothing else.
+model, the remote call, what success writes — and nothing else. An account's batch run
+(tickets/batch.py) claims the rows and makes the calls; what an outcome means and how it is
+written is here.
 
-The database is the source of truth; the broker only wakes workers. A worker claims a row
-with a guarded UPDATE committed before any HTTP, calls the provider, and records the outcome
+The database is the source of truth; the broker only wakes workers. A worker claims rows
+with a guarded UPDATE committed before any HTTP, calls the provider, and records each outcome
 fenced by the attempt number it claimed, so a second delivery of the same message, or a
 worker that comes back after the sweeper gave its row away, changes nothing.
 """
@@ -30,13 +33,12 @@ from django.utils import timezone
 
 from providers.errors import (
     ProviderAuthError,
-    ProviderConfigurationError,
     ProviderError,
     ProviderRateLimited,
     ProviderTransientError,
 )
 from providers.models import ProviderAccount
-from tickets import limits, problems
+from tickets import problems
 from tickets.attempts import AttemptLog
 from tickets.models import SyncAttempt, SyncState, Ticket
 
@@ -93,8 +95,6 @@ class OutboundKind:
     model: type[models.Model]
     noun: str  # in log lines: "ticket", "reply"
     related: str  # select_related path to the account, read with the claim
-    #: The claim read the account row a moment ago: the breaker need not read it again.
-    admit_just_read = False
     #: Columns a put-back row gets besides pending/attempts/next_attempt_at.
     put_back_fields: dict[str, Any] = {}
     #: A column every local edit moves on (a ticket's revision), or None. A success is then
@@ -147,16 +147,13 @@ class OutboundKind:
     def internal_error(self, exc: Exception, *, operation: str, sent: bool) -> Decision:
         raise NotImplementedError
 
-    # --- finish and after
+    # --- finish
     def finish_fields(self, row, decision: Decision, sent: Any, now: datetime) -> dict[str, Any]:
         return {}
 
     def success_fields(self, row, fields: dict, sent: Any, now: datetime) -> dict[str, Any]:
         """The columns a success writes, `sync_state` included, `fields` among them."""
         raise NotImplementedError
-
-    def after_success(self, row) -> None:
-        """Run after the commit of an applied success."""
 
     # --- sweep
     def due_unannounced(self, now: datetime) -> models.QuerySet:
@@ -168,59 +165,11 @@ class OutboundKind:
         raise NotImplementedError
 
 
-# --- the push -----------------------------------------------------------------------------
-def claim(kind: OutboundKind, pk: int):
-    """Take the row for this worker: pending (and due) -> sending, attempts + 1. Committed at once."""
-    now = timezone.now()
-    rows = kind.model.objects.filter(pk=pk, sync_state=SyncState.PENDING)
-    claimed = (
-        kind.claimable(rows, now)
-        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-        .update(sync_state=SyncState.SENDING, attempts=F("attempts") + 1, sending_since=now)
-    )
-    if not claimed:
-        return None
-    return kind.model.objects.select_related(kind.related).get(pk=pk)
-
-
-def push(kind: OutboundKind, pk: int) -> str:
-    """Claim the row, make the remote call, record the outcome. Returns the new state."""
-    row = claim(kind, pk)
-    if row is None:
-        return "not-claimed"
-    account = kind.account_of(row)
-    held_until = limits.admit(account, just_read=kind.admit_just_read)
-    if held_until is not None:  # the account is paused: wait, without spending an attempt
-        put_back(kind, row, until=held_until)
-        return "paused"
-    operation = kind.operation(row)
-    attempt_log = AttemptLog()
-    kept = kind.kept_here(row, operation)
-    if kept is not None:
-        finish(kind, row, operation=operation, decision=kept, attempt_log=attempt_log)
-        return kept.state
-    sent = None
-    try:
-        provider = account.get_provider()
-        provider.http.on_exchange = attempt_log.add
-        limits.govern(provider)
-        if not account.enabled:
-            raise ProviderConfigurationError(kind.disabled_message(account))
-        sent = kind.call(provider, row, operation)
-        decision = Decision(SyncState.SYNCED, SyncAttempt.Outcome.SUCCESS)
-    except limits.AccountBusy as busy:  # no rate-limit slot soon: the call was not sent
-        put_back(kind, row, until=busy.until)
-        return "throttled"
-    except Exception as exc:  # noqa: BLE001 - every failure is classified and recorded
-        decision = decide(kind, exc, row=row, operation=operation, sent=bool(attempt_log.exchanges))
-    finish(kind, row, operation=operation, decision=decision, attempt_log=attempt_log, sent=sent)
-    return decision.state
-
-
-def put_back(kind: OutboundKind, row, *, until: datetime, publish: bool = True) -> bool:
+# --- put back -----------------------------------------------------------------------------
+def put_back(kind: OutboundKind, row, *, until: datetime) -> bool:
     """Return a claimed row to pending until `until`, as if it had never been claimed.
-    Returns whether it was (fenced: a row taken over meanwhile stays with its new holder);
-    `publish=False` leaves the nudge to the caller (a batch run publishes once, `publish_due`)."""
+    Returns whether it was (fenced: a row taken over meanwhile stays with its new holder). The
+    nudge is the caller's: a batch run publishes once for all its rows (`publish_due`)."""
     released = kind.model.objects.filter(
         pk=row.pk, sync_state=SyncState.SENDING, attempts=row.attempts
     ).update(
@@ -230,8 +179,6 @@ def put_back(kind: OutboundKind, row, *, until: datetime, publish: bool = True) 
         next_attempt_at=until,
         **kind.put_back_fields,
     )
-    if released and publish:
-        publish_due(kind, {row.pk: until})
     return bool(released)
 
 
@@ -315,34 +262,20 @@ def backoff(attempts: int, retry_after: float | None = None) -> float:
 
 
 # --- finish -------------------------------------------------------------------------------
-def finish(
-    kind: OutboundKind,
-    row,
-    *,
-    operation: str,
-    decision: Decision,
-    attempt_log: AttemptLog,
-    sent: Any = None,
-    in_run: bool = False,
-) -> bool:
-    """Record one row's outcome (a group of one, see `finish_group`). Returns whether it was applied."""
-    outcome = Outcome(row, operation, decision, attempt_log, sent)
-    return row.pk in finish_group(kind, [outcome], in_run=in_run).applied
-
-
-def finish_group(kind: OutboundKind, outcomes: list[Outcome], *, in_run: bool = False) -> Recorded:
+def finish_group(kind: OutboundKind, outcomes: list[Outcome]) -> Recorded:
     """Record the outcomes, each fenced by the attempt its row was claimed at: a row taken
     over meanwhile (attempts moved, or no longer `sending`) is not written.
 
     One UPDATE per outcome state for the whole group (columns that differ per row are a CASE
     on the pk), its WHERE the rows' own fences OR-ed together; RETURNING says which rows it
-    wrote, so what follows (health, nudges, the log line) is exactly per applied row. Only the
-    sync columns are written, so an edit saved meanwhile is never overwritten; a success is
-    written only at the revision sent (`OutboundKind.revision_field`). SyncAttempt rows of the
-    whole group: one bulk_create.
+    wrote, so what follows (the account problem, nudges, the log line) is exactly per applied
+    row. Only the sync columns are written, so an edit saved meanwhile is never overwritten; a
+    success is written only at the revision sent (`OutboundKind.revision_field`). SyncAttempt
+    rows of the whole group: one bulk_create.
 
-    `in_run`: an account's batch run (tickets/batch.py) records the rows; it feeds the breaker
-    once for its outcomes together and sends the replies that wait for a ticket itself.
+    The caller is an account's batch run (tickets/batch.py): it feeds the breaker once for the
+    group, publishes the rows due again once when it ends (`Recorded.due_again`), and sends
+    the replies that waited for a ticket's create in the same task, after the tickets.
     """
     now = timezone.now()
     by_state: dict[str, list[tuple[Outcome, dict]]] = {}
@@ -376,15 +309,8 @@ def finish_group(kind: OutboundKind, outcomes: list[Outcome], *, in_run: bool = 
                     row.pk,
                 )
                 continue
-            if in_run:
-                if decision.account_problem:
-                    problems.report(kind.account_of(row), decision.message)
-            else:
-                record_account_health(kind.account_of(row), decision)
-                if decision.state == SyncState.SYNCED:
-                    transaction.on_commit(lambda row=row: kind.after_success(row))
-        if recorded.due_again and not in_run:  # a run publishes once for all its rows (batch.py)
-            transaction.on_commit(lambda: publish_due(kind, recorded.due_again))
+            if decision.account_problem:  # only a provider admin can fix it: they are told, once
+                problems.report(kind.account_of(row), decision.message)
     return recorded
 
 
@@ -478,17 +404,6 @@ def update_returning(rows: models.QuerySet, values: dict[str, Any]) -> set[int]:
     with db.cursor() as cursor:
         cursor.execute(f"{statement} RETURNING {pk}", params)
         return {written for (written,) in cursor.fetchall()}
-
-
-def record_account_health(account: ProviderAccount, decision: Decision) -> None:
-    """Feed the account's breaker: success closes it, unhealthy failures count towards a trip;
-    a problem only a provider admin can fix is reported to them (once per incident)."""
-    if decision.state == SyncState.SYNCED:
-        limits.record_success(account, just_read=True)
-    elif decision.counts_against_account:
-        limits.record_failure(account, decision.message)
-    if decision.account_problem:
-        problems.report(account, decision.message)
 
 
 # --- the sweeper --------------------------------------------------------------------------

@@ -24,6 +24,7 @@ class ReplyPush(outbound.OutboundKind):
     model = Reply
     noun = "reply"
     related = "ticket__account"
+    put_back_fields = {"enqueued_at": None}
 
     def claimable(self, rows: QuerySet, now: datetime) -> QuerySet:
         # Only the console's own replies are ever sent (one read back from the provider is
@@ -63,14 +64,14 @@ class ReplyPush(outbound.OutboundKind):
         return {**fields, "sync_state": SyncState.SYNCED, "next_attempt_at": None, "sent_at": now}
 
     def due_unannounced(self, now: datetime) -> QuerySet:
-        # A reply keeps no "announced at": one quiet past SYNC_REQUEUE_AFTER may have lost its message.
-        quiet_since = now - timedelta(seconds=settings.SYNC_REQUEUE_AFTER)
+        # As a ticket's: announced long ago or never (left to an earlier nudge, or put back).
         return (
             Reply.objects.filter(sync_state=SyncState.PENDING, direction=Reply.Direction.OUTBOUND)
             .exclude(ticket__remote_id="")
+            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
             .filter(
-                Q(next_attempt_at__isnull=True, created_at__lte=quiet_since)
-                | Q(next_attempt_at__lte=quiet_since)
+                Q(enqueued_at__isnull=True)
+                | Q(enqueued_at__lte=now - timedelta(seconds=settings.SYNC_REQUEUE_AFTER))
             )
             .order_by("pk")
             .values_list("pk", flat=True)
@@ -86,10 +87,6 @@ class ReplyPush(outbound.OutboundKind):
 
 
 REPLIES = ReplyPush()
-
-
-def push(reply_id: int) -> str:
-    return outbound.push(REPLIES, reply_id)
 
 
 def sweep(*, limit: int = 1000) -> dict[str, int]:

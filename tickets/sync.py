@@ -2,9 +2,9 @@
 
 A push is a create when the ticket has no remote id, else an update that sends the whole
 current state. What is particular to tickets: a create whose answer was lost is held for a
-person unless a resend is safe, an unanswered update opens a settle window, success stores
-the remote ref and the baseline pull compares against, and publishes the replies that were
-waiting for the ticket to exist remotely.
+person unless a resend is safe, an unanswered update opens a settle window, and success stores
+the remote ref and the baseline pull compares against. (The replies that were waiting for the
+ticket to exist remotely go in the same task, right after the account's tickets: tasks.py.)
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from providers.bounds import engine_setting
 from providers.errors import ProviderAuthError, ProviderConfigurationError, ProviderValidationError
 from providers.models import ProviderAccount
 from tickets import dispatch, outbound, problems
-from tickets.attempts import AttemptLog
 from tickets.models import Attachment, SyncAttempt, SyncState, Ticket
 from tickets.outbound import Decision
 
@@ -38,7 +37,6 @@ class TicketPush(outbound.OutboundKind):
     model = Ticket
     noun = "ticket"
     related = "account"
-    admit_just_read = True
     put_back_fields = {"enqueued_at": None}
     revision_field = "revision"
 
@@ -145,9 +143,6 @@ class TicketPush(outbound.OutboundKind):
             "next_attempt_at": None,
         }
 
-    def after_success(self, ticket: Ticket) -> None:
-        dispatch.push_waiting_replies(ticket.pk)  # replies waiting for the remote id may go now
-
     def due_unannounced(self, now: datetime) -> QuerySet:
         return (
             Ticket.objects.filter(sync_state=SyncState.PENDING)
@@ -165,39 +160,6 @@ class TicketPush(outbound.OutboundKind):
 
 
 TICKETS = TicketPush()
-
-
-def push(ticket_id: int) -> str:
-    """Send the ticket's current state: a create, or a full update. Returns the new state."""
-    return outbound.push(TICKETS, ticket_id)
-
-
-def claim(ticket_id: int) -> Ticket | None:
-    """pending, due and settled -> sending, committed before any HTTP."""
-    return outbound.claim(TICKETS, ticket_id)
-
-
-def decide(exc: Exception, *, ticket: Ticket, operation: str, sent: bool) -> Decision:
-    return outbound.decide(TICKETS, exc, row=ticket, operation=operation, sent=sent)
-
-
-def finish(
-    ticket: Ticket,
-    *,
-    operation: str,
-    decision: Decision,
-    ref: RemoteRef | None,
-    attempt_log: AttemptLog,
-    sent_status: str = "",
-) -> None:
-    outbound.finish(
-        TICKETS,
-        ticket,
-        operation=operation,
-        decision=decision,
-        attempt_log=attempt_log,
-        sent=Sent(ref, sent_status),
-    )
 
 
 def sweep(*, limit: int = 1000) -> dict[str, int]:

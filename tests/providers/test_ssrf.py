@@ -12,7 +12,7 @@ from providers.egress import RefusedDestination, base_url_problem
 from providers.http import session_for
 from providers.models import ProviderAccount
 from tests.providers.test_admin import ADD_URL, account_form
-from tickets import services, sync
+from tickets import batch, services, sync
 from tickets.models import SyncAttempt, SyncState
 
 HINT = (
@@ -170,14 +170,14 @@ def test_a_name_that_resolves_elsewhere_at_connect_time_is_refused_token_call_in
     assert sandbox.control("calls") == {}
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # the batch's threads read on connections of their own
 def test_a_ticket_sent_to_a_rebound_name_fails_with_the_reason_and_nothing_is_sent(
-    account_factory, sandbox, monkeypatch, no_allow_list
+    account_factory, sandbox, monkeypatch, no_allow_list, nudges
 ):
     account = account_factory("kapture", base_url=f"http://{REBOUND_HOST}:{sandbox_port(sandbox)}/kapture")
     fake_dns(monkeypatch, {REBOUND_HOST: ["127.0.0.1"]})
     ticket = services.create_ticket(account=account, title="Printer on fire")
-    assert sync.push(ticket.pk) == SyncState.FAILED
+    assert batch.push_account(sync.TICKETS, account.pk) == {SyncState.FAILED: 1}
     ticket.refresh_from_db()
     # The reason, addressed to whoever can fix it: the account's settings are a provider admin's.
     assert f"{REBOUND_HOST} resolves to a loopback address (127.0.0.1); {HINT}" in ticket.last_error
@@ -217,12 +217,12 @@ def test_a_redirect_to_another_host_is_not_followed(account_factory, sandbox, se
     assert sandbox.control("calls") == {}  # the redirect's target was never asked
 
 
-@pytest.mark.django_db
-def test_a_ticket_redirected_to_the_metadata_service_fails_and_names_it(account_factory, sandbox):
+@pytest.mark.django_db(transaction=True)  # the batch's threads read on connections of their own
+def test_a_ticket_redirected_to_the_metadata_service_fails_and_names_it(account_factory, sandbox, nudges):
     account = account_factory("kapture")
     ticket = services.create_ticket(account=account, title="Printer on fire")
     sandbox.faults(script=["redirect"])  # to http://169.254.169.254/latest/meta-data/
-    assert sync.push(ticket.pk) == SyncState.FAILED
+    assert batch.push_account(sync.TICKETS, account.pk) == {SyncState.FAILED: 1}
     ticket.refresh_from_db()
     assert "HTTP 302, a redirect to http://169.254.169.254;" in ticket.last_error
     assert "meta-data" not in ticket.last_error  # only the scheme and host are named

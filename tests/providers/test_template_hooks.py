@@ -18,8 +18,8 @@ from providers.models import ProviderAccount
 from providers.motadata import MotadataProvider
 from providers.registry import PROVIDERS, get_provider_class
 from tests.providers.test_motadata import unsaved_ticket
+from tickets.attempts import AttemptLog
 from tickets.models import SyncAttempt
-from tickets.sync import AttemptLog
 from tickets.ui import describe_attempt
 
 BASE = "https://api.example-helpdesk.com"

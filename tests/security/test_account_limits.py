@@ -3,7 +3,9 @@ engine refuses (never "sends") with a value that got around the bounds."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -13,7 +15,7 @@ from django.urls import reverse
 from providers.errors import ProviderConfigurationError
 from providers.models import ProviderAccount
 from tests.providers.test_admin import ADD_URL, account_form
-from tickets import limits, services, sync
+from tickets import batch, limits, services, sync
 from tickets.models import SyncAttempt, SyncState, Ticket
 
 pytestmark = pytest.mark.django_db
@@ -118,6 +120,9 @@ def test_the_database_refuses_a_rate_or_timeout_written_around_the_form(account_
             ProviderAccount.objects.filter(pk=account.pk).update(**values)
 
 
+LIMIT_CONSTRAINTS = ("provideraccount_rate_limit_range", "provideraccount_timeout_range")
+
+
 def store_around_the_constraints(account: ProviderAccount, **values) -> None:
     """Write values the check constraints refuse (a row from before them, a manual fix)."""
     with connection.cursor() as cursor:
@@ -128,9 +133,37 @@ def store_around_the_constraints(account: ProviderAccount, **values) -> None:
             finally:
                 cursor.execute("PRAGMA ignore_check_constraints = OFF")
         else:  # dropped inside the test's transaction, so the rollback restores them
-            for name in ("provideraccount_rate_limit_range", "provideraccount_timeout_range"):
+            for name in LIMIT_CONSTRAINTS:
                 cursor.execute(f"ALTER TABLE providers_provideraccount DROP CONSTRAINT {name}")
             ProviderAccount.objects.filter(pk=account.pk).update(**values)
+
+
+@contextlib.contextmanager
+def committed_around_the_constraints(account: ProviderAccount, **values) -> Iterator[None]:
+    """`store_around_the_constraints` for a test that commits its data (no rollback restores
+    anything): on PostgreSQL the constraints are dropped for the block, and added back after
+    it once the row holds its own values again. (SQLite writes around them row by row.)"""
+    if connection.vendor == "sqlite":
+        store_around_the_constraints(account, **values)
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = ANY(%s)",
+            [list(LIMIT_CONSTRAINTS)],
+        )
+        definitions = dict(cursor.fetchall())
+        own = ProviderAccount.objects.filter(pk=account.pk).values(*values).get()
+        for name in definitions:
+            cursor.execute(f"ALTER TABLE providers_provideraccount DROP CONSTRAINT {name}")
+    try:
+        ProviderAccount.objects.filter(pk=account.pk).update(**values)
+        yield
+    finally:
+        ProviderAccount.objects.filter(pk=account.pk).update(**own)
+        with connection.cursor() as cursor:
+            for name, definition in definitions.items():
+                cursor.execute(f"ALTER TABLE providers_provideraccount ADD CONSTRAINT {name} {definition}")
 
 
 @pytest.mark.parametrize(
@@ -142,22 +175,23 @@ def store_around_the_constraints(account: ProviderAccount, **values) -> None:
         {"rate_limit": 1e-300},
     ],
 )
+@pytest.mark.django_db(transaction=True)  # the batch's threads read on connections of their own
 def test_a_bad_stored_limit_fails_the_push_as_configuration_and_sends_nothing(
-    account_factory, sandbox, values
+    account_factory, sandbox, values, nudges
 ):
     account = account_factory("kapture")
     ticket = services.create_ticket(account=account, title="VPN down", requester_email="a@acme.test")
-    store_around_the_constraints(account, **values)
-
-    assert sync.push(ticket.pk) == SyncState.FAILED  # not needs_attention: nothing was sent
-    ticket.refresh_from_db()
-    assert "cannot be used" in ticket.last_error and "Fix it under Limits" in ticket.last_error
-    [attempt] = SyncAttempt.objects.filter(ticket=ticket)
-    assert (attempt.outcome, attempt.http_status, attempt.request_url) == ("failed", None, "")
-    assert sandbox.state("kapture")["tickets"] == []
-    account.refresh_from_db()
-    with pytest.raises(ProviderConfigurationError):
-        account.get_provider()
+    with committed_around_the_constraints(account, **values):
+        # Failed, not needs_attention: nothing was sent.
+        assert batch.push_account(sync.TICKETS, account.pk) == {SyncState.FAILED: 1}
+        ticket.refresh_from_db()
+        assert "cannot be used" in ticket.last_error and "Fix it under Limits" in ticket.last_error
+        [attempt] = SyncAttempt.objects.filter(ticket=ticket)
+        assert (attempt.outcome, attempt.http_status, attempt.request_url) == ("failed", None, "")
+        assert sandbox.state("kapture")["tickets"] == []
+        account.refresh_from_db()
+        with pytest.raises(ProviderConfigurationError):
+            account.get_provider()
 
 
 def test_a_bad_stored_breaker_setting_falls_back_to_the_default(account_factory, settings):

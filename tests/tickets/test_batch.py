@@ -24,15 +24,6 @@ from tickets.models import SyncAttempt, SyncState, Ticket
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-def nudges(monkeypatch):
-    """The account nudges published, kept here: these tests play the worker themselves, and a
-    session worker draining the same broker must not take their rows."""
-    published: list[int] = []
-    monkeypatch.setattr(dispatch, "nudge_accounts", lambda ids, **kwargs: published.extend(ids) or [])
-    return published
-
-
 def new_tickets(account, count: int, title: str = "Printer on fire") -> list[int]:
     return [
         services.create_ticket(account=account, title=f"{title} {n}", requester_email="tim@acme.com").pk
@@ -156,7 +147,8 @@ def test_a_group_finish_writes_only_rows_still_held_and_requeues_a_row_edited_me
     # While the calls were in flight: the sweeper gave one row away and another worker claimed
     # it again; a person edited another.
     Ticket.objects.filter(pk=taken).update(sync_state=SyncState.PENDING)
-    assert sync.claim(taken).attempts == claimed[taken].attempts + 1
+    [overtaking] = batch.claim_batch(sync.TICKETS, account.pk, limit=4)  # the only row pending
+    assert overtaking.pk == taken and overtaking.attempts == claimed[taken].attempts + 1
     services.update_ticket(ticket=Ticket.objects.get(pk=edited), changes={"title": "Printer on fire, now"})
     republished: list[tuple[list[int], float]] = []
     monkeypatch.setattr(
@@ -175,7 +167,7 @@ def test_a_group_finish_writes_only_rows_still_held_and_requeues_a_row_edited_me
         outbound.Outcome(claimed[refused], "create", refusal),
     ]
     with CaptureQueriesContext(connection) as queries:
-        recorded = outbound.finish_group(sync.TICKETS, outcomes, in_run=True)
+        recorded = outbound.finish_group(sync.TICKETS, outcomes)
 
     statements = [query["sql"].split()[0] for query in queries.captured_queries]
     # Successes at the revision sent, successes edited meanwhile, failures; the audit in one INSERT.
@@ -218,7 +210,8 @@ def test_rows_edited_or_taken_over_during_a_batch_run_end_as_one_by_one_they_wou
         )
         services.update_ticket(ticket=Ticket.objects.get(pk=edited), changes={"status": "resolved"})
         Ticket.objects.filter(pk=taken).update(sync_state=SyncState.PENDING)
-        overtaking = sync.claim(taken)  # another worker's claim, whose outcome is still to come
+        # Another worker's claim (the only row pending), whose outcome is still to come.
+        [overtaking] = batch.claim_batch(sync.TICKETS, account.pk, limit=6)
     finally:
         pushing.join(30)
     assert not pushing.is_alive()

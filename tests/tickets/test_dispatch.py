@@ -1,9 +1,13 @@
-"""dispatch.py publishes by name: every name it uses must be a task the worker registers."""
+"""dispatch.py publishes by name (every name it uses must be a task the worker registers), and
+one account nudge for what one nudge still to run would send anyway."""
 
 import importlib
 
+import pytest
+
 from console.celery import app
-from tickets import dispatch
+from tickets import batch, dispatch, replies, services, sync, tasks
+from tickets.models import SyncState
 
 
 def test_every_task_name_dispatch_publishes_is_registered_with_the_worker():
@@ -16,3 +20,53 @@ def test_every_task_name_dispatch_publishes_is_registered_with_the_worker():
     }
     importlib.import_module("tickets.tasks")  # what the worker's autodiscovery imports
     assert names <= set(app.tasks)
+
+
+def kapture_comments(sandbox) -> list[str]:
+    [remote] = sandbox.state("kapture")["tickets"]
+    return sorted(comment["comment"] for comment in remote["comments"])
+
+
+# These tests run the nudge's task in-process (the `nudges` fixture keeps what is published)
+# and commit their data: the batch's threads read on connections of their own.
+@pytest.mark.django_db(transaction=True)
+def test_replies_queued_together_are_one_nudge_and_a_lost_one_is_swept(
+    account_factory, sandbox, nudges, settings
+):
+    account = account_factory("kapture")
+    ticket = services.create_ticket(account=account, title="Printer on fire")
+    assert batch.push_account(sync.TICKETS, account.pk) == {SyncState.SYNCED: 1}
+    nudges.clear()
+
+    bodies = ["one", "two", "three"]
+    for body in bodies:
+        services.add_reply(ticket=ticket, body=body)
+    assert nudges == [account.pk]
+
+    # That nudge is lost: the sweeper publishes the replies again, once they were announced
+    # SYNC_REQUEUE_AFTER ago (now, here), those left to the lost nudge too.
+    settings.SYNC_REQUEUE_AFTER = 0
+    assert replies.sweep()["published"] == 3
+    assert nudges == [account.pk, account.pk]
+    assert tasks.push_account(account.pk)["replies"] == {SyncState.SYNCED: 3}
+    assert kapture_comments(sandbox) == sorted(bodies)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reply_written_right_after_its_ticket_rides_the_tickets_nudge(account_factory, sandbox, nudges):
+    account = account_factory("kapture")
+    ticket = services.create_ticket(account=account, title="Printer on fire")
+    services.add_reply(ticket=ticket, body="Third floor, by the window.")
+    assert nudges == [account.pk]  # the ticket's
+
+    # What that nudge runs: the account's tickets, then its replies, the waiting one included.
+    assert tasks.push_account(account.pk) == {
+        "tickets": {SyncState.SYNCED: 1},
+        "replies": {SyncState.SYNCED: 1},
+    }
+    assert kapture_comments(sandbox) == ["Third floor, by the window."]
+
+    # That nudge has run: the next reply is a nudge of its own.
+    services.add_reply(ticket=ticket, body="Fixed.")
+    assert nudges == [account.pk, account.pk]
+    assert tasks.push_account(account.pk)["replies"] == {SyncState.SYNCED: 1}

@@ -10,11 +10,11 @@ from django.core import mail
 from django.urls import reverse
 
 from tests.helpers import refreshed, wait_for
-from tickets import bulk, pull, services, sync
+from tickets import batch, bulk, outbound, pull, services, sync
 from tickets.models import BulkJob, Status, SyncState, Ticket
 
-# Tests that push in-process still publish follow-ups (after the commit): onto the tests' broker.
-pytestmark = pytest.mark.usefixtures("broker_url")
+# Tests that push in-process (tickets/batch.py) keep their nudges (the `nudges` fixture) and
+# commit their data: the batch's threads read on connections of their own.
 KELIWEB_REASON = "Keliweb cannot update a ticket after it is created — add a reply instead."
 
 
@@ -88,21 +88,24 @@ def test_a_bulk_status_keliweb_cannot_take_is_kept_here_only_and_pull_shows_the_
     assert (row.local_only, row.failed) == (1, 0)
 
 
-@pytest.mark.django_db
-def test_a_ticket_changed_while_its_keliweb_create_was_in_flight_is_kept_here_not_failed(account_factory):
+@pytest.mark.django_db(transaction=True)
+def test_a_ticket_changed_while_its_keliweb_create_was_in_flight_is_kept_here_not_failed(
+    account_factory, sandbox, nudges
+):
     account = account_factory("keliweb")
     ticket = services.create_ticket(account=account, title="Disk full")
     Ticket.objects.filter(pk=ticket.pk).update(remote_id="77", revision=2, synced_revision=1)
-    assert sync.push(ticket.pk) == SyncState.LOCAL_ONLY
+    assert batch.push_account(sync.TICKETS, account.pk) == {SyncState.LOCAL_ONLY: 1}
     ticket = refreshed(ticket)
     assert (ticket.sync_state, ticket.last_error, ticket.account_problem) == (SyncState.LOCAL_ONLY, "", False)
     assert not ticket.attempts_log.exists()  # nothing was sent
+    assert sandbox.control("calls") == {}
 
 
 # --- 2. problems addressed to whoever can fix them ------------------------------------------
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_a_refused_credential_asks_for_a_provider_admin_and_mails_them_once_per_incident(
-    account_factory, sandbox, client, django_capture_on_commit_callbacks
+    account_factory, sandbox, client, nudges
 ):
     account = account_factory("kapture", name="Kapture EU", credentials={"token": "wrong-token-value"})
     padmin = make_provider_admin()
@@ -110,9 +113,7 @@ def test_a_refused_credential_asks_for_a_provider_admin_and_mails_them_once_per_
     agent = make_agent()
     first, second = (services.create_ticket(account=account, title=f"Printer {n}") for n in (1, 2))
 
-    with django_capture_on_commit_callbacks(execute=True):
-        assert sync.push(first.pk) == SyncState.FAILED
-        assert sync.push(second.pk) == SyncState.FAILED
+    assert batch.push_account(sync.TICKETS, account.pk) == {SyncState.FAILED: 2}
     first = refreshed(first)
     assert first.account_problem
     assert first.last_error.startswith(
@@ -138,24 +139,21 @@ def test_a_refused_credential_asks_for_a_provider_admin_and_mails_them_once_per_
     # Fixed: a success ends the incident; broken again: a new incident, a second e-mail.
     account.set_credentials(sandbox.credentials["kapture"])
     account.save()
-    with django_capture_on_commit_callbacks(execute=True):
-        assert services.retry_sync(ticket=first) and sync.push(first.pk) == SyncState.SYNCED
+    services.retry_sync(ticket=first)
+    assert batch.push_account(sync.TICKETS, account.pk) == {SyncState.SYNCED: 1}
     account.refresh_from_db()
     assert account.problem_since is None
     client.force_login(padmin)
     assert 'id="account-problems"' not in client.get(reverse("sync_dashboard")).content.decode()
     account.set_credentials({"token": "wrong-again"})
     account.save()
-    with django_capture_on_commit_callbacks(execute=True):
-        services.retry_sync(ticket=second)
-        assert sync.push(second.pk) == SyncState.FAILED
+    services.retry_sync(ticket=second)
+    assert batch.push_account(sync.TICKETS, account.pk) == {SyncState.FAILED: 1}
     assert len(mail.outbox) == 2
 
 
-@pytest.mark.django_db
-def test_a_disabled_account_and_a_refused_field_are_told_apart(
-    account_factory, django_capture_on_commit_callbacks
-):
+@pytest.mark.django_db(transaction=True)
+def test_a_disabled_account_and_a_refused_field_are_told_apart(account_factory, sandbox, nudges):
     from providers.errors import ProviderValidationError
 
     account = account_factory("motadata", name="Motadata HQ")
@@ -163,7 +161,7 @@ def test_a_disabled_account_and_a_refused_field_are_told_apart(
     refusal = ProviderValidationError(
         "Motadata needs the requester's e-mail.", field_errors={"requester_email": ["needed"]}
     )
-    decision = sync.decide(refusal, ticket=ticket, operation="create", sent=True)
+    decision = outbound.decide(sync.TICKETS, refusal, row=ticket, operation="create", sent=True)
     assert (decision.account_problem, decision.message) == (
         False,
         "Requester email: Motadata needs the requester's e-mail.",
@@ -172,13 +170,13 @@ def test_a_disabled_account_and_a_refused_field_are_told_apart(
     make_provider_admin()
     account.enabled = False
     account.save()
-    with django_capture_on_commit_callbacks(execute=True):
-        assert sync.push(ticket.pk) == SyncState.FAILED
+    assert batch.push_account(sync.TICKETS, account.pk) == {SyncState.FAILED: 1}
     ticket = refreshed(ticket)
     assert ticket.account_problem
     assert ticket.last_error.startswith("The account Motadata HQ is disabled")
     assert "A provider admin must enable it." in ticket.last_error
     assert len(mail.outbox) == 1
+    assert sandbox.control("calls") == {}  # a disabled account is never called
 
 
 @pytest.mark.django_db
@@ -213,13 +211,15 @@ def test_the_admin_ticket_page_shows_tags_as_text_the_remote_status_by_label_and
     assert ">null</textarea>" not in empty and 'value="[]"' not in empty
 
 
-@pytest.mark.django_db
-def test_a_priority_kaptures_update_cannot_carry_is_kept_here_and_a_later_status_still_goes(account_factory):
+@pytest.mark.django_db(transaction=True)
+def test_a_priority_kaptures_update_cannot_carry_is_kept_here_and_a_later_status_still_goes(
+    account_factory, nudges
+):
     from tickets import ui
 
     account = account_factory("kapture")
     ticket = services.create_ticket(account=account, title="Printer")
-    assert sync.push(ticket.pk) == SyncState.SYNCED  # created in the sandbox's Kapture
+    assert batch.push_account(sync.TICKETS, account.pk) == {SyncState.SYNCED: 1}  # created in Kapture
 
     ticket = services.update_ticket(ticket=Ticket.objects.get(pk=ticket.pk), changes={"priority": "urgent"})
     assert (ticket.sync_state, ticket.local_only_fields, ticket.revision) == (
@@ -234,6 +234,6 @@ def test_a_priority_kaptures_update_cannot_carry_is_kept_here_and_a_later_status
     # A status Kapture can take is sent; the ticket still says the priority stayed here.
     ticket = services.update_ticket(ticket=ticket, changes={"status": Status.RESOLVED})
     assert ticket.sync_state == SyncState.PENDING
-    assert sync.push(ticket.pk) == SyncState.SYNCED  # the call succeeded ...
+    assert batch.push_account(sync.TICKETS, account.pk) == {SyncState.SYNCED: 1}  # the call succeeded ...
     ticket = refreshed(ticket)
     assert (ticket.sync_state, ticket.synced_revision) == (SyncState.LOCAL_ONLY, 3)  # ... but not all of it

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from providers.errors import ProviderAuthError, ProviderTransientError, ProviderValidationError
 from tests.helpers import refreshed, wait_for
-from tickets import limits, services, sync
+from tickets import batch, limits, outbound, services, sync
 from tickets.models import SyncAttempt, SyncState, Ticket
 
 
@@ -76,23 +76,26 @@ def test_only_failures_that_say_the_service_is_unhealthy_count(account_factory):
     ticket = create(account)
 
     def counts(exc) -> bool:
-        return sync.decide(exc, ticket=ticket, operation="update", sent=True).counts_against_account
+        return outbound.decide(
+            sync.TICKETS, exc, row=ticket, operation="update", sent=True
+        ).counts_against_account
 
     assert counts(ProviderAuthError("Invalid Auth Key"))
     assert counts(ProviderTransientError("HTTP 503"))
     assert not counts(ProviderValidationError("title is missing", field_errors={"title": ["missing"]}))
 
 
-@pytest.mark.django_db
-def test_a_paused_accounts_ticket_waits_without_an_attempt_or_a_call(account_factory):
+@pytest.mark.django_db(transaction=True)  # the batch's threads read on connections of their own
+def test_a_paused_accounts_ticket_waits_without_an_attempt_or_a_call(account_factory, sandbox, nudges):
     account = account_factory("kapture")
     ticket = create(account)
     until = services.pause_account(account=account)
-    assert sync.push(ticket.pk) == "paused"
+    assert batch.push_account(sync.TICKETS, account.pk) == {"put back": 1}
     ticket = refreshed(ticket)
     assert (ticket.sync_state, ticket.attempts, ticket.next_attempt_at) == ("pending", 0, until)
     assert not SyncAttempt.objects.filter(ticket=ticket).exists()
-    assert sync.claim(ticket.pk) is None  # not due before the pause ends
+    assert sandbox.state("kapture")["tickets"] == []
+    assert batch.claim_batch(sync.TICKETS, account.pk, limit=8) == []  # not due before the pause ends
 
 
 @pytest.mark.django_db

@@ -2,8 +2,9 @@
 
 import pytest
 
+from tests.faults_harness import WorkerFleet, publishing_to
 from tests.helpers import refreshed, wait_for
-from tickets import services
+from tickets import dispatch, services
 from tickets.models import Reply, SyncAttempt, SyncState, Ticket
 
 pytestmark = pytest.mark.worker
@@ -117,3 +118,36 @@ def test_a_held_reply_can_be_cancelled_or_sent_again(worker, sandbox, account_fa
     assert keliweb_messages(sandbox).count("one") == 1 and keliweb_messages(sandbox).count("two") == 2
     with pytest.raises(services.TicketActionError, match="nothing to retry"):
         services.retry_reply(reply=retried)
+
+
+def test_a_burst_of_replies_publishes_one_nudge_and_the_worker_sends_them_all(
+    worker, sandbox, account_factory, monkeypatch, tmp_path
+):
+    ticket = synced_ticket(account_factory("kapture"))
+    nudged: list[int] = []
+    publish_for_real = dispatch.nudge_accounts
+
+    def counted(account_ids, **kwargs):
+        nudged.extend(account_ids)
+        return publish_for_real(account_ids, **kwargs)
+
+    monkeypatch.setattr(dispatch, "nudge_accounts", counted)
+    # Queued onto a broker of the test's own that no worker drains yet, so no reply is claimed
+    # between two of them (the first nudge would then be over, and rightly not count for the
+    # next): the nudges counted are the publisher's alone.
+    broker = f"sqla+sqlite:///{tmp_path / 'broker.sqlite3'}"
+    fleet = WorkerFleet(broker, tmp_path)
+    bodies = [f"Update {n}: the toner is on its way." for n in range(5)]
+    try:
+        with publishing_to(broker):
+            burst = [services.add_reply(ticket=ticket, body=body) for body in bodies]
+            assert nudged == [ticket.account_id]  # five replies, one account nudge
+            fleet.start(1)
+            for reply in burst:
+                assert settled(reply, SyncState.SYNCED).attempts == 1
+        fleet.assert_alive()
+    finally:
+        fleet.stop_all()
+    assert nudged == [ticket.account_id]  # the run sent them all: nothing was published again
+    [remote] = sandbox.state("kapture")["tickets"]
+    assert sorted(c["comment"] for c in remote["comments"]) == sorted(bodies)  # each once

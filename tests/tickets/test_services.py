@@ -2,8 +2,7 @@
 
 import pytest
 
-from tickets import outbound, services, sync
-from tickets.attempts import AttemptLog
+from tickets import batch, outbound, services, sync
 from tickets.models import SyncAttempt, SyncState, Ticket
 
 
@@ -47,20 +46,21 @@ def test_an_edit_while_sending_keeps_the_claim_and_an_unknown_create_stays_held(
 @pytest.mark.django_db
 def test_only_one_worker_can_claim_a_ticket(account):
     ticket = services.create_ticket(account=account, title="one")
-    assert sync.claim(ticket.pk) is not None
-    assert sync.claim(ticket.pk) is None  # a duplicate message finds nothing to do
+    assert [row.pk for row in batch.claim_batch(sync.TICKETS, account.pk, limit=8)] == [ticket.pk]
+    assert batch.claim_batch(sync.TICKETS, account.pk, limit=8) == []  # a duplicate message finds nothing
 
 
 @pytest.mark.django_db
 def test_a_stale_worker_cannot_overwrite_the_outcome_of_a_newer_claim(account):
     ticket = services.create_ticket(account=account, title="one")
-    stale = sync.claim(ticket.pk)
+    [stale] = batch.claim_batch(sync.TICKETS, account.pk, limit=8)
     # The sweeper gave the row away and another worker claimed it again.
     Ticket.objects.filter(pk=ticket.pk).update(sync_state=SyncState.PENDING)
-    current = sync.claim(ticket.pk)
+    [current] = batch.claim_batch(sync.TICKETS, account.pk, limit=8)
     assert current.attempts == stale.attempts + 1
     decision = outbound.Decision(SyncState.FAILED, SyncAttempt.Outcome.FAILED, "stale failure")
-    sync.finish(stale, operation="create", decision=decision, ref=None, attempt_log=AttemptLog())
+    recorded = outbound.finish_group(sync.TICKETS, [outbound.Outcome(stale, "create", decision)])
+    assert recorded.applied == set()
     ticket.refresh_from_db()
     assert ticket.sync_state == SyncState.SENDING and ticket.last_error == ""
     assert SyncAttempt.objects.get(ticket=ticket).error == "stale failure"  # still audited
