@@ -11,7 +11,7 @@ import time
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -70,7 +70,16 @@ def test_a_slow_live_call_renews_its_lease_and_is_never_taken_over(
     account = account_factory("kapture", rate_limit=1000, rate_burst=1000, timeout=8)
     [ticket_id] = new_tickets(account, 1)
     sandbox.faults(rate=1.0, kinds=["slow"], slow_seconds=4, vendors=["kapture"])
-    pushing = threading.Thread(target=batch.push_account, args=(sync.TICKETS, account.pk))
+
+    def push_and_disconnect():
+        # Another worker's run: on a connection of its own, closed after (a connection left
+        # open keeps PostgreSQL from dropping the test database at the end of the session).
+        try:
+            batch.push_account(sync.TICKETS, account.pk)
+        finally:
+            connections.close_all()
+
+    pushing = threading.Thread(target=push_and_disconnect)
     pushing.start()
     try:
         wait_for(
@@ -200,7 +209,16 @@ def test_rows_edited_or_taken_over_during_a_batch_run_end_as_one_by_one_they_wou
     ids = new_tickets(account, 6)
     edited, taken = ids[1], ids[4]
     sandbox.faults(rate=1.0, kinds=["slow"], slow_seconds=2, vendors=["kapture"])
-    pushing = threading.Thread(target=batch.push_account, args=(sync.TICKETS, account.pk))
+
+    def push_and_disconnect():
+        # Another worker's run: on a connection of its own, closed after (a connection left
+        # open keeps PostgreSQL from dropping the test database at the end of the session).
+        try:
+            batch.push_account(sync.TICKETS, account.pk)
+        finally:
+            connections.close_all()
+
+    pushing = threading.Thread(target=push_and_disconnect)
     pushing.start()
     try:
         wait_for(
