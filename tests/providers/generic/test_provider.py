@@ -118,6 +118,24 @@ def test_an_account_without_a_usable_configuration_sends_nothing():
         account(broken, name="Broken").get_provider()
 
 
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        [],
+        {"operations": []},
+        {"operations": {"create": "POST /t"}, "priority_map": ["high"], "status_map": {"outbound": "x"}},
+        {"operations": {"fetch": {"batch_size": True}}, "updatable_fields": [{"a": 1}], "auth": "basic"},
+    ],
+)
+def test_any_stored_configuration_makes_a_class_and_a_bad_one_sends_nothing(garbage):
+    stored = account(garbage)
+    provider_class = stored.provider_class
+    assert "create" not in provider_class.capabilities
+    assert provider_class.reason_unsupported("create")
+    with pytest.raises(ProviderConfigurationError):
+        stored.get_provider()
+
+
 def test_credentials_needed_are_those_the_auth_names():
     provider_class = account(with_auth({"scheme": "basic"})).provider_class
     assert set(provider_class.validate_credentials({})) == {"username", "password"}
