@@ -13,7 +13,7 @@ from providers.errors import ProviderConfigurationError
 from providers.generic.provider import GenericProvider
 from providers.generic.worked import load_example
 from providers.http import REDACTED
-from providers.models import ProviderAccount
+from providers.models import AccessToken, ProviderAccount
 from providers.registry import EMULATORS, get_provider_class, kind_choices
 from tickets import pull
 from tickets.models import Ticket
@@ -280,3 +280,16 @@ def test_only_generic_accounts_configured_with_a_fetch_are_pulled():
     reads = account(load_example("kapture"), name="Reads")
     account(MINIMAL, name="Writes only")
     assert list(pull.fetchable_accounts().filter(kind="generic")) == [reads]
+
+
+def test_a_changed_auth_configuration_drops_the_cached_token():
+    config = with_auth({"scheme": "oauth2", "grant": "client_credentials", "token_url": "/oauth/token"})
+    stored = account(config, {"client_id": "id-1234", "client_secret": "secret-1234"})
+    AccessToken.objects.create(account=stored, secret={"access_token": "cached-token"})
+    stored = ProviderAccount.objects.get(pk=stored.pk)
+    stored.settings = {"source_id": "x"}
+    stored.save()
+    assert AccessToken.objects.filter(account=stored).exists()  # nothing about signing in changed
+    stored.api_config = with_auth({**config["auth"], "token_url": "/v2/oauth/token"})
+    stored.save()
+    assert not AccessToken.objects.filter(account=stored).exists()
