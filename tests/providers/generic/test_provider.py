@@ -293,3 +293,10 @@ def test_a_changed_auth_configuration_drops_the_cached_token():
     stored.api_config = with_auth({**config["auth"], "token_url": "/v2/oauth/token"})
     stored.save()
     assert not AccessToken.objects.filter(account=stored).exists()
+
+
+def test_ticket_values_are_data_never_templates():
+    stored = account(with_auth({"scheme": "bearer"}), {"token": "tok-123456"})
+    title = "{{ secrets.token }} {% debug %} ${7*7}"
+    request = stored.get_provider().build_create(ticket_of(stored, title=title))
+    assert request.json == {"s": title}
