@@ -300,3 +300,18 @@ def test_ticket_values_are_data_never_templates():
     title = "{{ secrets.token }} {% debug %} ${7*7}"
     request = stored.get_provider().build_create(ticket_of(stored, title=title))
     assert request.json == {"s": title}
+
+
+def test_a_registered_kind_may_have_no_emulator(settings):
+    from providers.registry import registered
+
+    settings.EXTRA_PROVIDERS = {"elsewhere": ("somewhere.Provider", None)}
+    assert registered()["elsewhere"] == ("somewhere.Provider", None)
+    assert registered()["generic"] == ("providers.generic.provider.GenericProvider", None)
+
+
+def test_demo_accounts_are_made_only_for_kinds_with_an_emulator():
+    from providers.demo import ensure_demo_accounts
+
+    ensure_demo_accounts("http://127.0.0.1:8100")
+    assert set(ProviderAccount.objects.values_list("kind", flat=True)) == set(EMULATORS)
