@@ -18,7 +18,7 @@ from console.jsonguard import loads as guarded_loads
 from providers.bounds import ENGINE_SETTINGS
 from providers.egress import base_url_problem
 from providers.models import ProviderAccount
-from providers.registry import PROVIDERS, get_provider_class
+from providers.registry import PROVIDERS, get_provider_class, provider_class_for
 from providers.vocabulary import CONSOLE_PRIORITIES, CONSOLE_STATUSES
 
 CREDENTIALS_LABEL = "credentials"
@@ -494,13 +494,15 @@ class BaseProviderAccountForm(forms.ModelForm):
         # Worked out once, before save() changes what is stored; the change log reads it too.
         values, self.credentials_changed = self.credentials_after_save(kind)
         self.new_credentials = values
-        for key, message in get_provider_class(kind).validate_credentials(values).items():
+        # A generic account needs the secrets its API configuration's auth names.
+        api_config = cleaned.get("api_config", self.instance.api_config if self.stored_kind == kind else {})
+        for key, message in provider_class_for(kind, api_config).validate_credentials(values).items():
             self.add_error(credential_field_name(kind, key), message)
         return cleaned
 
     def save(self, commit: bool = True) -> ProviderAccount:
         account = super().save(commit=False)
-        provider_class = get_provider_class(account.kind)
+        provider_class = account.provider_class
         if self.credentials_changed:
             account.set_credentials(self.new_credentials)
         if not account.status_map:

@@ -35,6 +35,9 @@ class ProviderAccount(models.Model):
     settings = models.JSONField(default=dict, blank=True)
     status_map = models.JSONField(default=dict, blank=True)
     priority_map = models.JSONField(default=dict, blank=True)
+    #: How a generic account talks to its API (providers/generic/): requests, answers and
+    #: errors as JSON; empty for every other kind. Never holds secrets (they are credentials).
+    api_config = models.JSONField(default=dict, blank=True, verbose_name="API configuration")
     enabled = models.BooleanField(default=True)
     rate_limit = models.FloatField(
         default=5.0,
@@ -103,10 +106,26 @@ class ProviderAccount(models.Model):
             # Setting callback_base_url is all an admin does: the secret it needs is made here.
             callback_secret.make_if_needed(self)
         super().save(*args, **kwargs)
-        if getattr(self, "_credentials_changed", False):
-            # A token obtained with the old credentials must not outlive them.
+        # A token obtained with the old credentials, or from another token endpoint or grant
+        # (a generic account's auth configuration changed), must not outlive them.
+        auth = self._auth_config()
+        auth_changed = hasattr(self, "_stored_auth") and auth != self._stored_auth
+        if getattr(self, "_credentials_changed", False) or auth_changed:
             AccessToken.objects.filter(account=self).delete()
             self._credentials_changed = False
+        self._stored_auth = auth
+
+    @classmethod
+    def from_db(cls, db, field_names, values, **kwargs):
+        account = super().from_db(db, field_names, values, **kwargs)
+        account._stored_auth = account._auth_config()
+        return account
+
+    def _auth_config(self):
+        """The sign-in part of a generic account's API configuration (None when not loaded)."""
+        if "api_config" in self.get_deferred_fields():
+            return None
+        return self.api_config.get("auth") if isinstance(self.api_config, dict) else None
 
     def get_credentials(self) -> dict:
         value = self.credentials
@@ -127,9 +146,9 @@ class ProviderAccount(models.Model):
 
     @property
     def provider_class(self):
-        from providers.registry import get_provider_class
+        from providers.registry import provider_class_for
 
-        return get_provider_class(self.kind)
+        return provider_class_for(self.kind, self.api_config)
 
     def get_provider(self):
         return self.provider_class(self)
