@@ -24,7 +24,7 @@ from urllib.parse import quote, urlencode
 from django import forms
 from django.utils import timezone
 
-from providers.base import CREATE, FETCH, REPLY, TEST, UPDATE, RemoteRef, RemoteState
+from providers.base import CREATE, FETCH, REPLY, TEST, UPDATE, RemoteRef, RemoteReply, RemoteState
 from providers.errors import (
     ProviderAuthError,
     ProviderConfigurationError,
@@ -37,6 +37,7 @@ from providers.errors import (
 )
 from providers.generic import auth as generic_auth
 from providers.generic import rules
+from providers.generic.replies import conversation
 from providers.generic.schema import (
     MAX_BATCH_SIZE,
     OPERATIONS,
@@ -47,9 +48,11 @@ from providers.generic.schema import (
 from providers.generic.template import (
     OMITTED,
     SECRET_KEYS,
+    MergeError,
     TemplateError,
     as_text,
     first_value,
+    mapped_value,
     render,
     resolve,
 )
@@ -91,9 +94,9 @@ class LazyValues(dict):
     """A context root whose values are worked out only when a template reads them: an unmapped
     status is a configuration error only for a configuration that sends it."""
 
-    def __init__(self, **factories) -> None:
+    def __init__(self, factories: dict | None = None, /, **more) -> None:
         super().__init__()
-        self.factories = factories
+        self.factories = {**(factories or {}), **more}
 
     def get(self, key, default=None):
         factory = self.factories.get(key)
@@ -180,6 +183,9 @@ class GenericProvider(TokenAuthProvider):
             },
             "default_priority_map": mapping(config.get("priority_map")),
             "default_token_lifetime": positive(lifetime, 3600),
+            "reads_conversation": isinstance(
+                mapping(mapping(operations.get(FETCH)).get("response")).get("replies"), dict
+            ),
         }
 
     @classmethod
@@ -220,6 +226,8 @@ class GenericProvider(TokenAuthProvider):
             raise ProviderConfigurationError(
                 f"The API configuration of '{self.account.name}' cannot be used: {exc}"
             ) from None
+        except MergeError as exc:  # the ticket's or the account's data, not the configuration
+            raise ProviderValidationError(str(exc)) from None
 
     def base_context(self, operation: str) -> dict[str, Any]:
         return {"settings": dict(self.account.settings or {}), "now": timezone.now(), "operation": operation}
@@ -252,7 +260,15 @@ class GenericProvider(TokenAuthProvider):
             status=lambda: self.remote_status_for(ticket.status),
             priority=lambda: self.remote_priority_for(ticket.priority),
         )
-        return {**self.base_context(operation), "ticket": values, "remote": remote, **extra}
+        context = {**self.base_context(operation), "ticket": values, "remote": remote, **extra}
+        named = mapping(self.config.get("values"))
+        context["values"] = LazyValues(
+            {
+                name: (lambda template=template: self.render(template, context))
+                for name, template in named.items()
+            }
+        )
+        return context
 
     def build(self, operation: str, context: dict[str, Any]) -> GenericRequest:
         spec = self.operations[operation]
@@ -328,14 +344,28 @@ class GenericProvider(TokenAuthProvider):
     def response_spec(self, operation: str) -> dict[str, Any]:
         return self.operations.get(operation, {}).get("response") or {}
 
-    def read_ref(self, data: Any, operation: str, remote_id: str) -> RemoteRef:
-        spec = self.response_spec(operation)
+    def mapped(self, data: Any, operation: str, key: str, context: dict[str, Any]) -> Any:
+        """The answer's value for response.<key> (a path, a template or a list of them)."""
+        try:
+            return mapped_value(data, self.response_spec(operation).get(key), context)
+        except TemplateError as exc:
+            raise ProviderConfigurationError(
+                f"The API configuration of '{self.account.name}' cannot be used: {exc}"
+            ) from None
+
+    def read_ref(self, data: Any, operation: str, remote_id: str, context: dict[str, Any]) -> RemoteRef:
         return RemoteRef(
             remote_id=remote_id,
-            remote_number=as_text(first_value(data, spec.get("remote_number"))),
-            remote_url=as_text(first_value(data, spec.get("remote_url"))),
-            remote_status=as_text(first_value(data, spec.get("remote_status"))),
+            remote_number=as_text(self.mapped(data, operation, "remote_number", context)),
+            remote_url=self.absolute_url(as_text(self.mapped(data, operation, "remote_url", context))),
+            remote_status=as_text(self.mapped(data, operation, "remote_status", context)),
         )
+
+    def absolute_url(self, url: str) -> str:
+        """A ticket link given as a path ("/tickets/7") is on the account's base URL."""
+        if url.startswith("/") and not url.startswith("//"):
+            return self.account.base_url.rstrip("/") + url
+        return url
 
     # --- the hooks ----------------------------------------------------------------------------
     def build_create(self, ticket) -> ApiRequest:
@@ -343,25 +373,28 @@ class GenericProvider(TokenAuthProvider):
 
     def parse_create(self, data: Any, ticket) -> RemoteRef:
         spec = self.operations[CREATE]
-        remote_id = first_value(data, self.response_spec(CREATE).get("remote_id"))
+        context = self.ticket_context(CREATE, ticket)
+        remote_id = self.mapped(data, CREATE, "remote_id", context)
         if remote_id is None and spec.get("remote_id_template"):
-            remote_id = self.render(spec["remote_id_template"], self.ticket_context(CREATE, ticket)) or None
+            remote_id = self.render(spec["remote_id_template"], context) or None
         if remote_id is None or isinstance(remote_id, (dict, list)):
             raise ProviderResponseError(
                 f"{capitalized(self.label)} answered success without a ticket id where the API "
                 "configuration looks for one (create: response.remote_id)."
             )
-        return self.read_ref(data, CREATE, as_text(remote_id))
+        return self.read_ref(data, CREATE, as_text(remote_id), context)
 
     def build_update(self, ticket) -> ApiRequest:
         return self.build(UPDATE, self.ticket_context(UPDATE, ticket))
 
     def parse_update(self, data: Any, ticket) -> RemoteRef | None:
-        spec = self.response_spec(UPDATE)
-        if not spec:
+        if not self.response_spec(UPDATE):
             return None
-        remote_id = first_value(data, spec.get("remote_id")) if spec.get("remote_id") else None
-        return self.read_ref(data, UPDATE, as_text(remote_id) if remote_id is not None else ticket.remote_id)
+        context = self.ticket_context(UPDATE, ticket)
+        remote_id = self.mapped(data, UPDATE, "remote_id", context)
+        return self.read_ref(
+            data, UPDATE, as_text(remote_id) if remote_id is not None else ticket.remote_id, context
+        )
 
     def build_fetch(self, tickets) -> ApiRequest:
         remote_ids = {"remote_ids": [ticket.remote_id for ticket in tickets]}
@@ -378,20 +411,38 @@ class GenericProvider(TokenAuthProvider):
         else:
             items = [data]
         states = []
+        context = self.base_context(FETCH)
         for index, item in enumerate(items):
-            remote_id = first_value(item, spec.get("remote_id")) if spec.get("remote_id") else None
+            remote_id = self.mapped(item, FETCH, "remote_id", context)
             if remote_id is None and len(items) == len(tickets):
                 remote_id = tickets[index].remote_id  # answers come in request order
             if remote_id is None or isinstance(remote_id, (dict, list)):
                 continue
             remote_id = as_text(remote_id)
             fields = first_value(item, spec["fields"]) if spec.get("fields") else item
-            ref = self.read_ref(item, FETCH, remote_id)
+            ref = self.read_ref(item, FETCH, remote_id, context)
+            # A ticket linked by id (tickets/services.py) reads its number and link from here.
             self._refs[remote_id] = (ref.remote_number, ref.remote_url)
             states.append(
-                RemoteState(remote_id, ref.remote_status, fields=fields if isinstance(fields, dict) else {})
+                RemoteState(
+                    remote_id,
+                    ref.remote_status,
+                    fields=fields if isinstance(fields, dict) else {},
+                    replies=self.replies_of(item, context),
+                )
             )
         return states
+
+    def replies_of(self, item: Any, context: dict[str, Any]) -> list[RemoteReply] | None:
+        spec = self.response_spec(FETCH).get("replies")
+        if not isinstance(spec, dict):
+            return None  # not read: the console has only the replies it sent
+        try:
+            return conversation(item, spec, context)
+        except TemplateError as exc:
+            raise ProviderConfigurationError(
+                f"The API configuration of '{self.account.name}' cannot be used: {exc}"
+            ) from None
 
     def ref_from_state(self, state: RemoteState) -> RemoteRef:
         number, url = self._refs.get(state.remote_id, ("", ""))

@@ -21,7 +21,7 @@ from providers.generic.template import EMPTY, MISSING, first_value, paths_proble
 from providers.http import error_for_status, retry_after_seconds
 
 OUTCOMES = ("auth", "validation", "not_found", "rate_limited", "transient", "transient_applied", "success")
-RULE_KEYS = ("when", "then", "message", "field_errors", "field_names")
+RULE_KEYS = ("when", "then", "message", "field_errors", "field_names", "message_fields")
 CONDITION_KEYS = ("status", "path", "equals", "in", "contains", "exists", "not_equals")
 PATH_TESTS = ("equals", "in", "contains", "exists", "not_equals")
 DEFAULT_MESSAGE_PATHS = ["message", "error.message", "error_description", "error", "errorMessage"]
@@ -50,17 +50,26 @@ def _rule_problems(rule: Any) -> list[str]:
     if not isinstance(when, dict) or not when:
         problems.append("'when' must be an object with at least one condition (status, path).")
     else:
-        problems += _condition_problems(when)
+        problems += condition_problems(when)
     for key in ("message", "field_errors"):
         if key in rule:
             problems += [f"'{key}': {problem}" for problem in paths_problems(rule[key])]
     names = rule.get("field_names", {})
     if not isinstance(names, dict) or not all(isinstance(v, str) for v in names.values()):
         problems.append("'field_names' must map the provider's field names to console field names.")
+    words = rule.get("message_fields", {})
+    if not isinstance(words, dict) or not all(
+        isinstance(v, str) or (isinstance(v, list) and v and all(isinstance(f, str) for f in v))
+        for v in words.values()
+    ):
+        problems.append(
+            "'message_fields' must map words of the message to the console field(s) it is about, "
+            'e.g. {"title": "title", "name and email": ["requester_name", "requester_email"]}.'
+        )
     return problems
 
 
-def _condition_problems(when: dict) -> list[str]:
+def condition_problems(when: dict) -> list[str]:
     problems = [
         f"'{key}' is not a condition; use {', '.join(CONDITION_KEYS)}."
         for key in when
@@ -159,6 +168,15 @@ def field_errors_from(data: Any, path: Any, names: dict[str, str]) -> dict[str, 
     return errors
 
 
+def fields_named_in(message: str, words: dict[str, Any]) -> dict[str, list[str]]:
+    """The message on the console field(s) of the first of `words` it contains (any case)."""
+    lowered = message.lower()
+    for word, fields in words.items():
+        if str(word).lower() in lowered:
+            return {field: [message] for field in ([fields] if isinstance(fields, str) else fields)}
+    return {}
+
+
 def classify(
     rules: list[dict],
     *,
@@ -176,13 +194,10 @@ def classify(
         if outcome == SUCCESS:
             return None
         message = message_from(data, rule.get("message") or message_paths, status, text)
-        return _error(
-            outcome,
-            message,
-            status,
-            headers,
-            field_errors_from(data, rule.get("field_errors"), rule.get("field_names") or {}),
-        )
+        field_errors = field_errors_from(data, rule.get("field_errors"), rule.get("field_names") or {})
+        if not field_errors:
+            field_errors = fields_named_in(message, rule.get("message_fields") or {})
+        return _error(outcome, message, status, headers, field_errors)
     if status < 300:
         return None
     error = error_for_status(status, message_from(data, message_paths, status, text), headers)

@@ -12,12 +12,15 @@ from typing import Any
 
 from providers.generic import rules
 from providers.generic.template import (
+    MERGE_KEY,
     MISSING,
     SECRET_KEYS,
+    TEMPLATE_KEY,
     TemplateError,
     check,
     expressions,
     first_value,
+    is_template_mapping,
     paths_problems,
     resolve,
 )
@@ -36,6 +39,7 @@ TOP_KEYS = (
     "status_map",
     "priority_map",
     "operations",
+    "values",
     "errors",
     "error_message",
 )
@@ -63,22 +67,34 @@ REF_PATHS = ("remote_id", "remote_number", "remote_url", "remote_status")
 RESPONSE_KEYS = {
     "create": REF_PATHS,
     "update": REF_PATHS,
-    "fetch": ("items", *REF_PATHS, "fields"),
+    "fetch": ("items", *REF_PATHS, "fields", "replies"),
     "reply": (),
     "test": (),
 }
 TEST_ACCEPTS = ("not_found", "validation")
+#: fetch `response.replies`: how one ticket's conversation is read from a fetch item.
+REPLY_KEYS = ("items", "remote_id", "body", "author", "date", "by_staff", "skip", "newest_first")
+REPLY_MAPPINGS = ("remote_id", "body", "author", "date")
 MAX_BATCH_SIZE = 500
 
 #: The context roots each request may read (secrets only in auth; body only in JWT claims).
 TICKET_ROOTS = ("ticket", "remote", "settings", "now", "operation")
 REQUEST_ROOTS = {
-    "create": TICKET_ROOTS,
-    "update": TICKET_ROOTS,
-    "fetch": (*TICKET_ROOTS, "tickets"),
-    "reply": (*TICKET_ROOTS, "reply"),
+    "create": (*TICKET_ROOTS, "values"),
+    "update": (*TICKET_ROOTS, "values"),
+    "fetch": (*TICKET_ROOTS, "tickets", "values"),
+    "reply": (*TICKET_ROOTS, "reply", "values"),
     "test": ("settings", "now", "operation"),
 }
+#: What a response mapping written as a template reads: the answer (a fetch item), and the
+#: ticket where the answer is about one known ticket.
+RESPONSE_ROOTS = {
+    "create": ("answer", *TICKET_ROOTS),
+    "update": ("answer", *TICKET_ROOTS),
+    "fetch": ("answer", "settings", "now", "operation"),
+}
+#: Named values (`values`): templates over the ticket, read as {{ values.<name> }}.
+VALUE_ROOTS = TICKET_ROOTS
 #: Headers on every call (token calls and the connection test included): no ticket there.
 COMMON_ROOTS = ("settings", "now", "operation")
 AUTH_ROOTS = ("secrets", "settings", "now", "operation")
@@ -162,6 +178,7 @@ def validate_config(config: Any) -> dict[str, list[str]]:
     for name in OPERATIONS:
         if name in operations:
             add(name, operation_problems(name, operations[name], auth))
+    add("general", values_problems(config.get("values", {}), config.get("operations")))
     add("errors", rules.rule_problems(config.get("errors", [])))
     if "error_message" in config:
         add("errors", [f"'error_message': {p}" for p in paths_problems(config["error_message"])])
@@ -238,6 +255,30 @@ def _headers_problems(headers: Any, roots, where: str) -> list[str]:
     return check(headers, roots, where)
 
 
+def values_problems(values: Any, operations: Any) -> list[str]:
+    """Named values are templates over the ticket; every {{ values.<name> }} names one."""
+    if not isinstance(values, dict):
+        return ['\'values\' must be an object of names to templates, e.g. {"key": "{{ ticket.reference }}"}.']
+    problems = []
+    for name, template in values.items():
+        if not str(name).isidentifier():
+            problems.append(f"'values.{name}': a name is letters, digits and '_' (e.g. transaction_key).")
+        problems += check(template, VALUE_ROOTS, f"values.{name}")
+    try:
+        used = list(expressions(operations)) if isinstance(operations, dict) else []
+    except TemplateError:
+        used = []  # reported where the template is
+    for expression in used:
+        if expression.root != "values":
+            continue
+        if not expression.path:
+            problems.append("'values' needs a name, e.g. {{ values.transaction_key }}.")
+        elif expression.path[0] not in values:
+            known = ", ".join(sorted(map(str, values))) or "none are defined"
+            problems.append(f"'{expression.name}' names no value in 'values' ({known}).")
+    return problems
+
+
 # --- operations -----------------------------------------------------------------------------
 def operation_problems(name: str, spec: Any, auth: Any) -> list[str]:
     if not isinstance(spec, dict):
@@ -312,7 +353,29 @@ def _body_problems(spec: dict, roots) -> list[str]:
         problems.append(f"A {body_type} body must be an object of field names to values.")
     if body_type == "none":
         problems.append("'body_type' none sends no body: remove 'body' or choose json, form or multipart.")
+    problems += merge_problems(body)
     return problems + check(body, roots, "body")
+
+
+def merge_problems(body: Any) -> list[str]:
+    """Each `$merge` (in an object of the body, at any depth) is a template or a list of them."""
+    problems = []
+    if isinstance(body, dict):
+        if MERGE_KEY in body:
+            value = body[MERGE_KEY]
+            items = value if isinstance(value, list) else [value]
+            if not items or not all(isinstance(item, str) for item in items):
+                problems.append(
+                    f"'{MERGE_KEY}' must be a template or a list of templates that give objects, "
+                    'e.g. ["{{ settings.extra_keys }}", "{{ ticket.extra.extra_keys }}"].'
+                )
+        for key, item in body.items():
+            if key != MERGE_KEY:
+                problems += merge_problems(item)
+    elif isinstance(body, list):
+        for item in body:
+            problems += merge_problems(item)
+    return problems
 
 
 def _response_problems(name: str, spec: dict) -> list[str]:
@@ -327,7 +390,14 @@ def _response_problems(name: str, spec: dict) -> list[str]:
         if key not in allowed
     ]
     for key, paths in response.items():
-        problems += [f"'response.{key}': {p}" for p in paths_problems(paths)]
+        if key == "replies":
+            problems += [f"'response.replies': {p}" for p in replies_problems(paths)]
+        elif key in ("items", "fields"):
+            problems += [f"'response.{key}': {p}" for p in paths_problems(paths)]
+        else:
+            problems += [
+                f"'response.{key}': {p}" for p in mapping_problems(paths, RESPONSE_ROOTS.get(name, ()))
+            ]
     if name == "create" and "remote_id" not in response and "remote_id_template" not in spec:
         problems.append(
             "A create needs 'response.remote_id' (where the answer carries the new ticket's id) "
@@ -337,6 +407,56 @@ def _response_problems(name: str, spec: dict) -> list[str]:
         problems.append("A fetch needs 'response.remote_status': reading the status back is what it is for.")
     if not problems and "sample_response" in spec:
         problems += sample_problems(name, response, spec["sample_response"])
+    return problems
+
+
+def mapping_problems(value: Any, roots) -> list[str]:
+    """A response mapping: a path, {"template": "..."} or a list of them (first non-empty wins)."""
+    candidates = value if isinstance(value, list) else [value]
+    if isinstance(value, list) and not value:
+        return ["an empty list of response paths reads nothing."]
+    problems = []
+    for candidate in candidates:
+        if isinstance(candidate, dict):
+            if not is_template_mapping(candidate):
+                problems.append(
+                    f'a mapping written as a template is {{"{TEMPLATE_KEY}": "..."}} and nothing else.'
+                )
+            else:
+                problems += check(candidate[TEMPLATE_KEY], roots, TEMPLATE_KEY)
+        else:
+            problems += paths_problems(candidate)
+    return problems
+
+
+def replies_problems(spec: Any) -> list[str]:
+    if not isinstance(spec, dict):
+        return ['must be an object like {"items": "replies", "body": "message", "remote_id": "id"}.']
+    problems = [
+        f"'{key}' is not known; use {', '.join(REPLY_KEYS)}." for key in spec if key not in REPLY_KEYS
+    ]
+    if "items" not in spec or "body" not in spec:
+        problems.append("'items' (where the list of replies is) and 'body' (each reply's text) are required.")
+    if "items" in spec:
+        problems += [f"'items': {p}" for p in paths_problems(spec["items"])]
+    for key in REPLY_MAPPINGS:
+        if key in spec:
+            problems += [f"'{key}': {p}" for p in mapping_problems(spec[key], ("answer", "settings"))]
+    for key in ("by_staff", "skip"):
+        if key in spec:
+            conditions = spec[key] if isinstance(spec[key], list) else [spec[key]]
+            for condition in conditions:
+                if not isinstance(condition, dict) or "path" not in condition or "status" in condition:
+                    problems.append(
+                        f"'{key}' must be a condition on a reply such as "
+                        '{"path": "admin", "not_equals": ""} (or a list of them).'
+                    )
+                else:
+                    problems += [f"'{key}': {p}" for p in rules.condition_problems(condition)]
+    if "newest_first" in spec and not isinstance(spec["newest_first"], bool):
+        problems.append(
+            "'newest_first' must be true or false (true: the answer lists the latest reply first)."
+        )
     return problems
 
 
@@ -352,12 +472,16 @@ def sample_problems(name: str, response: dict, sample: Any) -> list[str]:
             ]
         item = items[0]
     for key, paths in response.items():
-        if key == "items":
-            continue
+        if key in ("items", "replies") or any(is_template_mapping(p) for p in _listed(paths)):
+            continue  # a template reads more than the answer: "Try it" shows what it gives
         if first_value(item, paths) is None:
             listed = paths if isinstance(paths, str) else " or ".join(paths)
             problems.append(f"'response.{key}' ({listed}) finds nothing in the sample response.")
     return problems
+
+
+def _listed(value: Any) -> list:
+    return value if isinstance(value, list) else [value]
 
 
 # --- auth -----------------------------------------------------------------------------------

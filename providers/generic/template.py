@@ -13,8 +13,10 @@ Response paths read the provider's answers: dotted keys and integer indexes (`da
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -69,17 +71,31 @@ ROOTS: dict[str, frozenset[str] | None] = {
     "operation": frozenset(),
     "secrets": frozenset(SECRET_KEYS),
     "body": None,
+    "values": None,
+    "answer": None,
 }
 FILTERS_WITH_ARGUMENT = frozenset({"default", "date", "join", "map"})
 FILTERS = frozenset(
     {"default", "date", "iso", "join", "upper", "lower", "string", "int", "json", "base64", "optional"}
-    | {"first", "map"}
+    | {"first", "map", "capitalize", "title", "uuid5"}
 )
+#: Filters that let an empty value through a response template (see render_mapped).
+LENIENT_FILTERS = frozenset({"optional", "default"})
+#: A body object's key whose value (a template or a list of them) renders to objects spread
+#: into that object; the object's own keys win.
+MERGE_KEY = "$merge"
+#: A response mapping written as a template rather than a path: {"template": "..."}.
+TEMPLATE_KEY = "template"
 EMPTY = (None, "", [], {})
 
 
 class TemplateError(ValueError):
     """A template or response path that cannot work: a configuration error, in words."""
+
+
+class MergeError(ValueError):
+    """A `$merge` value that is not an object: the data (a ticket's or a setting's), not the
+    template, is wrong, so it is the ticket that cannot be sent."""
 
 
 class Omitted:
@@ -220,6 +236,8 @@ ROOT_PLACES = {
     "tickets": "the list of tickets exists only in the fetch request",
     "ticket": "there is no ticket in the connection test, in auth or in the headers of every call",
     "remote": "there is no ticket in the connection test, in auth or in the headers of every call",
+    "values": "named values exist only in the requests of create, update, fetch and reply",
+    "answer": "the provider's answer exists only in response mappings written as templates",
 }
 FILTER_EXAMPLES = {"date": "'%Y-%m-%d %H:%M:%S'", "join": "','", "map": "'setting_key'"}
 
@@ -230,13 +248,49 @@ def render(value: Any, context: dict[str, Any], *, quote_text: bool = False) -> 
     if isinstance(value, str):
         return render_string(value, context, quote_text=quote_text)
     if isinstance(value, dict):
-        rendered = {key: render(item, context, quote_text=quote_text) for key, item in value.items()}
-        return {key: item for key, item in rendered.items() if item is not OMITTED}
+        merged = merged_objects(value[MERGE_KEY], context) if MERGE_KEY in value else {}
+        rendered = {
+            key: render(item, context, quote_text=quote_text)
+            for key, item in value.items()
+            if key != MERGE_KEY
+        }
+        return {**merged, **{key: item for key, item in rendered.items() if item is not OMITTED}}
     if isinstance(value, list):
         return [
             item for item in (render(v, context, quote_text=quote_text) for v in value) if item is not OMITTED
         ]
     return value
+
+
+def merged_objects(templates: Any, context: dict[str, Any]) -> dict[str, Any]:
+    """The objects a `$merge` value renders to, spread in order (later ones win); an empty
+    value (null, "", {}) adds nothing, anything else that is not an object is refused."""
+    merged: dict[str, Any] = {}
+    for template in templates if isinstance(templates, list) else [templates]:
+        value = render(template, context)
+        if value is OMITTED or value in EMPTY:
+            continue
+        if not isinstance(value, dict):
+            source = template.strip("{} ") if isinstance(template, str) else MERGE_KEY
+            raise MergeError(
+                f"'{MERGE_KEY}' spreads JSON objects into the request body, but {source} is "
+                f"{type(value).__name__ if not isinstance(value, str) else 'text'}: "
+                "give it as an object of key: value pairs."
+            )
+        merged.update(value)
+    return merged
+
+
+def render_mapped(text: str, context: dict[str, Any]) -> Any:
+    """A response template: as `render_string`, but a placeholder that finds nothing (unless it
+    says `optional` or has a `default`) makes the whole value empty (None), so a link is never
+    built from half its parts and the next candidate of a list is tried."""
+    for part in parse(text):
+        if isinstance(part, Expression) and not any(f in LENIENT_FILTERS for f, _ in part.filters):
+            if evaluate(part, context) in EMPTY:
+                return None
+    value = render_string(text, context)
+    return None if value is OMITTED else value
 
 
 def render_string(text: str, context: dict[str, Any], *, quote_text: bool = False) -> Any:
@@ -306,6 +360,13 @@ def apply_filter(name: str, argument: Any, value: Any, context: dict[str, Any]) 
     if name in ("upper", "lower"):
         text = as_text(value)
         return text.upper() if name == "upper" else text.lower()
+    if name == "capitalize":
+        text = as_text(value)
+        return text[:1].upper() + text[1:]
+    if name == "title":
+        return as_text(value).title()
+    if name == "uuid5":  # a stable id named by the value: the same text always gives the same id
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, as_text(json_safe(value))))
     if name == "string":
         return as_text(json_safe(value))
     if name == "int":
@@ -423,6 +484,32 @@ def resolve(data: Any, path: str) -> Any:
         else:
             return MISSING
     return value
+
+
+def is_template_mapping(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {TEMPLATE_KEY} and isinstance(value[TEMPLATE_KEY], str)
+
+
+def mapped_value(data: Any, mapping: Any, context: dict[str, Any]) -> Any:
+    """A response mapping's value: a path, {"template": ...} (rendered over `context` plus
+    `answer`, the answer or fetch item), or a list of them (the first non-empty wins)."""
+    if mapping is None:
+        return None
+    for candidate in mapping if isinstance(mapping, list) else [mapping]:
+        if is_template_mapping(candidate):
+            value = render_mapped(candidate[TEMPLATE_KEY], {**context, "answer": data})
+        else:
+            value = resolve(data, candidate)
+            value = None if value is MISSING else value
+        if value not in EMPTY:
+            return value
+    return None
+
+
+def digest(value: Any) -> str:
+    """A stable id for a value that has none of its own."""
+    text = json.dumps(json_safe(value), sort_keys=True, ensure_ascii=False, default=str)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 def first_value(data: Any, paths: str | list[str] | None) -> Any:

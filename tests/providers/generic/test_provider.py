@@ -245,7 +245,11 @@ def test_try_reports_the_providers_refusal_and_a_missing_operation():
     provider = stored.get_provider()
     failed = json.dumps({"status": "failed", "message": "title is missing"})
     tried = provider.try_operation("create", ticket, sample_response=(failed, 200))
-    assert tried["error"] == {"class": "validation", "message": "title is missing"}
+    assert tried["error"] == {
+        "class": "validation",
+        "message": "title is missing",
+        "field_errors": {"title": ["title is missing"]},  # the message names the title
+    }
     tried = provider.try_operation("fetch", ticket, sample_response={"text": "[]", "status": 200})
     assert tried["result"] == []
     missing = account(MINIMAL, name="Create only").get_provider().try_operation("reply", ticket)
