@@ -26,23 +26,13 @@ from providers.errors import (
     ProviderTransientError,
     ProviderValidationError,
 )
-from providers.generic.worked import example_names, load_example
+from providers.generic.worked import example_names, generic_credentials, load_example
 from providers.models import AccessToken
 from providers.registry import EMULATORS, get_provider_class, load
 from tickets.models import Ticket
 
 pytestmark = pytest.mark.django_db
 GENERIC = "generic-"
-#: Per worked configuration: generic credential key -> the emulator's credential key (each
-#: example's "description" says the same in words, for an admin).
-PASSWORD_GRANT = {"client_id": "client_id", "client_secret": "client_secret", "username": "username"}
-GENERIC_CREDENTIALS = {
-    "kapture": {"token": "token"},
-    "particlespace": {"client_id": "publish_key", "client_secret": "secret_key"},
-    "keliweb": {**PASSWORD_GRANT, "password": "password"},
-    "motadata": {**PASSWORD_GRANT, "password": "password"},
-    "knight": {"signing_key": "source_token"},
-}
 KINDS = sorted(EMULATORS) + [GENERIC + name for name in example_names()]
 OPERATIONS = (CREATE, UPDATE, FETCH, REPLY, TEST)
 
@@ -50,10 +40,6 @@ OPERATIONS = (CREATE, UPDATE, FETCH, REPLY, TEST)
 def vendor_of(name: str) -> str:
     """The sandbox kind a contract runs against: "generic-kapture" runs against Kapture's."""
     return name.removeprefix(GENERIC)
-
-
-def generic_credentials(vendor: str, values: dict[str, str]) -> dict[str, str]:
-    return {generic: values[own] for generic, own in GENERIC_CREDENTIALS[vendor].items() if own in values}
 
 
 def contract_account(sandbox, account_factory, name: str, *, credentials=None):

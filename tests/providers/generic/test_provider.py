@@ -314,8 +314,11 @@ def test_a_registered_kind_may_have_no_emulator(settings):
     assert registered()["generic"] == ("providers.generic.provider.GenericProvider", None)
 
 
-def test_demo_accounts_are_made_only_for_kinds_with_an_emulator():
-    from providers.demo import ensure_demo_accounts
+def test_demo_accounts_are_made_for_kinds_with_an_emulator_and_for_the_generic_demos():
+    from providers.demo import GENERIC_DEMOS, ensure_demo_accounts
 
     ensure_demo_accounts("http://127.0.0.1:8100")
-    assert set(ProviderAccount.objects.values_list("kind", flat=True)) == set(EMULATORS)
+    built_in = ProviderAccount.objects.exclude(kind="generic")
+    assert sorted(built_in.values_list("kind", flat=True)) == sorted(EMULATORS)
+    generic = ProviderAccount.objects.filter(kind="generic")
+    assert sorted(a.base_url.rsplit("/", 1)[1] for a in generic) == sorted(GENERIC_DEMOS)

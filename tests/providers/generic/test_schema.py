@@ -17,12 +17,24 @@ VALID = {
     "updatable_fields": ["status", "title"],
     "status_map": {"outbound": {"open": "OPEN", "closed": "DONE"}, "inbound": {"OPEN": "open"}},
     "priority_map": {"high": 1},
+    "values": {"key": "{{ ticket.reference }}:{{ ticket.revision }}:{{ operation }}"},
     "operations": {
         "create": {
             "method": "POST",
             "path": "/api/tickets",
-            "body": {"subject": "{{ ticket.title }}", "due": "{{ ticket.due_at|iso|optional }}"},
-            "response": {"remote_id": ["data.id", "id"], "remote_status": "data.status"},
+            "headers": {"Idempotency-Key": "{{ values.key|uuid5 }}"},
+            "body": {
+                "$merge": ["{{ settings.defaults }}", "{{ ticket.extra.fields }}"],
+                "subject": "{{ ticket.title }}",
+                "due": "{{ ticket.due_at|iso|optional }}",
+            },
+            "response": {
+                "remote_id": ["data.id", "id"],
+                "remote_status": "data.status",
+                "remote_url": {
+                    "template": "{{ settings.portal }}/t/{{ answer.data.id }}?r={{ ticket.reference }}"
+                },
+            },
             "sample_response": {"data": {"id": 5, "status": "OPEN"}},
         },
         "update": {
@@ -35,7 +47,24 @@ VALID = {
             "path": "/api/tickets",
             "query": {"ids": "{{ tickets.remote_ids|join:',' }}"},
             "batch_size": 20,
-            "response": {"items": "data", "remote_id": "id", "remote_status": "status"},
+            "response": {
+                "items": "data",
+                "remote_id": "id",
+                "remote_status": "status",
+                "replies": {
+                    "items": "comments",
+                    "remote_id": "id",
+                    "body": ["text", {"template": "{{ answer.html|optional }}"}],
+                    "author": "by.name",
+                    "date": "at",
+                    "by_staff": [
+                        {"path": "by.role", "equals": "agent"},
+                        {"path": "internal", "exists": True},
+                    ],
+                    "skip": {"path": "kind", "in": ["system", "opening"]},
+                    "newest_first": True,
+                },
+            },
             "sample_response": {"data": [{"id": 5, "status": "OPEN"}]},
         },
         "reply": {
@@ -46,7 +75,13 @@ VALID = {
         },
         "test": {"method": "GET", "path": "/api/me", "accept": ["not_found"], "message": "Connected."},
     },
-    "errors": [{"when": {"status": [200], "path": "ok", "equals": False}, "then": "validation"}],
+    "errors": [
+        {
+            "when": {"status": [200], "path": "ok", "equals": False},
+            "then": "validation",
+            "message_fields": {"subject": "title", "name and email": ["requester_name", "requester_email"]},
+        }
+    ],
     "error_message": ["error.detail", "message"],
 }
 
@@ -59,6 +94,77 @@ def errors_of(change) -> dict[str, list[str]]:
 
 def test_a_complete_configuration_has_no_errors():
     assert validate_config(VALID) == {}
+
+
+@pytest.mark.parametrize(
+    ("change", "section", "words"),
+    [
+        (lambda c: c["values"].update(k2="{{ secrets.token }}"), "general", "only inside 'auth'"),
+        (lambda c: c["values"].update({"2x": "a"}), "general", "a name is letters"),
+        (lambda c: c.update(values=["a"]), "general", "'values' must be an object"),
+        (
+            lambda c: c["operations"]["update"]["body"].update(k="{{ values.nope }}"),
+            "general",
+            "'values.nope' names no value in 'values' (key)",
+        ),
+        (
+            lambda c: c["operations"]["test"].update(headers={"K": "{{ values.key }}"}),
+            "test",
+            "named values exist only in the requests",
+        ),
+        (lambda c: c["operations"]["create"]["body"].update({"$merge": 5}), "create", "'$merge' must be"),
+        (
+            lambda c: c["operations"]["create"]["body"].update({"$merge": ["{{ ticket.nope }}"]}),
+            "create",
+            "'ticket.nope' is not known",
+        ),
+        (
+            lambda c: c["operations"]["create"]["response"].update(remote_url={"template": "x", "y": 1}),
+            "create",
+            'is {"template": "..."} and nothing else',
+        ),
+        (
+            lambda c: c["operations"]["create"]["response"].update(
+                remote_url={"template": "{{ reply.text }}"}
+            ),
+            "create",
+            "cannot be used here",
+        ),
+        (
+            lambda c: c["operations"]["fetch"]["response"].update(
+                remote_url={"template": "{{ ticket.title }}"}
+            ),
+            "fetch",
+            "cannot be used here",
+        ),
+        (
+            lambda c: c["operations"]["create"]["body"].update(a="{{ answer.id }}"),
+            "create",
+            "only in response mappings",
+        ),
+        (lambda c: c["operations"]["fetch"]["response"]["replies"].pop("body"), "fetch", "'body'"),
+        (
+            lambda c: c["operations"]["fetch"]["response"]["replies"].update(by_staff={"path": "a"}),
+            "fetch",
+            "needs exactly one test",
+        ),
+        (
+            lambda c: c["operations"]["fetch"]["response"]["replies"].update(skip={"status": [200]}),
+            "fetch",
+            "must be a condition on a reply",
+        ),
+        (
+            lambda c: c["operations"]["fetch"]["response"]["replies"].update(order=1),
+            "fetch",
+            "'order' is not",
+        ),
+        (lambda c: c["operations"]["create"]["response"].update(replies={}), "create", "'response.replies'"),
+        (lambda c: c["errors"][0].update(message_fields={"title": 3}), "errors", "'message_fields' must"),
+    ],
+)
+def test_each_extension_mistake_is_named_in_its_section(change, section, words):
+    errors = errors_of(change)
+    assert any(words in message for message in errors.get(section, [])), errors
 
 
 def test_only_create_is_required():

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
 import pytest
 
 from providers.generic.template import (
     MISSING,
+    OMITTED,
+    MergeError,
     TemplateError,
     check,
     first_value,
+    mapped_value,
     parse_expression,
     render,
     resolve,
@@ -154,3 +158,49 @@ def test_response_paths(path, expected):
 def test_the_first_non_empty_path_wins():
     assert first_value(ANSWER, ["empty", "nothing", "data.0.id"]) == 7
     assert first_value(ANSWER, "empty") is None
+
+
+def test_capitalize_title_and_uuid5():
+    assert (
+        render("{{ ticket.extra.impact|capitalize }}", {"ticket": {"extra": {"impact": "medium"}}})
+        == "Medium"
+    )
+    assert render("{{ ticket.title|title }}", CONTEXT) == "Printer On Fire"
+    assert render("{{ ticket.requester_email|capitalize|optional }}", CONTEXT) is OMITTED
+    first = render("{{ ticket.reference|uuid5 }}", CONTEXT)
+    assert (
+        first
+        == render("{{ ticket.reference|uuid5 }}", CONTEXT)
+        == str(uuid.uuid5(uuid.NAMESPACE_URL, "TC-000042"))
+    )
+    assert len(first) == 36 and first != render("{{ ticket.title|uuid5 }}", CONTEXT)
+
+
+def test_merge_spreads_objects_and_the_objects_own_keys_win():
+    context = {**CONTEXT, "settings": {"defaults": {"queue": "L1", "subject": "x"}}}
+    body = {
+        "$merge": ["{{ settings.defaults }}", "{{ ticket.extra }}", "{{ settings.none }}"],
+        "subject": "{{ ticket.title }}",
+        "nested": {"$merge": "{{ ticket.extra }}", "n": 1},
+    }
+    assert render(body, context) == {
+        "queue": "L1",
+        "order_id": "A/17",
+        "subject": "Printer on fire",
+        "nested": {"order_id": "A/17", "n": 1},
+    }
+    with pytest.raises(MergeError, match=r"ticket\.tags is list: give it as an object"):
+        render({"$merge": "{{ ticket.tags }}"}, CONTEXT)
+
+
+def test_a_response_mapping_may_be_a_template_over_the_answer():
+    answer = {"tid": "4829", "c": "aB3d"}
+    link = {"template": "{{ settings.site|optional }}/view?tid={{ answer.tid }}&c={{ answer.c }}"}
+    assert mapped_value(answer, link, CONTEXT) == "/view?tid=4829&c=aB3d"
+    site = {**CONTEXT, "settings": {"site": "https://h"}}
+    assert mapped_value(answer, link, site) == "https://h/view?tid=4829&c=aB3d"
+    # A value it names is missing: nothing, not half a link; the next candidate is tried.
+    assert mapped_value({"tid": "4829"}, link, site) is None
+    assert mapped_value({"tid": "4829", "url": "u"}, [link, "url"], site) == "u"
+    assert mapped_value(answer, {"template": "Open"}, CONTEXT) == "Open"
+    assert mapped_value(answer, "tid", CONTEXT) == "4829"
