@@ -264,11 +264,16 @@ class GenericProvider(TokenAuthProvider):
         named = mapping(self.config.get("values"))
         context["values"] = LazyValues(
             {
-                name: (lambda template=template: self.render(template, context))
+                name: (lambda template=template: self.named_value(template, context))
                 for name, template in named.items()
             }
         )
         return context
+
+    def named_value(self, template: Any, context: dict[str, Any]) -> Any:
+        """One of `values`, rendered where it is read; an `optional` one that is empty is null."""
+        value = self.render(template, context)
+        return None if value is OMITTED else value
 
     def build(self, operation: str, context: dict[str, Any]) -> GenericRequest:
         spec = self.operations[operation]

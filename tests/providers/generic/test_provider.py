@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import uuid
 
 import jwt
 import pytest
@@ -322,3 +323,20 @@ def test_demo_accounts_are_made_for_kinds_with_an_emulator_and_for_the_generic_d
     assert sorted(built_in.values_list("kind", flat=True)) == sorted(EMULATORS)
     generic = ProviderAccount.objects.filter(kind="generic")
     assert sorted(a.base_url.rsplit("/", 1)[1] for a in generic) == sorted(GENERIC_DEMOS)
+
+
+def test_named_values_are_rendered_where_they_are_read():
+    config = copy.deepcopy(MINIMAL)
+    config["values"] = {
+        "name": "{{ ticket.reference }}:{{ operation }}",
+        "queue": "{{ ticket.extra.q|optional }}",
+    }
+    config["operations"]["create"].update(
+        headers={"X-Id": "{{ values.name|uuid5 }}"},
+        body={"s": "{{ ticket.title }}", "q": "[{{ values.queue }}]", "n": "{{ values.name }}"},
+    )
+    stored = account(config)
+    ticket = ticket_of(stored)
+    request = stored.get_provider().build_create(ticket)
+    assert request.json == {"s": "Printer on fire", "q": "[]", "n": f"{ticket.reference}:create"}
+    assert request.headers["X-Id"] == str(uuid.uuid5(uuid.NAMESPACE_URL, f"{ticket.reference}:create"))
