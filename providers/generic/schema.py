@@ -472,12 +472,22 @@ def sample_problems(name: str, response: dict, sample: Any) -> list[str]:
             ]
         item = items[0]
     for key, paths in response.items():
-        if key in ("items", "replies") or any(is_template_mapping(p) for p in _listed(paths)):
+        if key == "replies":
+            problems += _sample_replies_problems(paths, item)
+            continue
+        if key == "items" or any(is_template_mapping(p) for p in _listed(paths)):
             continue  # a template reads more than the answer: "Try it" shows what it gives
         if first_value(item, paths) is None:
             listed = paths if isinstance(paths, str) else " or ".join(paths)
             problems.append(f"'response.{key}' ({listed}) finds nothing in the sample response.")
     return problems
+
+
+def _sample_replies_problems(spec: dict, item: Any) -> list[str]:
+    """The list of replies is where `items` says (empty is fine: a ticket may have none)."""
+    if resolve(item, spec["items"]) is MISSING:
+        return [f"'response.replies.items' ({spec['items']}) finds nothing in the sample response."]
+    return []
 
 
 def _listed(value: Any) -> list:

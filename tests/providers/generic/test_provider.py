@@ -340,3 +340,29 @@ def test_named_values_are_rendered_where_they_are_read():
     request = stored.get_provider().build_create(ticket)
     assert request.json == {"s": "Printer on fire", "q": "[]", "n": f"{ticket.reference}:create"}
     assert request.headers["X-Id"] == str(uuid.uuid5(uuid.NAMESPACE_URL, f"{ticket.reference}:create"))
+
+
+def test_try_a_fetch_shows_the_link_and_the_conversation_read_from_the_sample():
+    example = load_example("keliweb")
+    stored = account(example, base_url="https://my.keliweb.example/", settings={"deptid": 1})
+    sample = json.dumps(example["operations"]["fetch"]["sample_response"])
+    tried = stored.get_provider().try_operation(
+        "fetch", ticket_of(stored, remote_id="17"), sample_response=sample
+    )
+    [state] = tried["result"]
+    assert (state["remote_id"], state["remote_status"]) == ("17", "Answered")
+    assert state["replies"] == [
+        {
+            "remote_id": "5",
+            "body": "We are on it.",
+            "author": "Keliweb Support",
+            "by_provider_staff": True,
+            "date": "2026-11-24 10:00:00",
+        }
+    ]
+    link = stored.get_provider().try_operation(
+        "create",
+        ticket_of(stored),
+        sample_response=json.dumps(example["operations"]["create"]["sample_response"]),
+    )["result"]["remote_url"]
+    assert link == "https://my.keliweb.example/viewticket.php?tid=482913&c=aB3dE5fG"

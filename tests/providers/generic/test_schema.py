@@ -65,7 +65,7 @@ VALID = {
                     "newest_first": True,
                 },
             },
-            "sample_response": {"data": [{"id": 5, "status": "OPEN"}]},
+            "sample_response": {"data": [{"id": 5, "status": "OPEN", "comments": []}]},
         },
         "reply": {
             "method": "POST",
@@ -388,3 +388,8 @@ def test_any_mutation_of_a_configuration_is_answered_in_sentences(replacements, 
         assert section in SECTIONS
         assert messages and all(isinstance(m, str) and m for m in messages)
     required_secrets(config.get("auth") if isinstance(config, dict) else None)
+
+
+def test_the_sample_answer_must_hold_the_list_of_replies():
+    errors = errors_of(lambda c: c["operations"]["fetch"]["sample_response"]["data"][0].pop("comments"))
+    assert errors == {"fetch": ["'response.replies.items' (comments) finds nothing in the sample response."]}

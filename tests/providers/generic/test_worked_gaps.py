@@ -18,6 +18,7 @@ from providers.keliweb import KeliwebProvider
 from providers.knight import KnightProvider
 from providers.models import ProviderAccount
 from providers.registry import EMULATORS, get_provider_class
+from tests.example_provider import ExampleProvider
 from tickets.models import Ticket
 
 pytestmark = pytest.mark.django_db
@@ -193,4 +194,103 @@ def test_the_generic_demo_account_works_against_the_kapture_sandbox(sandbox, tmp
     assert ProviderAccount.objects.filter(kind="generic").count() == 1
     assert set(ProviderAccount.objects.exclude(kind="generic").values_list("kind", flat=True)) == set(
         EMULATORS
+    )
+
+
+# --- a conversation of another shape: the test-only Example Desk (tests/example_provider.py) ------
+EXAMPLE_DESK = {
+    "label": "Example Desk (generic)",
+    "auth": {"scheme": "oauth2", "grant": "client_credentials", "token_url": "/oauth/token"},
+    "status_map": ExampleProvider.default_status_map,
+    "priority_map": ExampleProvider.default_priority_map,
+    "operations": {
+        "create": {
+            "path": "/api/tickets",
+            "body": {
+                "subject": "{{ ticket.title }}",
+                "body": "{{ ticket.description_with_marker }}",
+                "status": "{{ remote.status }}",
+                "priority": "{{ remote.priority }}",
+                "requester": "{{ ticket.requester_email }}",
+            },
+            "response": {
+                "remote_id": "id",
+                "remote_number": "number",
+                "remote_url": "url",
+                "remote_status": "status",
+            },
+        },
+        "fetch": {
+            "method": "GET",
+            "path": "/api/tickets/{{ ticket.remote_id }}",
+            "response": {
+                "remote_id": "id",
+                "remote_status": "status",
+                "replies": {
+                    "items": "replies",
+                    "remote_id": "id",
+                    "body": "body",
+                    "author": "author",
+                    "date": "created_at",
+                    "by_staff": {"path": "staff", "equals": True},
+                },
+            },
+        },
+        "reply": {
+            "path": "/api/tickets/{{ ticket.remote_id }}/replies",
+            "body": {"body": "{{ reply.text }}"},
+        },
+    },
+    "errors": [
+        {
+            "when": {"status": [422]},
+            "then": "validation",
+            "field_errors": "errors",
+            "field_names": {
+                "subject": "title",
+                "body": "description",
+                "priority": "priority",
+                "status": "status",
+            },
+        }
+    ],
+}
+
+
+def test_example_desk_conversation_and_field_errors_as_its_adapter_reads_them(sandbox, account_factory):
+    account = account_factory(
+        "generic",
+        name="Generic Example Desk",
+        base_url=sandbox.base_url("example"),
+        api_config=EXAMPLE_DESK,
+        credentials=sandbox.credentials["example"],
+    )
+    assert account.provider_class.reads_conversation
+    provider = account.get_provider()
+    ticket = ticket_of(account)
+    ticket.remote_id = provider.create(ticket).remote_id
+    provider.reply(ticket, "Any news?")
+    emulator = sandbox.server.emulators["example"]
+    with emulator.lock:  # an agent answers in Example Desk's own UI
+        emulator.tickets[ticket.remote_id]["replies"].append(
+            {"id": 2, "body": "Toner ordered.", "author": "Dana (agent)", "staff": True}
+        )
+
+    [state] = provider.fetch([ticket])
+    assert [(r.remote_id, r.body, r.author, r.by_provider_staff) for r in state.replies] == [
+        ("1", "Any news?", "API client", False),
+        ("2", "Toner ordered.", "Dana (agent)", True),
+    ]
+    built_in = account_factory("example")
+    [own] = built_in.get_provider().fetch([ticket])
+    assert state.replies == own.replies
+
+    with pytest.raises(ProviderValidationError) as refused:
+        provider.create(ticket_of(account, title=""))
+    with pytest.raises(ProviderValidationError) as own_refusal:
+        built_in.get_provider().create(ticket_of(built_in, title=""))
+    assert (
+        refused.value.field_errors
+        == own_refusal.value.field_errors
+        == {"title": ["The subject is required."]}
     )
