@@ -83,3 +83,27 @@ def test_a_generic_account_configured_as_kapture_syncs_both_ways(worker, sandbox
     for attempt in attempts:  # the token never reaches a record
         assert token not in f"{attempt.request_headers} {attempt.request_body} {attempt.response_body}"
     assert len(held_by_kapture(sandbox)) == 1
+
+
+def test_a_refusal_of_a_generic_account_names_the_console_field(worker, sandbox, account_factory):
+    """Particle Space's `errors` object, mapped by the example's field_names, reaches the
+    ticket as the console's own field name."""
+    keys = sandbox.credentials["particlespace"]
+    account = account_factory(
+        "generic",
+        name="Particle Space through the generic provider",
+        base_url=sandbox.base_url("particlespace"),
+        api_config=load_example("particlespace"),
+        settings={"notify": False, "automated": False},
+        credentials={"client_id": keys["publish_key"], "client_secret": keys["secret_key"]},
+    )
+    ticket = services.create_ticket(account=account, title="", description="Room 301")
+
+    def refused():
+        ticket.refresh_from_db()
+        return ticket.sync_state in (SyncState.FAILED, SyncState.NEEDS_ATTENTION)
+
+    wait_for(refused, message=f"{ticket.reference} stayed {ticket.sync_state}")
+    assert ticket.sync_state == SyncState.FAILED
+    assert ticket.last_error == "Title: The title field is required."
+    assert sandbox.state("particlespace")["tickets"] == []
