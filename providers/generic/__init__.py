@@ -1,0 +1,1 @@
+"""The generic provider: any REST ticketing API, described by a JSON configuration (issue #13)."""
