@@ -45,7 +45,7 @@ from providers.bounds import rate_burst_problem, rate_limit_problem, timeout_pro
 from providers.egress import base_url_problem
 from providers.forms import CREDENTIALS_LABEL, SECRET_SETTINGS, mapping_errors, shown
 from providers.models import ProviderAccount
-from providers.registry import PROVIDERS, get_provider_class
+from providers.registry import PROVIDERS, provider_class_for
 
 PLAIN_FIELDS = (
     "kind",
@@ -206,7 +206,7 @@ def check_entry(entry: Any, position: int, environ: Mapping[str, str]) -> tuple[
     ):
         if number in values and problem_of(values[number]):
             problems.append(f"{where}: {number}: {problem_of(values[number])} (got {shown(values[number])})")
-    provider_class = get_provider_class(kind)
+    provider_class = provider_class_for(kind, values.get("api_config"))
     for name_, messages in mapping_errors(
         settings=values.get("settings", {}),
         status_map=values.get("status_map", {}),
@@ -279,7 +279,7 @@ def apply(item: Planned, user_id: Callable[[], int]) -> tuple[str, list[str]]:
     created = account is None
     if created:
         account = ProviderAccount(name=item.name)
-    provider_class = get_provider_class(item.values["kind"])
+    provider_class = provider_class_for(item.values["kind"], item.values.get("api_config"))
     values = dict(item.values)
     if created:  # an existing account keeps its stored rate and burst when the document has none
         values.setdefault("rate_limit", provider_class.default_rate_limit)

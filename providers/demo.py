@@ -1,10 +1,10 @@
-"""Demo accounts: one per provider kind, pointing at the local sandbox."""
+"""Demo accounts: one per provider kind with a sandbox emulator, pointing at the local sandbox."""
 
 from django.contrib.admin.models import CHANGE, LogEntry
 
 from providers.forms import CREDENTIALS_LABEL
 from providers.models import ProviderAccount
-from providers.registry import PROVIDERS, get_provider_class
+from providers.registry import EMULATORS, get_provider_class
 from providers.sandbox.credentials import load_or_create
 
 
@@ -18,7 +18,7 @@ def ensure_demo_accounts(sandbox_url: str, *, acting_user=None) -> list[str]:
     """
     credentials = load_or_create()
     names = []
-    for kind in PROVIDERS:
+    for kind in EMULATORS:
         provider_class = get_provider_class(kind)
         name = f"Sandbox {provider_class.label}"
         account, created = ProviderAccount.objects.get_or_create(

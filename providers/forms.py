@@ -20,7 +20,7 @@ from providers.api_config_form import GENERIC
 from providers.bounds import ENGINE_SETTINGS
 from providers.egress import base_url_problem
 from providers.models import ProviderAccount
-from providers.registry import PROVIDERS, get_provider_class
+from providers.registry import PROVIDERS, get_provider_class, provider_class_for
 from providers.vocabulary import CONSOLE_PRIORITIES, CONSOLE_STATUSES
 
 CREDENTIALS_LABEL = "credentials"
@@ -535,7 +535,7 @@ class BaseProviderAccountForm(forms.ModelForm):
         self.api_config = config
         if problems:
             return provider_class
-        return provider_class.configured(config)
+        return provider_class_for(kind, config)
 
     def save(self, commit: bool = True) -> ProviderAccount:
         account = super().save(commit=False)

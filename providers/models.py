@@ -35,6 +35,9 @@ class ProviderAccount(models.Model):
     settings = models.JSONField(default=dict, blank=True)
     status_map = models.JSONField(default=dict, blank=True)
     priority_map = models.JSONField(default=dict, blank=True)
+    #: How a generic account talks to its API (providers/generic/): requests, answers and
+    #: errors as JSON; empty for every other kind. Never holds secrets (they are credentials).
+    api_config = models.JSONField(default=dict, blank=True, verbose_name="API configuration")
     enabled = models.BooleanField(default=True)
     rate_limit = models.FloatField(
         default=5.0,
@@ -127,9 +130,9 @@ class ProviderAccount(models.Model):
 
     @property
     def provider_class(self):
-        from providers.registry import get_provider_class
+        from providers.registry import provider_class_for
 
-        return get_provider_class(self.kind)
+        return provider_class_for(self.kind, self.api_config)
 
     def get_provider(self):
         return self.provider_class(self)

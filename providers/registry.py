@@ -10,8 +10,9 @@ from importlib import import_module
 
 from django.conf import settings
 
-#: kind -> (provider class, sandbox emulator class), as dotted paths.
-BUILT_IN: dict[str, tuple[str, str]] = {
+#: kind -> (provider class, sandbox emulator class), as dotted paths; None: no emulator (the
+#: generic provider speaks whatever API its account's configuration describes).
+BUILT_IN: dict[str, tuple[str, str | None]] = {
     "kapture": ("providers.kapture.KaptureProvider", "providers.sandbox.kapture.KaptureEmulator"),
     "keliweb": ("providers.keliweb.KeliwebProvider", "providers.sandbox.keliweb.KeliwebEmulator"),
     "knight": ("providers.knight.KnightProvider", "providers.sandbox.knight.KnightEmulator"),
@@ -20,10 +21,11 @@ BUILT_IN: dict[str, tuple[str, str]] = {
         "providers.particlespace.ParticleSpaceProvider",
         "providers.sandbox.particlespace.ParticleSpaceEmulator",
     ),
+    "generic": ("providers.generic.provider.GenericProvider", None),
 }
 
 
-def registered() -> dict[str, tuple[str, str]]:
+def registered() -> dict[str, tuple[str, str | None]]:
     """The built-in kinds plus the settings' `EXTRA_PROVIDERS` (same shape, never replacing one)."""
     extra = dict(getattr(settings, "EXTRA_PROVIDERS", None) or {})
     clashing = sorted(set(extra) & set(BUILT_IN))
@@ -34,14 +36,15 @@ def registered() -> dict[str, tuple[str, str]]:
             raise ValueError(
                 f"EXTRA_PROVIDERS['{kind}'] must be (provider class, emulator class) as dotted paths."
             )
-    return {**BUILT_IN, **{kind: (str(p), str(e)) for kind, (p, e) in extra.items()}}
+    return {**BUILT_IN, **{kind: (str(p), str(e) if e else None) for kind, (p, e) in extra.items()}}
 
 
 REGISTRY = registered()
 #: kind -> the provider class's dotted path (every place that lists or checks kinds).
 PROVIDERS: dict[str, str] = {kind: provider for kind, (provider, _) in REGISTRY.items()}
-#: kind -> the sandbox emulator's dotted path (providers/sandbox/registry.py).
-EMULATORS: dict[str, str] = {kind: emulator for kind, (_, emulator) in REGISTRY.items()}
+#: kind -> the sandbox emulator's dotted path (providers/sandbox/registry.py), for the kinds
+#: that have one: the sandbox, the demo accounts and the contract and fault suites read this.
+EMULATORS: dict[str, str] = {kind: emulator for kind, (_, emulator) in REGISTRY.items() if emulator}
 
 
 def load(dotted: str):
@@ -57,6 +60,19 @@ def get_provider_class(kind: str):
 
         raise ProviderConfigurationError(f"Unknown provider kind '{kind}'.") from None
     return load(dotted)
+
+
+def provider_class_for(kind: str, api_config: dict | None = None):
+    """The class for an account of `kind`: a configurable kind (the generic provider) builds
+    one from the account's API configuration; every other kind is its registered class."""
+    provider_class = get_provider_class(kind)
+    configured = getattr(provider_class, "configured", None)
+    return configured(api_config or {}) if configured is not None else provider_class
+
+
+def is_configurable(kind: str) -> bool:
+    """True for a kind whose accounts each have a class of their own (provider_class_for)."""
+    return hasattr(get_provider_class(kind), "configured")
 
 
 def kind_choices() -> list[tuple[str, str]]:

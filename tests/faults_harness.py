@@ -25,15 +25,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from providers.registry import EMULATORS, PROVIDERS, load
+from providers.registry import EMULATORS, load
 from tests.conftest import ROOT, WORKER_READY_TIMEOUT, worker_env
 from tests.helpers import Sandbox
 from tickets import services, sync
 from tickets.models import SyncAttempt, SyncState, Ticket
 
-#: Every registered kind, the test settings' test-only provider included. What each provider
-#: holds and how is asked of its sandbox emulator (providers/sandbox/http.py, Emulator).
-KINDS = tuple(PROVIDERS)
+#: Every registered kind with a sandbox emulator, the test settings' test-only provider included.
+#: What each provider holds and how is asked of its emulator (providers/sandbox/http.py, Emulator).
+KINDS = tuple(EMULATORS)
 SETTLED = (SyncState.SYNCED, SyncState.FAILED, SyncState.NEEDS_ATTENTION)
 UNSETTLED = (SyncState.PENDING, SyncState.SENDING)
 ALL_FAULTS = ["500", "503", "429", "slow", "drop", "garbage", "lost"]

@@ -42,7 +42,7 @@ class Sandbox:
 
 
 def make_account(sandbox: Sandbox, kind: str, *, name: str | None = None, credentials=None, **fields):
-    provider_class = ProviderAccount(kind=kind).provider_class
+    provider_class = ProviderAccount(kind=kind, api_config=fields.get("api_config") or {}).provider_class
     account = ProviderAccount(
         name=name or f"Sandbox {kind}",
         kind=kind,

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from console.crypto import CredentialsUnreadable
@@ -34,6 +34,7 @@ from providers.base import FETCH, UPDATE, RemoteState
 from providers.errors import ProviderAuthError, ProviderConfigurationError, ProviderError, ProviderRateLimited
 from providers.errors import ProviderTransientError as Transient
 from providers.models import ProviderAccount
+from providers.registry import PROVIDERS, is_configurable
 from tickets import conversation, dispatch, limits, problems
 from tickets.attempts import AttemptLog
 from tickets.models import Status, SyncAttempt, SyncState, Ticket
@@ -65,14 +66,22 @@ class PullResult:
 
 
 def fetchable_accounts():
-    kinds = [kind for kind in _kinds() if ProviderAccount(kind=kind).provider_class.supports(FETCH)]
-    return ProviderAccount.objects.filter(enabled=True, kind__in=kinds)
-
-
-def _kinds() -> list[str]:
-    from providers.registry import PROVIDERS
-
-    return list(PROVIDERS)
+    """Enabled accounts whose provider can read tickets back: by kind, or, for a configurable
+    kind (generic), by each account's own configuration."""
+    configurable = [kind for kind in PROVIDERS if is_configurable(kind)]
+    kinds = [
+        kind
+        for kind in PROVIDERS
+        if kind not in configurable and ProviderAccount(kind=kind).provider_class.supports(FETCH)
+    ]
+    configured = [
+        account.pk
+        for account in ProviderAccount.objects.filter(enabled=True, kind__in=configurable).only(
+            "pk", "kind", "api_config"
+        )
+        if account.provider_class.supports(FETCH)
+    ]
+    return ProviderAccount.objects.filter(Q(kind__in=kinds) | Q(pk__in=configured), enabled=True)
 
 
 def publish_pulls(accounts=None) -> int:

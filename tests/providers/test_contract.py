@@ -1,7 +1,9 @@
 """One contract every registered provider keeps, checked against its sandbox emulator over HTTP.
 
-Parametrised over the registry (providers/registry.py plus the test settings' EXTRA_PROVIDERS),
-so a new provider runs these tests with no line here. What a provider must do:
+Parametrised over the registry's emulator kinds (providers/registry.py plus the test settings'
+EXTRA_PROVIDERS), so a new provider runs these tests with no line here, and over "generic-<kind>"
+for each worked configuration in providers/generic/examples/: a generic account configured to
+speak <kind>'s API, against <kind>'s emulator. What a provider must do:
 
 - each operation it supports round-trips, and the sandbox holds the result; each one it does
   not support is refused before any call, with the class's own reason;
@@ -14,6 +16,9 @@ so a new provider runs these tests with no line here. What a provider must do:
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from providers.base import CREATE, FETCH, REPLY, TEST, UPDATE
@@ -25,12 +30,50 @@ from providers.errors import (
     ProviderValidationError,
 )
 from providers.models import AccessToken
-from providers.registry import EMULATORS, PROVIDERS, load
+from providers.registry import EMULATORS, get_provider_class, load
 from tickets.models import Ticket
 
 pytestmark = pytest.mark.django_db
-KINDS = sorted(PROVIDERS)
+EXAMPLES = Path(__file__).resolve().parents[2] / "providers" / "generic" / "examples"
+GENERIC = "generic-"
+#: Per worked configuration: generic credential key -> the emulator's credential key.
+GENERIC_CREDENTIALS = {
+    "kapture": {"token": "token"},
+    "particlespace": {"client_id": "publish_key", "client_secret": "secret_key"},
+    "keliweb": {"client_id": "client_id", "client_secret": "client_secret", "username": "username"}
+    | {"password": "password"},
+    "motadata": {"client_id": "client_id", "client_secret": "client_secret", "username": "username"}
+    | {"password": "password"},
+    "knight": {"signing_key": "source_token"},
+}
+KINDS = sorted(EMULATORS) + [GENERIC + path.stem for path in sorted(EXAMPLES.glob("*.json"))]
 OPERATIONS = (CREATE, UPDATE, FETCH, REPLY, TEST)
+
+
+def vendor_of(name: str) -> str:
+    """The sandbox kind a contract runs against: "generic-kapture" runs against Kapture's."""
+    return name.removeprefix(GENERIC)
+
+
+def generic_credentials(vendor: str, values: dict[str, str]) -> dict[str, str]:
+    return {generic: values[own] for generic, own in GENERIC_CREDENTIALS[vendor].items() if own in values}
+
+
+def contract_account(sandbox, account_factory, name: str, *, credentials=None):
+    """The account a contract runs: of the kind itself, or generic configured as the vendor."""
+    if not name.startswith(GENERIC):
+        return account_factory(name, credentials=credentials)
+    vendor = vendor_of(name)
+    return account_factory(
+        "generic",
+        name=f"Sandbox {name}",
+        base_url=sandbox.base_url(vendor),
+        api_config=json.loads((EXAMPLES / f"{vendor}.json").read_text()),
+        settings=dict(get_provider_class(vendor).demo_settings),
+        credentials=generic_credentials(
+            vendor, sandbox.credentials[vendor] if credentials is None else credentials
+        ),
+    )
 
 
 def emulator_class(kind: str):
@@ -40,10 +83,11 @@ def emulator_class(kind: str):
 class Contract:
     """One provider account on the sandbox, with every exchange and error it produced."""
 
-    def __init__(self, sandbox, account) -> None:
+    def __init__(self, sandbox, account, kind: str = "") -> None:
         self.sandbox = sandbox
         self.account = account
-        self.kind = account.kind
+        #: The sandbox's kind (the vendor a generic account speaks to).
+        self.kind = kind or account.kind
         self.emulator = emulator_class(self.kind)
         self.exchanges = []
         self.errors: list[Exception] = []
@@ -90,7 +134,9 @@ class Contract:
 
 @pytest.fixture(params=KINDS)
 def contract(request, sandbox, account_factory):
-    return Contract(sandbox, account_factory(request.param))
+    return Contract(
+        sandbox, contract_account(sandbox, account_factory, request.param), vendor_of(request.param)
+    )
 
 
 def test_a_created_ticket_is_held_by_the_provider_as_sent(contract):
@@ -174,8 +220,9 @@ def test_every_missing_operation_has_a_reason_in_words(operation, contract):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_wrong_credentials_are_an_auth_error(kind, sandbox, account_factory):
-    wrong = emulator_class(kind).generate_credentials()
-    contract = Contract(sandbox, account_factory(kind, credentials=wrong))
+    wrong = emulator_class(vendor_of(kind)).generate_credentials()
+    account = contract_account(sandbox, account_factory, kind, credentials=wrong)
+    contract = Contract(sandbox, account, vendor_of(kind))
     error = contract.failing(ProviderAuthError, contract.provider.create, contract.ticket())
     assert error.message.strip()
     assert contract.held() == []
