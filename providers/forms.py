@@ -528,8 +528,12 @@ class BaseProviderAccountForm(forms.ModelForm):
         config, join_problems = api_config_form.join(parsed)
         for field, messages in join_problems.items():
             problems.setdefault(field, []).extend(messages)
-        if not problems:
-            problems = api_config_form.config_problems(config)
+        # Every section is checked at once; a section that could not be read keeps only that
+        # reason (the check would report it missing).
+        unread = set(problems)
+        for field, messages in api_config_form.config_problems(config).items():
+            if field not in unread:
+                problems.setdefault(field, []).extend(messages)
         for field, messages in problems.items():
             self.add_error(field, messages)
         self.api_config = config

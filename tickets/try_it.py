@@ -40,7 +40,7 @@ ERROR_WORDS = {
     "the ticket for a person to check.",
     "response": "The answer could not be read as the configuration says.",
     "configuration": "The configuration cannot build this request.",
-    "unreachable": "The provider could not be reached.",
+    "provider": "The provider answered with a failure.",
 }
 
 
@@ -131,10 +131,13 @@ def run(form: TryItForm) -> dict[str, Any]:
     data = form.cleaned_data
     sample = None
     if data["mode"] == PARSE:
-        sample = {"status": data["status"], "body": data["answer"]}
+        sample = {"status": data["status"], "text": data["answer"]}
     try:
         provider = form.account.get_provider()
-        outcome = provider.try_operation(data["operation"], form.chosen_ticket(), sample_response=sample)
+        ticket = form.chosen_ticket()
+        outcome = provider.try_operation(data["operation"], ticket, sample_response=sample)
+        if outcome.get("error") and not outcome.get("request"):
+            outcome["request"] = request_shown(provider, data["operation"], ticket)
     except ProviderConfigurationError as exc:
         return {"error": {"class": "configuration", "message": getattr(exc, "message", str(exc))}}
     except CredentialsUnreadable:
@@ -147,6 +150,19 @@ def run(form: TryItForm) -> dict[str, Any]:
     except ProviderError as exc:  # try_operation reports failures itself; this is a safety net
         return {"error": {"class": "response", "message": getattr(exc, "message", str(exc))}}
     return present(outcome)
+
+
+def request_shown(provider, operation: str, ticket) -> dict[str, Any] | None:
+    """The request as try_operation shows it, when it reports an error without it (the
+    request is what the admin most needs to see then); None if it cannot even be built."""
+    try:
+        request = provider.request_for(operation, ticket)
+        if getattr(request, "authenticated", False):
+            provider.shown_signed(request)
+        url, headers, body = provider.http.describe(request)
+    except (ProviderError, ProviderConfigurationError, CredentialsUnreadable):
+        return None
+    return {"method": request.method, "url": url, "headers": headers, "body": body}
 
 
 def present(outcome: dict[str, Any]) -> dict[str, Any]:
