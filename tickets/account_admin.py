@@ -315,6 +315,7 @@ class ProviderAccountAdmin(admin.ModelAdmin):
             "opts": self.model._meta,
             "original": account,
             "account": account,
+            "provider_label": account.provider_class.label,
             "form": form,
             "outcome": outcome,
             "change_url": reverse("admin:providers_provideraccount_change", args=[account.pk]),
