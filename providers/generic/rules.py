@@ -96,10 +96,10 @@ def matches(when: dict, status: int, data: Any) -> bool:
     if "path" not in when:
         return True
     value = resolve(data, when["path"])
-    if "exists" in when:
+    if "exists" in when:  # null counts as absent: APIs send {"error": null} on success
         return (value is not MISSING and value is not None) == when["exists"]
     if value is MISSING:
-        return "not_equals" in when
+        return False  # nothing there to compare: only `exists: false` matches an absent path
     if "equals" in when:
         return same(value, when["equals"])
     if "not_equals" in when:

@@ -16,9 +16,6 @@ speak <kind>'s API, against <kind>'s emulator. What a provider must do:
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 
 from providers.base import CREATE, FETCH, REPLY, TEST, UPDATE
@@ -29,12 +26,12 @@ from providers.errors import (
     ProviderTransientError,
     ProviderValidationError,
 )
+from providers.generic.worked import example_names, load_example
 from providers.models import AccessToken
 from providers.registry import EMULATORS, get_provider_class, load
 from tickets.models import Ticket
 
 pytestmark = pytest.mark.django_db
-EXAMPLES = Path(__file__).resolve().parents[2] / "providers" / "generic" / "examples"
 GENERIC = "generic-"
 #: Per worked configuration: generic credential key -> the emulator's credential key.
 GENERIC_CREDENTIALS = {
@@ -46,7 +43,7 @@ GENERIC_CREDENTIALS = {
     | {"password": "password"},
     "knight": {"signing_key": "source_token"},
 }
-KINDS = sorted(EMULATORS) + [GENERIC + path.stem for path in sorted(EXAMPLES.glob("*.json"))]
+KINDS = sorted(EMULATORS) + [GENERIC + name for name in example_names()]
 OPERATIONS = (CREATE, UPDATE, FETCH, REPLY, TEST)
 
 
@@ -68,7 +65,7 @@ def contract_account(sandbox, account_factory, name: str, *, credentials=None):
         "generic",
         name=f"Sandbox {name}",
         base_url=sandbox.base_url(vendor),
-        api_config=json.loads((EXAMPLES / f"{vendor}.json").read_text()),
+        api_config=load_example(vendor),
         settings=dict(get_provider_class(vendor).demo_settings),
         credentials=generic_credentials(
             vendor, sandbox.credentials[vendor] if credentials is None else credentials
