@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 from django import forms
@@ -19,11 +18,10 @@ from django.utils.html import format_html, json_script
 
 from console.jsonguard import JSONRefused
 from console.jsonguard import loads as guarded_loads
+from providers.generic import worked
 
 GENERIC = "generic"
 OPERATIONS = ("create", "update", "fetch", "reply", "test")
-#: Where the engine keeps its example configurations, one JSON file each.
-EXAMPLES_DIR = Path(__file__).resolve().parent / "generic" / "examples"
 
 
 @dataclass(frozen=True)
@@ -34,16 +32,19 @@ class Section:
     reports: tuple[str, ...]
     operation: str = ""  # the operation this field holds, if any
     help_text: str = ""
+    label: str = ""  # the field's own label (the fieldset already shows the title)
 
 
 GENERAL = Section(
     "api_general",
     "API: authentication and headers",
     ("general", "auth", "headers"),
-    help_text='A JSON object: "label", "auth", "headers", "expects_json", "create_is_idempotent", '
-    '"updatable_fields", "status_map", "priority_map", "error_message". Secrets are never typed '
-    "here: the auth templates name them as {{ secrets.token }} and they are entered in the "
-    "credentials above. A whole configuration pasted here is split into the sections below.",
+    help_text='A JSON object: "label", "description", "auth", "headers", "expects_json", '
+    '"create_is_idempotent", "updatable_fields", "status_map", "priority_map", "error_message". '
+    "Secrets are never typed here: the auth templates name them as {{ secrets.token }} and they "
+    "are entered in the credentials above. A whole configuration pasted here is split into the "
+    "sections below.",
+    label="Authentication, headers and defaults",
 )
 ERRORS = Section(
     "api_errors",
@@ -52,15 +53,17 @@ ERRORS = Section(
     help_text="A JSON list of rules, the first that matches decides: "
     '[{"when": {"status": [200], "path": "status", "equals": "failed"}, "then": "validation", '
     '"message": ["message"]}]. Left empty, failures are classified by their HTTP status.',
+    label="Error rules",
 )
 SECTIONS: tuple[Section, ...] = (
     GENERAL,
     *(
         Section(
             f"api_{operation}",
-            "API: create" if operation == "create" else f"API: {operation}",
+            f"API: {operation}",
             (operation,),
             operation=operation,
+            label=f"{operation.capitalize()} request",
             help_text=(
                 f"A JSON object describing the {operation} request (method, path, query, headers, "
                 "body_type, body, response). Left empty, the account cannot " + operation + "."
@@ -180,13 +183,8 @@ def config_problems(config: dict) -> dict[str, list[str]]:
 # --- examples ---------------------------------------------------------------------------------
 @cache
 def examples() -> dict[str, dict]:
-    """The example configurations shipped with the engine, by file name (without .json)."""
-    if not EXAMPLES_DIR.is_dir():
-        return {}
-    found = {}
-    for path in sorted(EXAMPLES_DIR.glob("*.json")):
-        found[path.stem] = guarded_loads(path.read_text(encoding="utf-8"))
-    return found
+    """The worked configurations shipped with the generic provider, by name (kapture, ...)."""
+    return {name: worked.load_example(name) for name in worked.example_names()}
 
 
 def example_choices() -> list[tuple[str, str]]:
@@ -213,7 +211,7 @@ class ApiSectionField(forms.CharField):
         super().__init__(
             required=False,
             strip=False,
-            label=section.title,
+            label=section.label or section.title,
             help_text=section.help_text,
             widget=forms.Textarea(
                 attrs={"rows": 12, "cols": 100, "spellcheck": "false", "class": "vLargeTextField api-json"}
