@@ -436,8 +436,8 @@ class BaseProviderAccountForm(forms.ModelForm):
         # the stored one to know whether stored credentials still apply.
         self.stored_kind = self.instance.kind if self.instance.pk else None
         self.fields["api_example"].choices = api_config_form.example_choices()
-        if not self.is_bound:
-            self.initial.update(api_config_form.split(getattr(self.instance, "api_config", None)))
+        # Also when bound: the change log compares what is posted with it.
+        self.initial.update(api_config_form.split(self.instance.api_config))
         set_on = self.instance.credentials_updated_at
         if self.instance.pk and set_on:
             for key in self.instance.provider_class.credential_fields:

@@ -7,6 +7,7 @@ import copy
 import json
 
 import pytest
+from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.urls import reverse
@@ -69,6 +70,33 @@ def test_a_generic_account_is_saved_from_its_sections_and_its_token_is_never_sho
     for section in api_config_form.SECTIONS:
         assert section.title in html
     assert "Try a request" in html
+
+
+@pytest.mark.django_db
+def test_the_secret_the_auth_scheme_names_is_required_and_a_resave_changes_nothing(superuser_client, sandbox):
+    config = kapture_config()
+    response = superuser_client.post(ADD_URL, generic_form(sandbox, config, cred__generic__token=""))
+    assert response.status_code == 200
+    assert field_errors(response, "cred__generic__token"), response.context["adminform"].form.errors
+
+    superuser_client.post(ADD_URL, generic_form(sandbox, config))
+    account = ProviderAccount.objects.get()
+    url = reverse("admin:providers_provideraccount_change", args=[account.pk])
+    # The browser posts the sections back laid out as shown, with its own line ends.
+    shown = {
+        field: text.replace("\n", "\r\n") for field, text in api_config_form.split(account.api_config).items()
+    }
+    data = {
+        **generic_form(sandbox, config, cred__generic__token=""),
+        **shown,
+        "status_map": json.dumps(account.status_map),
+    }
+    response = superuser_client.post(url, data)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    entry = LogEntry.objects.filter(object_id=str(account.pk)).order_by("-action_time").first()
+    assert not any(section.label in entry.get_change_message() for section in api_config_form.SECTIONS)
+    account.refresh_from_db()
+    assert account.api_config == config
 
 
 @pytest.mark.django_db
