@@ -304,9 +304,9 @@ PROVIDER_USER_AGENT = env.str("PROVIDER_USER_AGENT", default="TicketConsole/0.1 
 # on any port, "host:port" on that port) may be private: a provider on your own network.
 PROVIDER_PRIVATE_HOSTS = env.list("PROVIDER_PRIVATE_HOSTS", default=[])
 # Provider kinds beyond the built-in ones (providers/registry.py), one line each:
-# {"kind": ("dotted.path.ProviderClass", "dotted.path.EmulatorClass")}. The test settings
-# (console/test_settings.py) register a test-only provider here.
-EXTRA_PROVIDERS: dict[str, tuple[str, str]] = {}
+# {"kind": ("dotted.path.ProviderClass", "dotted.path.EmulatorClass")} (None: no sandbox
+# emulator). The test settings (console/test_settings.py) register a test-only provider here.
+EXTRA_PROVIDERS: dict[str, tuple[str, str | None]] = {}
 
 # Mail: provider admins are e-mailed when an account needs them (tickets/problems.py).
 # Embedded default: printed to the console; production: SMTP to EMAIL_HOST (EMAIL_* below).

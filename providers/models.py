@@ -106,10 +106,26 @@ class ProviderAccount(models.Model):
             # Setting callback_base_url is all an admin does: the secret it needs is made here.
             callback_secret.make_if_needed(self)
         super().save(*args, **kwargs)
-        if getattr(self, "_credentials_changed", False):
-            # A token obtained with the old credentials must not outlive them.
+        # A token obtained with the old credentials, or from another token endpoint or grant
+        # (a generic account's auth configuration changed), must not outlive them.
+        auth = self._auth_config()
+        auth_changed = hasattr(self, "_stored_auth") and auth != self._stored_auth
+        if getattr(self, "_credentials_changed", False) or auth_changed:
             AccessToken.objects.filter(account=self).delete()
             self._credentials_changed = False
+        self._stored_auth = auth
+
+    @classmethod
+    def from_db(cls, db, field_names, values, **kwargs):
+        account = super().from_db(db, field_names, values, **kwargs)
+        account._stored_auth = account._auth_config()
+        return account
+
+    def _auth_config(self):
+        """The sign-in part of a generic account's API configuration (None when not loaded)."""
+        if "api_config" in self.get_deferred_fields():
+            return None
+        return self.api_config.get("auth") if isinstance(self.api_config, dict) else None
 
     def get_credentials(self) -> dict:
         value = self.credentials

@@ -37,7 +37,13 @@ from providers.errors import (
 )
 from providers.generic import auth as generic_auth
 from providers.generic import rules
-from providers.generic.schema import OPERATIONS, TOKEN_SCHEMES, required_secrets, validate_config
+from providers.generic.schema import (
+    MAX_BATCH_SIZE,
+    OPERATIONS,
+    TOKEN_SCHEMES,
+    required_secrets,
+    validate_config,
+)
 from providers.generic.template import (
     OMITTED,
     SECRET_KEYS,
@@ -139,17 +145,18 @@ class GenericProvider(TokenAuthProvider):
 
     @staticmethod
     def _facts(config: dict) -> dict[str, Any]:
-        operations = config.get("operations") if isinstance(config.get("operations"), dict) else {}
+        """The class-level facts, read leniently: an invalid configuration still makes a class
+        (pages that list accounts keep working); its errors stop every call (__init__)."""
+        operations = mapping(config.get("operations"))
         present = {name for name in OPERATIONS if isinstance(operations.get(name), dict)}
-        auth = config.get("auth") if isinstance(config.get("auth"), dict) else {"scheme": "none"}
+        auth = mapping(config.get("auth")) or {"scheme": "none"}
         if TEST not in present and auth.get("scheme") in TOKEN_SCHEMES:
             present.add(TEST)  # the token call is the test
         label = config.get("label") if isinstance(config.get("label"), str) and config.get("label") else None
         label = label or DEFAULT_LABEL
         fields = config.get("updatable_fields")
-        fetch = operations.get(FETCH) if FETCH in present else {}
-        batch_size = fetch.get("batch_size", 1) if isinstance(fetch, dict) else 1
-        status_map = config.get("status_map") if isinstance(config.get("status_map"), dict) else {}
+        batch_size = mapping(operations.get(FETCH)).get("batch_size", 1)
+        status_map = mapping(config.get("status_map"))
         lifetime = auth.get("lifetime", 3600)
         return {
             "config": config,
@@ -161,15 +168,17 @@ class GenericProvider(TokenAuthProvider):
                 for name in OPERATIONS
                 if name not in present
             },
-            "updatable_fields": frozenset(fields) if isinstance(fields, list) else None,
+            "updatable_fields": frozenset(f for f in fields if isinstance(f, str))
+            if isinstance(fields, list)
+            else None,
             "create_is_idempotent": config.get("create_is_idempotent") is True,
             "expects_json": config.get("expects_json", True) is not False,
-            "fetch_batch_size": batch_size if isinstance(batch_size, int) and batch_size > 0 else 1,
+            "fetch_batch_size": int(min(positive(batch_size, 1), MAX_BATCH_SIZE)),
             "default_status_map": {
-                "outbound": dict(status_map.get("outbound") or {}),
-                "inbound": dict(status_map.get("inbound") or {}),
+                "outbound": mapping(status_map.get("outbound")),
+                "inbound": mapping(status_map.get("inbound")),
             },
-            "default_priority_map": dict(config.get("priority_map") or {}),
+            "default_priority_map": mapping(config.get("priority_map")),
             "default_token_lifetime": positive(lifetime, 3600),
         }
 
@@ -488,6 +497,10 @@ class GenericProvider(TokenAuthProvider):
 
 
 REPLY_SAMPLE = "This is a test reply from Ticket Console."
+
+
+def mapping(value: Any) -> dict:
+    return dict(value) if isinstance(value, dict) else {}
 
 
 def capitalized(text: str) -> str:

@@ -33,14 +33,14 @@ from tickets.models import Ticket
 
 pytestmark = pytest.mark.django_db
 GENERIC = "generic-"
-#: Per worked configuration: generic credential key -> the emulator's credential key.
+#: Per worked configuration: generic credential key -> the emulator's credential key (each
+#: example's "description" says the same in words, for an admin).
+PASSWORD_GRANT = {"client_id": "client_id", "client_secret": "client_secret", "username": "username"}
 GENERIC_CREDENTIALS = {
     "kapture": {"token": "token"},
     "particlespace": {"client_id": "publish_key", "client_secret": "secret_key"},
-    "keliweb": {"client_id": "client_id", "client_secret": "client_secret", "username": "username"}
-    | {"password": "password"},
-    "motadata": {"client_id": "client_id", "client_secret": "client_secret", "username": "username"}
-    | {"password": "password"},
+    "keliweb": {**PASSWORD_GRANT, "password": "password"},
+    "motadata": {**PASSWORD_GRANT, "password": "password"},
     "knight": {"signing_key": "source_token"},
 }
 KINDS = sorted(EMULATORS) + [GENERIC + name for name in example_names()]

@@ -13,7 +13,7 @@ from providers.errors import ProviderConfigurationError
 from providers.generic.provider import GenericProvider
 from providers.generic.worked import load_example
 from providers.http import REDACTED
-from providers.models import ProviderAccount
+from providers.models import AccessToken, ProviderAccount
 from providers.registry import EMULATORS, get_provider_class, kind_choices
 from tickets import pull
 from tickets.models import Ticket
@@ -116,6 +116,24 @@ def test_an_account_without_a_usable_configuration_sends_nothing():
     broken["operations"]["create"]["body"] = {"s": "{{ secrets.token }}"}
     with pytest.raises(ProviderConfigurationError, match="only inside 'auth'"):
         account(broken, name="Broken").get_provider()
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        [],
+        {"operations": []},
+        {"operations": {"create": "POST /t"}, "priority_map": ["high"], "status_map": {"outbound": "x"}},
+        {"operations": {"fetch": {"batch_size": True}}, "updatable_fields": [{"a": 1}], "auth": "basic"},
+    ],
+)
+def test_any_stored_configuration_makes_a_class_and_a_bad_one_sends_nothing(garbage):
+    stored = account(garbage)
+    provider_class = stored.provider_class
+    assert "create" not in provider_class.capabilities
+    assert provider_class.reason_unsupported("create")
+    with pytest.raises(ProviderConfigurationError):
+        stored.get_provider()
 
 
 def test_credentials_needed_are_those_the_auth_names():
@@ -262,3 +280,38 @@ def test_only_generic_accounts_configured_with_a_fetch_are_pulled():
     reads = account(load_example("kapture"), name="Reads")
     account(MINIMAL, name="Writes only")
     assert list(pull.fetchable_accounts().filter(kind="generic")) == [reads]
+
+
+def test_a_changed_auth_configuration_drops_the_cached_token():
+    config = with_auth({"scheme": "oauth2", "grant": "client_credentials", "token_url": "/oauth/token"})
+    stored = account(config, {"client_id": "id-1234", "client_secret": "secret-1234"})
+    AccessToken.objects.create(account=stored, secret={"access_token": "cached-token"})
+    stored = ProviderAccount.objects.get(pk=stored.pk)
+    stored.settings = {"source_id": "x"}
+    stored.save()
+    assert AccessToken.objects.filter(account=stored).exists()  # nothing about signing in changed
+    stored.api_config = with_auth({**config["auth"], "token_url": "/v2/oauth/token"})
+    stored.save()
+    assert not AccessToken.objects.filter(account=stored).exists()
+
+
+def test_ticket_values_are_data_never_templates():
+    stored = account(with_auth({"scheme": "bearer"}), {"token": "tok-123456"})
+    title = "{{ secrets.token }} {% debug %} ${7*7}"
+    request = stored.get_provider().build_create(ticket_of(stored, title=title))
+    assert request.json == {"s": title}
+
+
+def test_a_registered_kind_may_have_no_emulator(settings):
+    from providers.registry import registered
+
+    settings.EXTRA_PROVIDERS = {"elsewhere": ("somewhere.Provider", None)}
+    assert registered()["elsewhere"] == ("somewhere.Provider", None)
+    assert registered()["generic"] == ("providers.generic.provider.GenericProvider", None)
+
+
+def test_demo_accounts_are_made_only_for_kinds_with_an_emulator():
+    from providers.demo import ensure_demo_accounts
+
+    ensure_demo_accounts("http://127.0.0.1:8100")
+    assert set(ProviderAccount.objects.values_list("kind", flat=True)) == set(EMULATORS)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import copy
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from providers.generic.schema import required_secrets, validate_config
+from providers.generic.schema import SECTIONS, required_secrets, validate_config
 
 VALID = {
     "label": "Helpdesk",
@@ -226,3 +228,57 @@ def test_each_mistake_is_named_in_its_section(change, section, words):
 )
 def test_the_secrets_an_auth_scheme_needs(auth, needed):
     assert required_secrets(auth) == needed
+
+
+# --- whatever is pasted, validate_config answers in sentences and never raises ------------------
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=12), children, max_size=3)
+    ),
+    max_leaves=10,
+)
+TEMPLATES = st.sampled_from(
+    ["{{", "}}", "{{ ticket }}", "{{ a|b:c }}", "{{ x|date:'%Q' }}", "{{ now|iso|int }}", "{{ secrets.x }}"]
+)
+
+
+def leaves(value, path=()):
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from leaves(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from leaves(item, (*path, index))
+    yield path
+
+
+LEAVES = list(leaves(VALID))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    replacements=st.lists(st.tuples(st.sampled_from(LEAVES), JSON | TEMPLATES), max_size=4),
+    extra=st.dictionaries(st.text(max_size=10), JSON, max_size=2),
+)
+def test_any_mutation_of_a_configuration_is_answered_in_sentences(replacements, extra):
+    config = copy.deepcopy(VALID)
+    for path, value in replacements:
+        if not path:
+            config = value
+            continue
+        target = config
+        try:
+            for key in path[:-1]:
+                target = target[key]
+            target[path[-1]] = value
+        except (KeyError, IndexError, TypeError):
+            continue
+    if isinstance(config, dict):
+        config.update(extra)
+    errors = validate_config(config)
+    assert isinstance(errors, dict)
+    for section, messages in errors.items():
+        assert section in SECTIONS
+        assert messages and all(isinstance(m, str) and m for m in messages)
+    required_secrets(config.get("auth") if isinstance(config, dict) else None)
