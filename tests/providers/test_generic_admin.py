@@ -10,6 +10,7 @@ import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import User
 from django.core.management import call_command
+from django.test import Client
 from django.urls import reverse
 
 from providers import api_config_form
@@ -313,3 +314,15 @@ def test_an_api_configuration_on_another_kind_is_refused(sandbox):
     with pytest.raises(ConfigError) as refused:
         import_accounts(document, environ={"T": "x"})
     assert "only accounts of kind generic have an API configuration" in "\n".join(refused.value.problems)
+
+
+@pytest.mark.django_db
+def test_try_it_refuses_a_post_without_the_csrf_token(sandbox, generic_account):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(User.objects.create_superuser("root", "root@example.com", "pw"))
+    response = client.post(
+        try_url(generic_account),
+        {"operation": "create", "ticket": "", "mode": "send", "status": "200", "answer": ""},
+    )
+    assert response.status_code == 403
+    assert sandbox.state("kapture")["tickets"] == []
