@@ -167,3 +167,28 @@ def test_a_generic_account_configured_for_kapture_in_the_admin_syncs_both_ways_a
     assert (
         held_ticket(sandbox, Ticket.objects.get(pk=copy.pk).remote_id)["title"] == "Via the imported account"
     )
+
+
+def test_start_from_an_example_fills_every_section_and_a_mistake_keeps_what_was_typed(
+    page: Page, live_server, sandbox, provider_admin
+):
+    admin_sign_in(page, live_server.url)
+    page.goto(f"{live_server.url}/admin/providers/provideraccount/add/")
+    page.locator("#id_name").fill("Keliweb via generic")
+    page.locator("#id_kind").select_option("generic")
+    page.locator("#id_base_url").fill(sandbox.base_url("keliweb"))
+    page.locator("#id_api_example").select_option("keliweb")
+    example = api_config_form.split(api_config_form.examples()["keliweb"])
+    for field, text in example.items():
+        expect(page.locator(f"#id_{field}")).to_have_value(text)
+    # A typo in one section: refused there, in words; every section comes back as typed.
+    typo = example["api_create"].replace('"method"', '"methd"', 1)
+    page.locator("#id_api_create").fill(typo)
+    page.locator('input[name="_continue"]:not([aria-hidden])').click()
+    expect(page.locator(".errornote")).to_be_visible()
+    create_row = page.locator(".form-row.field-api_create")
+    expect(create_row.locator(".errorlist")).to_contain_text("methd")
+    expect(page.locator("#id_api_create")).to_have_value(typo)
+    expect(page.locator("#id_api_fetch")).to_have_value(example["api_fetch"])
+    expect(page.locator("fieldset.kind-generic").first).to_be_visible()
+    assert not ProviderAccount.objects.exists()
