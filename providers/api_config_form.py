@@ -19,6 +19,7 @@ from django.utils.html import format_html, json_script
 from console.jsonguard import JSONRefused
 from console.jsonguard import loads as guarded_loads
 from providers.generic import worked
+from providers.generic.schema import validate_config
 
 GENERIC = "generic"
 OPERATIONS = ("create", "update", "fetch", "reply", "test")
@@ -169,8 +170,6 @@ def join(values: dict[str, Any]) -> tuple[dict, dict[str, list[str]]]:
 
 def config_problems(config: dict) -> dict[str, list[str]]:
     """validate_config's messages, by the form field each belongs on."""
-    from providers.generic.schema import validate_config
-
     by_field: dict[str, list[str]] = {}
     for section, messages in validate_config(config).items():
         field = FIELD_OF_SECTION.get(section, GENERAL.field)

@@ -46,6 +46,7 @@ from providers.api_config_form import GENERIC
 from providers.bounds import rate_burst_problem, rate_limit_problem, timeout_problem
 from providers.egress import base_url_problem
 from providers.forms import CREDENTIALS_LABEL, SECRET_SETTINGS, mapping_errors, shown
+from providers.generic.schema import validate_config
 from providers.models import ProviderAccount
 from providers.registry import PROVIDERS, get_provider_class, provider_class_for
 
@@ -247,8 +248,6 @@ def configured_class(kind: str, entry: dict) -> tuple[type, list[str]]:
         ]
     if problem := value_problem(config):
         return provider_class, [f"{API_CONFIG}: {problem}"]
-    from providers.generic.schema import validate_config
-
     problems = [
         f"{API_CONFIG}: {section}: {message}"
         for section, messages in validate_config(config).items()
