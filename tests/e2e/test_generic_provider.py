@@ -192,3 +192,12 @@ def test_start_from_an_example_fills_every_section_and_a_mistake_keeps_what_was_
     expect(page.locator("#id_api_fetch")).to_have_value(example["api_fetch"])
     expect(page.locator("fieldset.kind-generic").first).to_be_visible()
     assert not ProviderAccount.objects.exists()
+
+    # Another example over what was typed: only when the admin confirms.
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.locator("#id_api_example").select_option("knight")
+    expect(page.locator("#id_api_create")).to_have_value(typo)
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("#id_api_example").select_option("knight")
+    knight = api_config_form.split(api_config_form.examples()["knight"])
+    expect(page.locator("#id_api_create")).to_have_value(knight["api_create"])
