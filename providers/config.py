@@ -11,6 +11,7 @@
         settings: {}
         status_map: {outbound: {...}, inbound: {...}}
         priority_map: {}
+        api_config: {...}          # the generic kind only (docs/generic-provider.md)
         credentials:
           token: {env: KAPTURE_EU_TOKEN}
 
@@ -41,11 +42,13 @@ from django.views.decorators.debug import sensitive_variables
 from console.crypto import CredentialsUnreadable
 from console.jsonguard import MAX_DEPTH, JSONRefused, nesting_depth, value_problem
 from console.jsonguard import loads as guarded_loads
+from providers.api_config_form import GENERIC
 from providers.bounds import rate_burst_problem, rate_limit_problem, timeout_problem
 from providers.egress import base_url_problem
 from providers.forms import CREDENTIALS_LABEL, SECRET_SETTINGS, mapping_errors, shown
+from providers.generic.schema import validate_config
 from providers.models import ProviderAccount
-from providers.registry import PROVIDERS, provider_class_for
+from providers.registry import PROVIDERS, get_provider_class, provider_class_for
 
 PLAIN_FIELDS = (
     "kind",
@@ -58,7 +61,9 @@ PLAIN_FIELDS = (
     "status_map",
     "priority_map",
 )
-ALLOWED_KEYS = {"name", *PLAIN_FIELDS, "credentials"}
+#: The generic kind's configuration: written and read for that kind only (never a secret).
+API_CONFIG = "api_config"
+ALLOWED_KEYS = {"name", *PLAIN_FIELDS, API_CONFIG, "credentials"}
 #: The user import_accounts' LogEntries name when no --user is given.
 SYSTEM_USERNAME = "config-import"
 
@@ -95,6 +100,8 @@ def export_accounts() -> dict[str, Any]:
         # Never a setting since the callback secret moved to its own field; dropped anyway in
         # case one was written by hand, since the document may be committed.
         entry["settings"] = {k: v for k, v in (account.settings or {}).items() if k not in SECRET_SETTINGS}
+        if account.kind == GENERIC:
+            entry[API_CONFIG] = account.api_config
         entry["credentials"] = {
             key: {"env": env_name(account.name, key)} for key in stored_credential_keys(account)
         }
@@ -206,7 +213,10 @@ def check_entry(entry: Any, position: int, environ: Mapping[str, str]) -> tuple[
     ):
         if number in values and problem_of(values[number]):
             problems.append(f"{where}: {number}: {problem_of(values[number])} (got {shown(values[number])})")
-    provider_class = provider_class_for(kind, values.get("api_config"))
+    provider_class, config_problems = configured_class(kind, entry)
+    problems += [f"{where}: {message}" for message in config_problems]
+    if kind == GENERIC:
+        values[API_CONFIG] = entry.get(API_CONFIG)
     for name_, messages in mapping_errors(
         settings=values.get("settings", {}),
         status_map=values.get("status_map", {}),
@@ -219,6 +229,33 @@ def check_entry(entry: Any, position: int, environ: Mapping[str, str]) -> tuple[
         credentials, credential_problems = resolve_credentials(entry["credentials"], provider_class, environ)
         problems += [f"{where}: {message}" for message in credential_problems]
     return Planned(name.strip(), values, credentials), problems
+
+
+def configured_class(kind: str, entry: dict) -> tuple[type, list[str]]:
+    """The provider class an entry's account will have, and what is wrong with its
+    api_config (checked as the account form checks it)."""
+    provider_class = get_provider_class(kind)
+    config = entry.get(API_CONFIG)
+    if kind != GENERIC:
+        if config:
+            return provider_class, [
+                f"{API_CONFIG}: only accounts of kind {GENERIC} have an API configuration."
+            ]
+        return provider_class, []
+    if not isinstance(config, dict) or not config:
+        return provider_class, [
+            f"{API_CONFIG}: an account of kind {GENERIC} needs its API configuration (an object)."
+        ]
+    if problem := value_problem(config):
+        return provider_class, [f"{API_CONFIG}: {problem}"]
+    problems = [
+        f"{API_CONFIG}: {section}: {message}"
+        for section, messages in validate_config(config).items()
+        for message in messages
+    ]
+    if problems:
+        return provider_class, problems
+    return provider_class_for(kind, config), []
 
 
 @sensitive_variables("values", "environ")
@@ -279,8 +316,10 @@ def apply(item: Planned, user_id: Callable[[], int]) -> tuple[str, list[str]]:
     created = account is None
     if created:
         account = ProviderAccount(name=item.name)
-    provider_class = provider_class_for(item.values["kind"], item.values.get("api_config"))
     values = dict(item.values)
+    if values["kind"] != GENERIC:
+        values[API_CONFIG] = {}  # only the generic kind has one (the form does the same)
+    provider_class = provider_class_for(values["kind"], values[API_CONFIG])
     if created:  # an existing account keeps its stored rate and burst when the document has none
         values.setdefault("rate_limit", provider_class.default_rate_limit)
         values.setdefault("rate_burst", provider_class.default_rate_burst)

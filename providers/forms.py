@@ -15,6 +15,8 @@ from django.views.decorators.debug import sensitive_variables
 
 from console.jsonguard import GuardedJSONField, JSONRefused, value_problem
 from console.jsonguard import loads as guarded_loads
+from providers import api_config_form
+from providers.api_config_form import GENERIC
 from providers.bounds import ENGINE_SETTINGS
 from providers.egress import base_url_problem
 from providers.models import ProviderAccount
@@ -433,6 +435,9 @@ class BaseProviderAccountForm(forms.ModelForm):
         # The model form copies the chosen kind onto the instance before save(): remember
         # the stored one to know whether stored credentials still apply.
         self.stored_kind = self.instance.kind if self.instance.pk else None
+        self.fields["api_example"].choices = api_config_form.example_choices()
+        # Also when bound: the change log compares what is posted with it.
+        self.initial.update(api_config_form.split(self.instance.api_config))
         set_on = self.instance.credentials_updated_at
         if self.instance.pk and set_on:
             for key in self.instance.provider_class.credential_fields:
@@ -483,6 +488,7 @@ class BaseProviderAccountForm(forms.ModelForm):
             refused = self.fields[name].widget.refused
             if refused and name in cleaned:
                 self.add_error(name, [f"{cell} Enter it again." for cell in refused])
+        provider_class = self.configured_provider_class(kind)
         for name, problems in mapping_errors(
             settings=cleaned.get("settings", {}),
             status_map=cleaned.get("status_map", {}),
@@ -494,14 +500,51 @@ class BaseProviderAccountForm(forms.ModelForm):
         # Worked out once, before save() changes what is stored; the change log reads it too.
         values, self.credentials_changed = self.credentials_after_save(kind)
         self.new_credentials = values
-        # A generic account needs the secrets its API configuration's auth names.
-        api_config = cleaned.get("api_config", self.instance.api_config if self.stored_kind == kind else {})
-        for key, message in provider_class_for(kind, api_config).validate_credentials(values).items():
+        for key, message in provider_class.validate_credentials(values).items():
             self.add_error(credential_field_name(kind, key), message)
         return cleaned
 
+    api_config: dict = {}
+
+    def configured_provider_class(self, kind: str):
+        """The generic kind's configuration from its sections: refused parts are reported on
+        their own section, as typed. Returns the provider class the account will have."""
+        provider_class = get_provider_class(kind)
+        if kind != GENERIC:
+            self.api_config = {}
+            return provider_class
+        sections = api_config_form.SECTIONS
+        texts = {section.field: self.cleaned_data.get(section.field) or "" for section in sections}
+        example = self.cleaned_data.get("api_example")
+        if example and not any(text.strip() for text in texts.values()):
+            # Chosen without the page's script (which fills the sections): the example, as is.
+            texts = api_config_form.split(api_config_form.examples()[example])
+        parsed, problems = {}, {}
+        for field, text in texts.items():
+            try:
+                parsed[field] = api_config_form.parse_section(text)
+            except JSONRefused as exc:
+                problems[field] = [str(exc)]
+        config, join_problems = api_config_form.join(parsed)
+        for field, messages in join_problems.items():
+            problems.setdefault(field, []).extend(messages)
+        # Every section is checked at once; a section that could not be read keeps only that
+        # reason (the check would report it missing).
+        unread = set(problems)
+        for field, messages in api_config_form.config_problems(config).items():
+            if field not in unread:
+                problems.setdefault(field, []).extend(messages)
+        for field, messages in problems.items():
+            self.add_error(field, messages)
+        self.api_config = config
+        if problems:
+            return provider_class
+        return provider_class_for(kind, config)
+
     def save(self, commit: bool = True) -> ProviderAccount:
         account = super().save(commit=False)
+        account.api_config = self.api_config if account.kind == GENERIC else {}
+        # For the generic kind, the class built from that configuration (its default maps).
         provider_class = account.provider_class
         if self.credentials_changed:
             account.set_credentials(self.new_credentials)
@@ -515,7 +558,11 @@ class BaseProviderAccountForm(forms.ModelForm):
 
 
 # Declared (not added in __init__) so the admin's fieldsets can name them.
-ProviderAccountForm = type("ProviderAccountForm", (BaseProviderAccountForm,), write_only_credential_fields())
+ProviderAccountForm = type(
+    "ProviderAccountForm",
+    (BaseProviderAccountForm,),
+    {**write_only_credential_fields(), **api_config_form.section_fields()},
+)
 
 
 def describe_changes(changed_fields: list[str], labels: dict[str, str], *, credentials: bool) -> list[dict]:

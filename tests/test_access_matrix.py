@@ -150,6 +150,12 @@ RULES.update(
             )
             for view in ("test", "pause", "resume", "rotate_callback_secret")
         },
+        # "Try it" builds (and may send) the account's configured requests with its
+        # credentials: provider admins only. The page says so for a kind other than generic.
+        "admin:providers_provideraccount_try": Rule(
+            answers(f"{STAFF_ONLY} denied ok ok"),
+            named("admin:providers_provideraccount_try", pk=lambda w: w.eu_account.pk),
+        ),
     }
 )
 

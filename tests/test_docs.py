@@ -5,6 +5,7 @@ docs/providers.md; the vendors' excerpts in tests/providers/seeds/. A reference 
 note or provider reference kept beside a checkout would be a dead end for every other reader.
 """
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -43,3 +44,16 @@ def test_the_check_catches_each_kind_of_outside_reference():
         assert OUTSIDE_DOCUMENT.search(line), line
     for line in ("docs/providers.md §4", 'docs/architecture.md "Sync"', "tests/providers/seeds/"):
         assert not OUTSIDE_DOCUMENT.search(line), line
+
+
+# --- the generic provider's worked examples are the shipped ones ------------------------------
+GENERIC_DOC = ROOT / "docs" / "generic-provider.md"
+GENERIC_EXAMPLES = ROOT / "providers" / "generic" / "examples"
+EXAMPLE_BLOCK = re.compile(r"<!-- example: (?P<name>[\w-]+) -->\s*```json\n(?P<body>.*?)\n```", re.DOTALL)
+
+
+def test_the_generic_providers_worked_examples_are_the_shipped_configurations():
+    documented = {m["name"]: json.loads(m["body"]) for m in EXAMPLE_BLOCK.finditer(GENERIC_DOC.read_text())}
+    shipped = {path.stem: json.loads(path.read_text()) for path in GENERIC_EXAMPLES.glob("*.json")}
+    assert len(shipped) == 5
+    assert documented == shipped

@@ -98,6 +98,12 @@ def can_manage_accounts(user: Principal) -> bool:
     return is_signed_in(user) and (user.is_superuser or user.has_perm(MANAGE_ACCOUNTS))
 
 
+def can_try_requests(user: Principal) -> bool:
+    """ "Try it" on a generic account (builds, and may send, its configured requests with the
+    account's credentials): whoever may configure the account."""
+    return can_manage_accounts(user)
+
+
 # --- tickets and what hangs off them --------------------------------------------------------
 def visible_tickets(user: Principal, tickets: QuerySet[Ticket] | None = None) -> QuerySet[Ticket]:
     """The tickets `user` may see (of `tickets`, default all): those of accounts they may see."""

@@ -15,6 +15,7 @@ from django.contrib.admin.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import formats, timezone
 from django.utils.decorators import method_decorator
@@ -23,7 +24,8 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
-from providers import callback_secret
+from providers import api_config_form, callback_secret
+from providers.api_config_form import GENERIC
 from providers.forms import (
     ProviderAccountForm,
     clear_field_name,
@@ -33,7 +35,8 @@ from providers.forms import (
 )
 from providers.models import ProviderAccount
 from providers.registry import PROVIDERS, get_provider_class
-from tickets.access import can_manage_accounts
+from tickets import try_it
+from tickets.access import can_manage_accounts, can_try_requests
 from tickets.services import (
     TicketActionError,
     pause_account,
@@ -78,6 +81,7 @@ class ProviderAccountAdmin(admin.ModelAdmin):
         "pause_controls",
         "recent_changes",
         "callback_state",
+        "try_it_link",
     )
     actions = ["test_connections", "rotate_callback_secrets"]
     change_form_template = "admin/providers/provideraccount/change_form.html"
@@ -104,6 +108,15 @@ class ProviderAccountAdmin(admin.ModelAdmin):
                     },
                 )
             )
+        # The generic kind's configuration, one part per fieldset; shown for that kind only.
+        kind_only = ("kind-only", f"kind-{GENERIC}")
+        for section in api_config_form.SECTIONS:
+            fields = [section.field]
+            if section is api_config_form.GENERAL:
+                fields.insert(0, "api_example")
+            if section is api_config_form.SECTIONS[-1]:
+                fields.append("try_it_link")
+            fieldsets.append((section.title, {"fields": fields, "classes": kind_only}))
         fieldsets += [
             ("Defaults", {"fields": ("settings",)}),
             ("Inbound callback", {"fields": ("callback_state",)}),
@@ -166,6 +179,17 @@ class ProviderAccountAdmin(admin.ModelAdmin):
         url = reverse("admin:providers_provideraccount_test", args=[obj.pk])
         return format_html(
             '<button type="submit" class="button" formaction="{}">Test connection</button>', url
+        )
+
+    @admin.display(description="Try it")
+    def try_it_link(self, obj):
+        if not obj or not obj.pk or obj.kind != GENERIC:
+            return "Save the account first: Try it sends the saved configuration."
+        url = reverse("admin:providers_provideraccount_try", args=[obj.pk])
+        return format_html(
+            '<a class="button" href="{}">Try a request</a> Builds one request of the saved '
+            "configuration and shows it, and what its answer would become.",
+            url,
         )
 
     @admin.display(description="Sync")
@@ -260,12 +284,43 @@ class ProviderAccountAdmin(admin.ModelAdmin):
             )
 
         return [
+            path(
+                "<int:pk>/try/",
+                self.admin_site.admin_view(self.try_view),
+                name="providers_provideraccount_try",
+            ),
             view(self.test_view, "test-connection"),
             view(self.pause_view, "pause"),
             view(self.resume_view, "resume"),
             view(self.rotate_callback_secret_view, "rotate-callback-secret"),
             *super().get_urls(),
         ]
+
+    @method_decorator(sensitive_post_parameters())
+    def try_view(self, request, pk):
+        """GET: the form; POST: the request built (and sent or parsed), shown on the same page."""
+        if not can_try_requests(request.user):
+            raise PermissionDenied
+        account = get_object_or_404(ProviderAccount, pk=pk)
+        outcome = None
+        form = None
+        if account.kind == GENERIC and account.api_config:
+            data = request.POST if request.method == "POST" else None
+            form = try_it.TryItForm(data, account=account, user=request.user)
+            if request.method == "POST" and form.is_valid():
+                outcome = try_it.run(form)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Try a request: {account.name}",
+            "opts": self.model._meta,
+            "original": account,
+            "account": account,
+            "provider_label": account.provider_class.label,
+            "form": form,
+            "outcome": outcome,
+            "change_url": reverse("admin:providers_provideraccount_change", args=[account.pk]),
+        }
+        return TemplateResponse(request, "admin/providers/provideraccount/try_it.html", context)
 
     @method_decorator(sensitive_post_parameters())
     def test_view(self, request, pk):

@@ -35,6 +35,33 @@ class KaptureEmulator(Emulator):
     def reset(self) -> None:
         self.tickets: dict[str, dict] = {}
         self.ids = itertools.count(530348198)
+        #: A message the next add or update is refused with (HTTP 200, "status": "failed").
+        self.refuse_next = ""
+
+    def controls(self):
+        return {
+            # A Kapture agent moves a ticket to another sub-status in Kapture's own UI.
+            "set-substatus": lambda data: self.set_substatus(str(data["ticket_id"]), str(data["substatus"])),
+            # Kapture turns the next add or update down, as it does a request it finds invalid.
+            "refuse-next": lambda data: self.refuse(str(data["message"])),
+        }
+
+    def set_substatus(self, ticket_id: str, substatus: str) -> dict:
+        ticket = self.tickets[ticket_id]
+        ticket["substatus"] = substatus
+        ticket["status"] = "C" if substatus in CLOSED_SUB_STATUSES else "P"
+        ticket["history"].append(
+            {"substatus": substatus, "date": datetime.now().strftime("%Y-%m-%d %H:%M:%S")}
+        )
+        return {"ok": True}
+
+    def refuse(self, message: str) -> dict:
+        self.refuse_next = message
+        return {"ok": True}
+
+    def refusal(self) -> Reply | None:
+        message, self.refuse_next = self.refuse_next, ""
+        return failed(message) if message else None
 
     def routes(self):
         return [
@@ -55,6 +82,8 @@ class KaptureEmulator(Emulator):
         items = request.json()
         if not isinstance(items, list) or not items or not all(isinstance(i, dict) for i in items):
             return Reply.json(INVALID_JSON)
+        if refused := self.refusal():
+            return refused
         if any(not str(item.get("title") or "").strip() for item in items):
             return failed("title is missing")
         for item in items:
@@ -124,6 +153,8 @@ class KaptureEmulator(Emulator):
         items = request.json()
         if not isinstance(items, list) or not items or not all(isinstance(i, dict) for i in items):
             return Reply.json(INVALID_JSON)
+        if refused := self.refusal():
+            return refused
         for item in items:
             if str(item.get("ticket_id") or "") not in self.tickets:
                 return Reply.json(NO_DATA)
