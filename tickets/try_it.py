@@ -136,8 +136,6 @@ def run(form: TryItForm) -> dict[str, Any]:
         provider = form.account.get_provider()
         ticket = form.chosen_ticket()
         outcome = provider.try_operation(data["operation"], ticket, sample_response=sample)
-        if outcome.get("error") and not outcome.get("request"):
-            outcome["request"] = request_shown(provider, data["operation"], ticket)
     except ProviderConfigurationError as exc:
         return {"error": {"class": "configuration", "message": getattr(exc, "message", str(exc))}}
     except CredentialsUnreadable:
@@ -150,19 +148,6 @@ def run(form: TryItForm) -> dict[str, Any]:
     except ProviderError as exc:  # try_operation reports failures itself; this is a safety net
         return {"error": {"class": "response", "message": getattr(exc, "message", str(exc))}}
     return present(outcome)
-
-
-def request_shown(provider, operation: str, ticket) -> dict[str, Any] | None:
-    """The request as try_operation shows it, when it reports an error without it (the
-    request is what the admin most needs to see then); None if it cannot even be built."""
-    try:
-        request = provider.request_for(operation, ticket)
-        if getattr(request, "authenticated", False):
-            provider.shown_signed(request)
-        url, headers, body = provider.http.describe(request)
-    except (ProviderError, ProviderConfigurationError, CredentialsUnreadable):
-        return None
-    return {"method": request.method, "url": url, "headers": headers, "body": body}
 
 
 def present(outcome: dict[str, Any]) -> dict[str, Any]:

@@ -485,20 +485,25 @@ class GenericProvider(TokenAuthProvider):
         result: dict[str, Any] = {"request": None}
         try:
             self.require(operation)
-            request = self.request_for(operation, ticket)
+            # Shown before anything is sent: when the answer is an error, the request is what
+            # the admin most needs to see.
+            result["request"] = self.shown(self.request_for(operation, ticket))
             if sample_response is None:
                 outcome = self.perform(operation, ticket)
             else:
                 text, status = sample_parts(sample_response)
                 outcome = self.parse(operation, ticket, self.interpret(ApiResponse(status, {}, text)))
-            if isinstance(request, GenericRequest) and request.authenticated:
-                self.shown_signed(request)
-            url, headers, body = self.http.describe(request)
-            result["request"] = {"method": request.method, "url": url, "headers": headers, "body": body}
             result["result"] = outcome
         except (ProviderError, ProviderConfigurationError) as exc:
             result["error"] = describe_error(exc, self.redactor)
         return result
+
+    def shown(self, request: ApiRequest) -> dict[str, Any]:
+        """`request` as the admin sees it: signed as it is sent, secrets masked."""
+        if isinstance(request, GenericRequest) and request.authenticated:
+            self.shown_signed(request)
+        url, headers, body = self.http.describe(request)
+        return {"method": request.method, "url": url, "headers": headers, "body": body}
 
     def shown_signed(self, request: GenericRequest) -> None:
         """`request` as it is sent, credentials included (the Redactor masks them when shown);
