@@ -7,6 +7,7 @@ provider (`error_for_status`), and a 2xx is a success.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from providers.errors import (
@@ -45,7 +46,8 @@ def _rule_problems(rule: Any) -> list[str]:
         f"'{key}' is not a rule key; use {', '.join(RULE_KEYS)}." for key in rule if key not in RULE_KEYS
     ]
     if rule.get("then") not in OUTCOMES:
-        problems.append(f"'then' must be one of {', '.join(OUTCOMES)}.")
+        given = f"'then' is {json.dumps(rule['then'])}; it" if "then" in rule else "'then'"
+        problems.append(f"{given} must be one of {', '.join(OUTCOMES)}.")
     when = rule.get("when")
     if not isinstance(when, dict) or not when:
         problems.append("'when' must be an object with at least one condition (status, path).")

@@ -8,6 +8,7 @@ where it is used, and every response path is well formed.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from providers.generic import rules
@@ -292,7 +293,7 @@ def operation_problems(name: str, spec: Any, auth: Any) -> list[str]:
     roots = REQUEST_ROOTS[name]
     method = spec.get("method", "POST")
     if method not in METHODS:
-        problems.append(f"'method' must be one of {', '.join(METHODS)}.")
+        problems.append(f"'method' is {json.dumps(method)}; it must be one of {', '.join(METHODS)}.")
     path = spec.get("path")
     if not isinstance(path, str) or not path.startswith("/"):
         problems.append("'path' must be text starting with '/', e.g. /api/tickets/{{ ticket.remote_id }}.")
@@ -344,7 +345,7 @@ def _token_only_problems(spec: dict, auth: Any) -> list[str]:
 def _body_problems(spec: dict, roots) -> list[str]:
     body_type = spec.get("body_type", "json")
     if body_type not in BODY_TYPES:
-        return [f"'body_type' must be one of {', '.join(BODY_TYPES)}."]
+        return [f"'body_type' is {json.dumps(body_type)}; it must be one of {', '.join(BODY_TYPES)}."]
     if "body" not in spec:
         return []
     body = spec["body"]
@@ -500,7 +501,7 @@ def auth_problems(auth: Any) -> list[str]:
         return ["'auth' must be an object with a 'scheme'."]
     scheme = auth.get("scheme")
     if scheme not in AUTH_SCHEMES:
-        return [f"'scheme' must be one of {', '.join(AUTH_SCHEMES)}."]
+        return [f"'scheme' is {json.dumps(scheme)}; it must be one of {', '.join(AUTH_SCHEMES)}."]
     allowed = ("scheme", *AUTH_KEYS[scheme])
     problems = [
         f"'{key}' is not known for the {scheme} scheme; use {', '.join(allowed)}."
@@ -541,7 +542,7 @@ def auth_problems(auth: Any) -> list[str]:
 def _oauth2_problems(auth: dict) -> list[str]:
     problems = []
     if auth.get("grant") not in GRANTS:
-        problems.append(f"'grant' must be one of {', '.join(GRANTS)}.")
+        problems.append(f"'grant' is {json.dumps(auth.get('grant'))}; it must be one of {', '.join(GRANTS)}.")
     url = auth.get("token_url")
     if not isinstance(url, str) or not url.startswith(("/", "https://", "http://")):
         problems.append("'token_url' must be a path such as /oauth/token or an absolute URL.")

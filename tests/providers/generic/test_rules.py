@@ -81,7 +81,7 @@ def test_success_makes_a_failure_status_a_success():
     [
         ({}, "must be a list"),
         (["x"], "Rule 1: must be an object"),
-        ([{"when": {"status": [200]}, "then": "boom"}], "'then' must be one of"),
+        ([{"when": {"status": [200]}, "then": "boom"}], "'then' is \"boom\"; it must be one of"),
         ([{"when": {}, "then": "auth"}], "at least one condition"),
         ([{"when": {"status": 200}, "then": "auth"}], "list of HTTP statuses"),
         ([{"when": {"path": "a"}, "then": "auth"}], "exactly one test"),

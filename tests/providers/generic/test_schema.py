@@ -188,7 +188,11 @@ def test_only_create_is_required():
             "create",
             "'methd' is not known in 'create'",
         ),
-        (lambda c: c["operations"]["create"].update(method="FETCH"), "create", "'method' must be one of"),
+        (
+            lambda c: c["operations"]["create"].update(method="FETCH"),
+            "create",
+            "'method' is \"FETCH\"; it must be one of",
+        ),
         (
             lambda c: c["operations"]["create"].update(path="api"),
             "create",
@@ -199,7 +203,11 @@ def test_only_create_is_required():
             "reply",
             "must be an object",
         ),
-        (lambda c: c["operations"]["reply"].update(body_type="xml"), "reply", "'body_type' must be one of"),
+        (
+            lambda c: c["operations"]["reply"].update(body_type="xml"),
+            "reply",
+            "'body_type' is \"xml\"; it must be one of",
+        ),
         (
             lambda c: c["operations"]["create"]["body"].update(x="{{ secrets.token }}"),
             "create",
@@ -267,7 +275,11 @@ def test_only_create_is_required():
         (lambda c: c.update(expects_json="yes"), "general", "'expects_json' must be true or false"),
         (lambda c: c["errors"].append({"when": {}, "then": "auth"}), "errors", "Rule 2"),
         (lambda c: c.update(error_message=""), "errors", "'error_message'"),
-        (lambda c: c.update(auth={"scheme": "kerberos"}), "auth", "'scheme' must be one of"),
+        (
+            lambda c: c.update(auth={"scheme": "kerberos"}),
+            "auth",
+            "'scheme' is \"kerberos\"; it must be one of",
+        ),
         (
             lambda c: c.update(auth={"scheme": "bearer", "tokn": "x"}),
             "auth",
