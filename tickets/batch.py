@@ -350,7 +350,7 @@ class AccountRun:
         # One rate-limit statement for the batch's calls, not one per call; a call left
         # without a slot here (none soon enough) asks for its own, as one sent alone does.
         try:
-            slots = limits.reserve_slots(account, len(sending))
+            slots = limits.reserve_slots(account, len(sending)) if limits.bucket_usable(account) else []
         except limits.AccountBusy:
             slots = []
         for item, slot_at in zip(sending, slots, strict=False):

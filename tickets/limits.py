@@ -21,7 +21,7 @@ from django.db import transaction
 from django.db.models import Case, DateTimeField, ExpressionWrapper, F, Q, Value, When
 from django.utils import timezone
 
-from providers.bounds import engine_setting
+from providers.bounds import engine_setting, rate_burst_problem, rate_limit_problem
 from providers.models import ProviderAccount
 from tickets import dispatch
 from tickets.models import Reply, SyncState, Ticket
@@ -241,6 +241,12 @@ def reserve_slot(account: ProviderAccount, *, max_wait: float | None = None) -> 
         if accounts.filter(guard).update(next_request_at=arrival + interval):
             return wait
         # Another worker took the slot between our read and write: read again.
+
+
+def bucket_usable(account: ProviderAccount) -> bool:
+    """The stored rate limit and burst are ones the form accepts. A row written around it
+    reserves nothing ahead: its calls fail as configuration (Provider.__init__ says why)."""
+    return rate_limit_problem(account.rate_limit) is None and rate_burst_problem(account.rate_burst) is None
 
 
 def reserve_slots(account: ProviderAccount, count: int, *, max_wait: float | None = None) -> list[datetime]:
