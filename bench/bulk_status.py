@@ -143,16 +143,22 @@ def start_worker(log_dir: Path) -> subprocess.Popen:
 def wait_synced(ids: list[int], *, at_revision: int | None = None) -> None:
     from tickets.models import SyncState, Ticket
 
-    rows = Ticket.objects.filter(pk__in=ids, sync_state=SyncState.SYNCED)
+    # This polling is counted as client CPU: read the ids as a pk range when they are one,
+    # rather than as 1,000 parameters twice every 50 ms.
+    mine = Ticket.objects.filter(pk__gte=min(ids), pk__lte=max(ids))
+    if mine.count() != len(ids):
+        mine = Ticket.objects.filter(pk__in=ids)
+    rows = mine.filter(sync_state=SyncState.SYNCED)
     if at_revision is not None:
         rows = rows.filter(synced_revision__gte=at_revision)
     deadline = time.monotonic() + 1800
+    polls = 0
     while rows.count() < len(ids):
-        bad = Ticket.objects.filter(pk__in=ids).exclude(
-            sync_state__in=[SyncState.SYNCED, SyncState.PENDING, SyncState.SENDING]
-        )
-        if bad.exists():
-            raise RuntimeError(f"a bench ticket did not sync: {bad.first().last_error}")
+        polls += 1
+        if polls % 20 == 0:  # once a second: a row that will never sync
+            bad = mine.exclude(sync_state__in=[SyncState.SYNCED, SyncState.PENDING, SyncState.SENDING])
+            if bad.exists():
+                raise RuntimeError(f"a bench ticket did not sync: {bad.first().last_error}")
         if time.monotonic() > deadline:
             raise RuntimeError("the bench tickets did not sync within 30 minutes")
         time.sleep(0.05)

@@ -4,9 +4,10 @@ For each broker setup, in a throwaway database and state directory (never the de
 var/):
 - raw: one requests.Session posting Kapture create payloads (built by the adapter, as the
   worker sends them) to the sandbox, one after another;
-- end to end: the same number of tickets through services.create_ticket -> broker -> 2 worker
-  processes (prefork, concurrency 1) -> sandbox -> row synced, timed from the first save to
-  the last synced row; reported as creates per second and as a ratio of the raw loop;
+- end to end: the same number of tickets through services.create_ticket -> broker -> one worker
+  of 2 processes (prefork, as `manage.py runconsole` starts it) -> sandbox -> row synced, timed
+  from the first save to the last synced row; reported as creates per second and as a ratio of
+  the raw loop;
 - memory: the worker pool children's VmRSS after a warm-up of 1,000 creates and after
   `--rss-tasks` creates in all (children are not recycled during the run, so growth shows).
 
@@ -358,12 +359,11 @@ def wait_ready(process: subprocess.Popen, log_path: Path, deadline: float) -> No
 
 
 def start_workers(log_dir: Path) -> list[subprocess.Popen]:
-    logs = [log_dir / f"worker-{number}.log" for number in range(WORKERS)]
-    workers = [launch_worker(log, concurrency=1, name=f"bench{number}@%h") for number, log in enumerate(logs)]
-    deadline = time.monotonic() + 90
-    for worker, log in zip(workers, logs, strict=True):
-        wait_ready(worker, log, deadline)
-    return workers
+    """One worker of WORKERS pool processes, as `manage.py runconsole` starts it."""
+    log = log_dir / "worker.log"
+    worker = launch_worker(log, concurrency=WORKERS, name="bench@%h")
+    wait_ready(worker, log, time.monotonic() + 90)
+    return [worker]
 
 
 def through(account, count: int, *, prefix: str, timed_saves: bool = False):
@@ -482,8 +482,8 @@ def report(results: dict[str, dict], tickets: int, rss_tasks: int) -> str:
         f"`bench/sync_throughput.py --tickets {tickets} --rss-tasks {rss_tasks} [--latency-ms N]`: Kapture "
         "creates against the sandbox (its own process, answering with TCP_NODELAY). *Raw*: one "
         "`requests.Session` posting the adapter's create payloads one after another. *End to end*: the "
-        f"same number of tickets through `services.create_ticket` → broker → {WORKERS} worker processes "
-        "(prefork, concurrency 1) → sandbox → row `synced`, from the first save to the last synced row. "
+        "same number of tickets through `services.create_ticket` → broker → one worker of "
+        f"{WORKERS} processes (prefork, as `manage.py runconsole` starts it) → sandbox → row `synced`, from the first save to the last synced row. "
         "*Saves/s*: how fast that `create_ticket` loop itself ran (insert, reference, publish on "
         "commit) while the workers worked — end to end can never beat it, so saves/raw is the "
         "ceiling of the ratio on this machine. *Latency*: every sandbox answer delayed that much, "

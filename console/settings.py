@@ -270,7 +270,8 @@ SYNC_LEASE = env.int("SYNC_LEASE", default=30)
 # A push nudge names an account: its worker sends up to SYNC_MAX_IN_FLIGHT of the account's
 # rows at once (an account's settings may lower or raise it: max_in_flight), claiming rows as
 # threads come free, for up to SYNC_BATCH_BUDGET seconds before it nudges the account again.
-SYNC_MAX_IN_FLIGHT = env.int("SYNC_MAX_IN_FLIGHT", default=8)
+# 16: why, with the figures and the database connections it may take, in docs/benchmarks.md.
+SYNC_MAX_IN_FLIGHT = env.int("SYNC_MAX_IN_FLIGHT", default=16)
 SYNC_BATCH_BUDGET = env.float("SYNC_BATCH_BUDGET", default=60.0)
 # After an update whose answer never came (a timeout, a dropped connection), the provider
 # may still be working on it. The next send of that ticket waits at least this long, so the

@@ -61,8 +61,21 @@ def push_tickets(ticket_ids: list[int], *, countdown: float = 0) -> None:
         Ticket.objects.filter(pk__in=ticket_ids),
         "account_id",
         countdown=countdown,
-        already_nudged=lambda accounts, now: tickets_announced(accounts, now=now, excluding=ticket_ids),
+        already_nudged=lambda accounts, now: left_to_runs(accounts, now=now, ticket_ids=ticket_ids),
     )
+
+
+def left_to_runs(account_ids: set[int], *, now: datetime, ticket_ids: list[int]) -> set[int]:
+    """Accounts whose tickets a nudge still to run, or a run sending now, will claim anyway.
+    Tickets left to a sending run are marked unannounced (`enqueued_at` empty), so the sweeper
+    publishes any that run leaves behind at its next round."""
+    # A busy account's run is usually sending: that look (one query) comes first.
+    sending = tickets_being_sent(account_ids, now=now)
+    if sending:
+        Ticket.objects.filter(pk__in=ticket_ids, account_id__in=sending, enqueued_at__isnull=False).update(
+            enqueued_at=None
+        )
+    return sending | tickets_announced(account_ids - sending, now=now, excluding=ticket_ids)
 
 
 def push_replies(reply_ids: list[int], *, countdown: float = 0) -> None:
@@ -129,6 +142,24 @@ def tickets_announced(
         .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
         .filter(Q(settle_until__isnull=True) | Q(settle_until__lte=now))
         .exclude(pk__in=excluding or [])
+        .values_list("account_id", flat=True)
+        .distinct()
+    )
+
+
+def tickets_being_sent(account_ids: set[int], *, now: datetime) -> set[int]:
+    """Accounts whose batch run is sending tickets now (rows `sending` under a live lease): a
+    nudge for them would find that run and return at once (batch.AccountRun), and the run
+    claims every due row again before it ends, these included. A run that stops early (out of
+    time) nudges its account again; one the breaker stopped leaves what it did not claim to the
+    sweeper, which publishes a row no nudge announced (`enqueued_at` empty) at its next round."""
+    if not account_ids:
+        return set()
+    live_since = now - timedelta(seconds=settings.SYNC_LEASE)
+    return set(
+        Ticket.objects.filter(
+            account_id__in=account_ids, sync_state=SyncState.SENDING, sending_since__gt=live_since
+        )
         .values_list("account_id", flat=True)
         .distinct()
     )

@@ -21,7 +21,7 @@ from django.db import transaction
 from django.db.models import Case, DateTimeField, ExpressionWrapper, F, Q, Value, When
 from django.utils import timezone
 
-from providers.bounds import engine_setting
+from providers.bounds import engine_setting, rate_burst_problem, rate_limit_problem
 from providers.models import ProviderAccount
 from tickets import dispatch
 from tickets.models import Reply, SyncState, Ticket
@@ -243,14 +243,75 @@ def reserve_slot(account: ProviderAccount, *, max_wait: float | None = None) -> 
         # Another worker took the slot between our read and write: read again.
 
 
-def govern(provider) -> None:
-    """Make every HTTP request `provider` sends wait for the account's rate limit."""
+def bucket_usable(account: ProviderAccount) -> bool:
+    """The stored rate limit and burst are ones the form accepts. A row written around it
+    reserves nothing ahead: its calls fail as configuration (Provider.__init__ says why)."""
+    return rate_limit_problem(account.rate_limit) is None and rate_burst_problem(account.rate_burst) is None
+
+
+def reserve_slots(account: ProviderAccount, count: int, *, max_wait: float | None = None) -> list[datetime]:
+    """Reserve up to `count` of the account's next request slots at once (a batch's calls);
+    returns when each may start, earliest first.
+
+    The same bucket as `reserve_slot`, moved on by one interval per slot reserved, in one
+    guarded UPDATE when the burst has room for them all (else a read and a compare-and-swap):
+    a batch pays one statement for its calls, not one per call. Slots that would wait longer
+    than `max_wait` are not reserved (fewer come back); raises AccountBusy when not even the
+    first one would start in time."""
+    now = timezone.now()
+    rate = float(account.rate_limit or 0)
+    if rate <= 0 or count <= 0:
+        return [now] * max(0, count)  # no limit configured
+    interval = timedelta(seconds=1 / rate)
+    allowance = burst_allowance(account)
+    max_wait = settings.SYNC_RATE_MAX_WAIT if max_wait is None else max_wait
+    accounts = ProviderAccount.objects.filter(pk=account.pk)
+    headroom = allowance - (count - 1) * interval
+    if headroom >= timedelta(0):  # the burst can hold them all: fast path, as reserve_slot's
+        idle = Q(next_request_at__isnull=True) | Q(next_request_at__lt=now)
+        if accounts.filter(Q(next_request_at__isnull=True) | Q(next_request_at__lte=now + headroom)).update(
+            next_request_at=Case(
+                When(idle, then=Value(now + count * interval)),
+                default=ExpressionWrapper(
+                    F("next_request_at") + count * interval, output_field=DateTimeField()
+                ),
+            )
+        ):
+            return [now] * count
+    while True:
+        now = timezone.now()
+        current = accounts.values_list("next_request_at", flat=True).first()
+        arrival = max(current or now, now)
+        starts = []
+        for index in range(count):
+            start = max(arrival + index * interval - allowance, now)
+            if (start - now).total_seconds() > max_wait:
+                break
+            starts.append(start)
+        if not starts:
+            raise AccountBusy(max(arrival - allowance, now))
+        guard = Q(next_request_at=current) if current else Q(next_request_at__isnull=True)
+        if accounts.filter(guard).update(next_request_at=arrival + len(starts) * interval):
+            return starts
+        # Another worker took slots between our read and write: read again.
+
+
+def govern(provider, *, slot_at: datetime | None = None) -> None:
+    """Make every HTTP request `provider` sends wait for the account's rate limit.
+
+    `slot_at`: a slot already reserved for this call (`reserve_slots`, by the batch that
+    claimed its row): the call's first request takes it, any further one (a token, an
+    upload) reserves its own."""
     http = provider.http
     send = http.send
     account = provider.account
+    prepaid = [slot_at] if slot_at is not None else []
 
     def send_within_rate_limit(request):
-        wait = reserve_slot(account)
+        if prepaid:
+            wait = (prepaid.pop() - timezone.now()).total_seconds()
+        else:
+            wait = reserve_slot(account)
         if wait > 0:
             time.sleep(wait)
         return send(request)

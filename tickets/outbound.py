@@ -101,6 +101,9 @@ class OutboundKind:
     #: written only at the value sent; a row edited meanwhile goes back to pending with the
     #: success's columns (remote id, baseline) so the newer revision is sent next.
     revision_field: str | None = None
+    #: Columns nothing but the finish writes while a row is `sending` (the remote ref): a
+    #: group's UPDATE leaves out a row's value that is the one it held when claimed.
+    finish_only_fields: frozenset[str] = frozenset()
 
     # --- claim and call
     def claimable(self, rows: models.QuerySet, now: datetime) -> models.QuerySet:
@@ -358,30 +361,46 @@ def write_fenced(kind: OutboundKind, writes: list[tuple[Outcome, dict]], *, revi
     `revision` a lookup such as "exact" or "gt", whose revision column compares so with the
     revision sent); returns the pks it wrote."""
 
-    def fence(row) -> Q:
-        mine = Q(pk=row.pk, attempts=row.attempts)
+    # Rows claimed at the same attempt (and sent at the same revision) share one fence, so a
+    # bulk's rows are one `pk IN (...)` rather than a condition each: the same rows pass.
+    fences: dict[tuple, list[int]] = {}
+    for outcome, _ in writes:
+        row = outcome.row
+        sent = getattr(row, kind.revision_field) if revision is not None else None
+        fences.setdefault((row.attempts, sent), []).append(row.pk)
+
+    def fence(attempts: int, sent: Any, pks: list[int]) -> Q:
+        mine = Q(pk__in=pks, attempts=attempts)
         if revision is not None:
-            mine &= Q(**{f"{kind.revision_field}__{revision}": getattr(row, kind.revision_field)})
+            mine &= Q(**{f"{kind.revision_field}__{revision}": sent})
         return mine
 
-    rows = kind.model.objects.filter(reduce(or_, (fence(outcome.row) for outcome, _ in writes)))
+    rows = kind.model.objects.filter(reduce(or_, (fence(*key, pks) for key, pks in fences.items())))
     rows = rows.filter(sync_state=SyncState.SENDING)
-    return update_returning(rows, per_row_values(kind.model, writes))
+    return update_returning(rows, per_row_values(kind, writes))
 
 
-def per_row_values(model: type[models.Model], writes: list[tuple[Outcome, dict]]) -> dict[str, Any]:
+def per_row_values(kind: OutboundKind, writes: list[tuple[Outcome, dict]]) -> dict[str, Any]:
     """The SET of one UPDATE for many rows: a value every row shares as is, else a CASE on the
-    pk (a row that does not write the column keeps its own value)."""
+    pk (a row that does not write the column keeps its own value). In a CASE, a row whose
+    `finish_only_fields` value is the one it held when claimed (an update's remote id, say)
+    needs no branch: nothing else wrote it since."""
+    model = kind.model
     columns = sorted({name for _, values in writes for name in values})
     casted = connections[router.db_for_write(model)].features.requires_casted_case_in_updates
     assignments: dict[str, Any] = {}
     for name in columns:
-        given = [(outcome.row.pk, values[name]) for outcome, values in writes if name in values]
+        given = [(outcome.row, values[name]) for outcome, values in writes if name in values]
         first = given[0][1]
-        shared = len(given) == len(writes) and all(type(v) is type(first) and v == first for _, v in given)
+        shared = len(given) == len(writes) and all(same(v, first) for _, v in given)
         if shared:
             assignments[name] = first
             continue
+        if name in kind.finish_only_fields:
+            given = [(row, value) for row, value in given if not same(value, getattr(row, name, UNSET))]
+            if not given:
+                continue
+        given = [(row.pk, value) for row, value in given]
         column = model._meta.get_field(name)
         case = Case(
             *(When(pk=pk, then=Value(value, output_field=column)) for pk, value in given),
@@ -391,6 +410,14 @@ def per_row_values(model: type[models.Model], writes: list[tuple[Outcome, dict]]
         # PostgreSQL cannot type a CASE of parameters by itself (as bulk_update does it).
         assignments[name] = Cast(case, output_field=column) if casted else case
     return assignments
+
+
+UNSET = object()
+
+
+def same(value: Any, other: Any) -> bool:
+    """Equal and of one type (so 1, True and 1.0 are three values, as the column sees them)."""
+    return type(value) is type(other) and value == other
 
 
 def update_returning(rows: models.QuerySet, values: dict[str, Any]) -> set[int]:

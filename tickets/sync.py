@@ -39,6 +39,8 @@ class TicketPush(outbound.OutboundKind):
     related = "account"
     put_back_fields = {"enqueued_at": None}
     revision_field = "revision"
+    # Pull and the person's actions leave a `sending` row's remote ref alone.
+    finish_only_fields = frozenset({"remote_id", "remote_number", "remote_url", "remote_status"})
 
     def claimable(self, rows: QuerySet, now: datetime) -> QuerySet:
         # Settled: nothing is sent while an unanswered update may still land.

@@ -4,10 +4,11 @@ one account nudge for what one nudge still to run would send anyway."""
 import importlib
 
 import pytest
+from django.utils import timezone
 
 from console.celery import app
 from tickets import batch, dispatch, replies, services, sync, tasks
-from tickets.models import SyncState
+from tickets.models import SyncState, Ticket
 
 
 def test_every_task_name_dispatch_publishes_is_registered_with_the_worker():
@@ -70,3 +71,30 @@ def test_a_reply_written_right_after_its_ticket_rides_the_tickets_nudge(account_
     services.add_reply(ticket=ticket, body="Fixed.")
     assert nudges == [account.pk, account.pk]
     assert tasks.push_account(account.pk)["replies"] == {SyncState.SYNCED: 1}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_ticket_saved_while_its_accounts_run_sends_is_left_to_that_run_and_swept_if_not(
+    account_factory, sandbox, nudges
+):
+    account = account_factory("kapture")
+    first = services.create_ticket(account=account, title="Printer on fire")
+    assert nudges == [account.pk]
+    [claimed] = batch.claim_batch(sync.TICKETS, account.pk, limit=1)  # a run is sending it now
+    assert claimed.pk == first.pk
+    nudges.clear()
+
+    second = services.create_ticket(account=account, title="Toner low")
+    Ticket.objects.filter(pk=second.pk).update(enqueued_at=timezone.now())  # as if announced once
+    dispatch.push_tickets([second.pk])
+    # No nudge: it would find that run and return at once; the run claims it before it ends.
+    assert nudges == []
+    assert Ticket.objects.get(pk=second.pk).enqueued_at is None  # unannounced, for the sweeper
+
+    # While that run sends, the sweeper leaves it to the run too. Should the run end without
+    # claiming it (a breaker stopped it), the sweeper's next round publishes it.
+    assert sync.sweep()["published"] == 1
+    assert nudges == []
+    Ticket.objects.filter(pk=first.pk).update(sync_state=SyncState.SYNCED, sending_since=None)
+    assert sync.sweep()["published"] == 1
+    assert nudges == [account.pk]

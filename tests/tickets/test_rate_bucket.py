@@ -125,3 +125,39 @@ def test_the_drain_estimate_counts_the_bursts_room_then_the_rate(account_factory
     account.next_request_at = now + timedelta(seconds=10)  # the bucket ran ahead by ten seconds
     assert limits.rate_wait(account, now=now) == pytest.approx(8.0)  # less the burst's two seconds
     assert limits.drain_seconds(account, 1, now=now) == pytest.approx(8.0)
+
+
+def seconds_after(clock: StoppedClock, starts) -> list[float]:
+    return [round((start - clock.at).total_seconds(), 6) for start in starts]
+
+
+@pytest.mark.django_db
+def test_a_batch_reserves_its_calls_slots_together_as_one_by_one(account_factory, clock):
+    """A batch's reservation moves the same bucket as single requests: its burst goes at once,
+    the rest 1/rate apart, and whoever comes next queues behind all of them."""
+    account = account_factory("kapture", rate_limit=2, rate_burst=3)
+    assert seconds_after(clock, limits.reserve_slots(account, 3, max_wait=5)) == [0.0, 0.0, 0.0]
+    assert limits.reserve_slot(account, max_wait=5) == pytest.approx(0.5)
+    assert seconds_after(clock, limits.reserve_slots(account, 2, max_wait=5)) == [1.0, 1.5]
+    clock.advance(10)  # a quiet spell: the burst is back
+    assert seconds_after(clock, limits.reserve_slots(account, 5, max_wait=5)) == [0.0, 0.0, 0.0, 0.5, 1.0]
+    assert limits.reserve_slot(account, max_wait=5) == pytest.approx(1.5)
+
+
+@pytest.mark.django_db
+def test_a_batch_reserves_only_the_slots_within_the_longest_wait(account_factory, clock):
+    account = account_factory("kapture", rate_limit=1, rate_burst=2)
+    assert seconds_after(clock, limits.reserve_slots(account, 6, max_wait=2)) == [0.0, 0.0, 1.0, 2.0]
+    reserved = refreshed(account).next_request_at
+    assert reserved == clock.at + timedelta(seconds=4)  # four slots taken, not six
+    with pytest.raises(limits.AccountBusy) as busy:
+        limits.reserve_slots(account, 3, max_wait=1.5)
+    assert busy.value.until == clock.at + timedelta(seconds=3)  # the fifth slot
+    assert refreshed(account).next_request_at == reserved  # a refusal reserves nothing
+
+
+@pytest.mark.django_db
+def test_an_account_without_a_rate_limit_reserves_nothing(account_factory, clock):
+    account = account_factory("kapture", rate_limit=0)
+    assert seconds_after(clock, limits.reserve_slots(account, 3)) == [0.0, 0.0, 0.0]
+    assert refreshed(account).next_request_at is None
