@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from console.celery import app as celery_app
 from providers.registry import EMULATORS, load
 from tests.conftest import ROOT, WORKER_READY_TIMEOUT, worker_command, worker_env
 from tests.helpers import Sandbox
@@ -57,6 +58,14 @@ class WorkerProcess:
         return self.log_path.read_text(errors="replace")[-chars:]
 
 
+def declare_task_queue(broker_url: str) -> None:
+    """Make the task queue exist before workers start together: on the embedded broker, two
+    workers declaring it at once race to insert one row (`UNIQUE constraint failed:
+    kombu_queue.name`) and the loser dies at startup. Declaring is idempotent everywhere."""
+    with celery_app.connection_for_write(broker_url) as connection:
+        celery_app.amqp.queues[celery_app.conf.task_default_queue].bind(connection.default_channel).declare()
+
+
 class WorkerFleet:
     """Celery workers of our own, each in its own process group so SIGKILL takes its pool too."""
 
@@ -81,6 +90,7 @@ class WorkerFleet:
 
     def start(self, count: int = 1) -> list[WorkerProcess]:
         """Start `count` workers at once and wait until each says it is ready."""
+        declare_task_queue(self.broker_url)
         new = []
         for _ in range(count):
             self.started += 1
