@@ -135,7 +135,7 @@ def measure(tickets: int, latency_ms: float) -> dict:
 
 def start_worker(log_dir: Path) -> subprocess.Popen:
     log_path = log_dir / "worker.log"
-    worker = launch_worker(log_path, concurrency=WORKER_PROCESSES, name="bulkbench@%h")
+    worker = launch_worker(log_path, concurrency=WORKER_PROCESSES, name="bulkbench")
     wait_ready(worker, log_path, time.monotonic() + 90)
     return worker
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.report import record  # noqa: E402
+from console.worker_command import worker_command  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,23 +54,7 @@ def run(name: str, env_extra: dict[str, str], count: int, workers: int, base: Pa
     started = time.perf_counter()
     procs = [
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "bench.broker_app",
-                "worker",
-                "-c",
-                "1",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-n",
-                f"w{n}@%h",
-                "--loglevel",
-                "WARNING",
-            ],
+            worker_command(f"w{n}", concurrency=1, app="bench.broker_app", loglevel="WARNING"),
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -44,6 +44,7 @@ from urllib.parse import urlsplit, urlunsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench.report import record  # noqa: E402
+from console.worker_command import worker_command  # noqa: E402
 
 WORKERS = 2
 WARM_UP = 50
@@ -327,23 +328,7 @@ def launch_worker(log_path: Path, *, concurrency: int, name: str) -> subprocess.
     """A Celery worker of the console's app, logging to `log_path` (also used by bulk_status.py)."""
     log = open(log_path, "wb")  # noqa: SIM115 - lives with the process
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "console",
-            "worker",
-            "--loglevel",
-            "INFO",
-            "--concurrency",
-            str(concurrency),
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "-n",
-            name,
-        ],
+        worker_command(name, concurrency=concurrency),
         cwd=ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -361,7 +346,7 @@ def wait_ready(process: subprocess.Popen, log_path: Path, deadline: float) -> No
 def start_workers(log_dir: Path) -> list[subprocess.Popen]:
     """One worker of WORKERS pool processes, as `manage.py runconsole` starts it."""
     log = log_dir / "worker.log"
-    worker = launch_worker(log, concurrency=WORKERS, name="bench@%h")
+    worker = launch_worker(log, concurrency=WORKERS, name="bench")
     wait_ready(worker, log, time.monotonic() + 90)
     return [worker]
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from django.conf import settings
 from django.db import connections
 
 from console import celery_app
+from console.worker_command import worker_command
 from providers.egress import ALLOW_LIST_SETTING, allow_in_this_run
 from providers.sandbox.registry import EMULATORS
 from providers.sandbox.server import serve_in_thread
@@ -23,29 +23,6 @@ WORKER_READY_TIMEOUT = 90
 #: The tests' settings (pyproject), read before any test overrides settings: an override
 #: (pytest-django's `settings` fixture) reports SETTINGS_MODULE as None.
 SETTINGS_MODULE = settings.SETTINGS_MODULE
-
-
-def worker_command(name: str, *, concurrency: int) -> list[str]:
-    """The command of a test worker process (the session's, the fault suite's, the log tests'):
-    one way to start them. No gossip, mingle or heartbeat: nothing a test asserts uses them,
-    and each costs startup time and broker traffic."""
-    return [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "console",
-        "worker",
-        "--loglevel",
-        "INFO",
-        "--concurrency",
-        str(concurrency),
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
-        "-n",
-        f"{name}@%h",
-    ]
 
 
 @pytest.fixture(scope="session")
