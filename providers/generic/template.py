@@ -23,6 +23,8 @@ from datetime import date, datetime
 from typing import Any
 from urllib.parse import quote
 
+from providers.ticket_input import TicketLike
+
 PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.S)
 TOKEN = re.compile(
     r"""\s*(?:
@@ -34,28 +36,12 @@ TOKEN = re.compile(
     re.X,
 )
 
-#: The console ticket's fields a template may read (TicketLike plus the marker helpers).
-TICKET_FIELDS = frozenset(
-    {
-        "title",
-        "description",
-        "description_with_marker",
-        "marker",
-        "reference",
-        "requester_email",
-        "requester_name",
-        "priority",
-        "impact",
-        "status",
-        "due_at",
-        "tags",
-        "extra",
-        "remote_id",
-        "remote_number",
-        "remote_url",
-        "revision",
-    }
-)
+#: The console ticket's fields a template may read: what an adapter reads of a ticket
+#: (providers.ticket_input.TicketLike) but its key and its files, plus the marker helpers.
+TICKET_FIELDS = frozenset(TicketLike.__annotations__) - {"pk", "attachments"} | {
+    "description_with_marker",
+    "marker",
+}
 #: Ticket fields whose own contents may be looked into (ticket.extra.order_id, ticket.tags.0).
 TICKET_CONTAINERS = frozenset({"extra", "tags"})
 #: The credential keys (GenericProvider.credential_fields): what `secrets.<key>` may name.
