@@ -130,7 +130,8 @@ def accounts_covered(
     )
     sending: set[int] = set()
     announced: set[int] = set()
-    for account_id, state in covered.values_list("account_id", "sync_state").distinct():
+    # order_by(): no sort by the model's ordering, which DISTINCT would also have to select.
+    for account_id, state in covered.order_by().values_list("account_id", "sync_state").distinct():
         (sending if state == SyncState.SENDING else announced).add(account_id)
     return sending, announced - sending
 
@@ -165,7 +166,7 @@ def announce(
     announce_accounts(
         rows,
         account_path,
-        set(rows.values_list(account_path, flat=True).distinct()),
+        set(rows.order_by().values_list(account_path, flat=True).distinct()),
         countdown=countdown,
         already_nudged=already_nudged,
     )
@@ -216,6 +217,7 @@ def tickets_announced(
         .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
         .filter(Q(settle_until__isnull=True) | Q(settle_until__lte=now))
         .exclude(pk__in=excluding or [])
+        .order_by()
         .values_list("account_id", flat=True)
         .distinct()
     )
@@ -236,6 +238,7 @@ def replies_announced(account_ids: set[int], *, now: datetime, excluding: list[i
         .exclude(ticket__remote_id="")
         .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
         .exclude(pk__in=excluding)
+        .order_by()
         .values_list("ticket__account_id", flat=True)
         .distinct()
     )
