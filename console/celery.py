@@ -2,7 +2,7 @@ import os
 
 from celery import Celery
 
-from console import broker, request_id  # noqa: F401 - request_id connects the task signals
+from console import broker, request_id, worker_query_log  # noqa: F401 - these two connect worker signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
 

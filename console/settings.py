@@ -214,6 +214,8 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = "console"
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
+# DEBUG's SQL query log in worker processes (console/worker_query_log.py): off unless asked for.
+WORKER_QUERY_LOG = env.bool("CONSOLE_WORKER_QUERY_LOG", default=False)
 # Task time limits stay well below the broker's visibility timeout, so a slow task is
 # killed before Redis would hand its message to a second worker (RabbitMQ's counterpart, its
 # consumer_timeout, is 30 minutes by default).

@@ -57,25 +57,83 @@ def push_tickets(ticket_ids: list[int], *, countdown: float = 0) -> None:
     missing. One message per account, however many tickets."""
     if not ticket_ids:
         return
-    announce(
-        Ticket.objects.filter(pk__in=ticket_ids),
+    rows = Ticket.objects.filter(pk__in=ticket_ids)
+    accounts: set[int] = set()
+    announced_before: set[int] = set()
+    for account_id, enqueued_at in rows.values_list("account_id", "enqueued_at"):
+        accounts.add(account_id)
+        if enqueued_at is not None:
+            announced_before.add(account_id)
+    announce_accounts(
+        rows,
         "account_id",
+        accounts,
         countdown=countdown,
-        already_nudged=lambda accounts, now: left_to_runs(accounts, now=now, ticket_ids=ticket_ids),
+        already_nudged=lambda accounts, now: left_to_runs(
+            accounts, now=now, ticket_ids=ticket_ids, announced_before=announced_before
+        ),
     )
 
 
-def left_to_runs(account_ids: set[int], *, now: datetime, ticket_ids: list[int]) -> set[int]:
+def push_new_ticket(ticket_id: int, account_id: int) -> None:
+    """`push_tickets` for a ticket just created: its account is known and no nudge announced
+    it yet (`enqueued_at` empty), so neither needs reading back."""
+    announce_accounts(
+        Ticket.objects.filter(pk=ticket_id),
+        "account_id",
+        {account_id},
+        countdown=0,
+        already_nudged=lambda accounts, now: left_to_runs(
+            accounts, now=now, ticket_ids=[ticket_id], announced_before=set()
+        ),
+    )
+
+
+def left_to_runs(
+    account_ids: set[int], *, now: datetime, ticket_ids: list[int], announced_before: set[int]
+) -> set[int]:
     """Accounts whose tickets a nudge still to run, or a run sending now, will claim anyway.
     Tickets left to a sending run are marked unannounced (`enqueued_at` empty), so the sweeper
-    publishes any that run leaves behind at its next round."""
-    # A busy account's run is usually sending: that look (one query) comes first.
-    sending = tickets_being_sent(account_ids, now=now)
-    if sending:
-        Ticket.objects.filter(pk__in=ticket_ids, account_id__in=sending, enqueued_at__isnull=False).update(
-            enqueued_at=None
+    publishes any that run leaves behind at its next round; `announced_before` are the accounts
+    with such a ticket announced earlier (no UPDATE when none is)."""
+    sending, announced = accounts_covered(account_ids, now=now, excluding=ticket_ids)
+    if sending & announced_before:
+        Ticket.objects.filter(
+            pk__in=ticket_ids, account_id__in=sending & announced_before, enqueued_at__isnull=False
+        ).update(enqueued_at=None)
+    return sending | announced
+
+
+def accounts_covered(
+    account_ids: set[int], *, now: datetime, excluding: list[int]
+) -> tuple[set[int], set[int]]:
+    """One query for (accounts whose batch run is sending now, the others with a ticket
+    `tickets_announced` would find, `excluding` aside).
+
+    Sending: rows `sending` under a live lease. A nudge for such an account would find that
+    run and return at once (batch.AccountRun), and the run claims every due row again before
+    it ends. A run that stops early (out of time) nudges its account again; one the breaker
+    stopped leaves what it did not claim to the sweeper, which publishes a row no nudge
+    announced (`enqueued_at` empty) at its next round."""
+    if not account_ids:
+        return set(), set()
+    live_since = now - timedelta(seconds=settings.SYNC_LEASE)
+    covered = Ticket.objects.filter(account_id__in=account_ids).filter(
+        Q(sync_state=SyncState.SENDING, sending_since__gt=live_since)
+        | (
+            announced_moments_ago(now)
+            & Q(sync_state=SyncState.PENDING)
+            & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+            & (Q(settle_until__isnull=True) | Q(settle_until__lte=now))
+            & ~Q(pk__in=excluding)
         )
-    return sending | tickets_announced(account_ids - sending, now=now, excluding=ticket_ids)
+    )
+    sending: set[int] = set()
+    announced: set[int] = set()
+    # order_by(): no sort by the model's ordering, which DISTINCT would also have to select.
+    for account_id, state in covered.order_by().values_list("account_id", "sync_state").distinct():
+        (sending if state == SyncState.SENDING else announced).add(account_id)
+    return sending, announced - sending
 
 
 def push_replies(reply_ids: list[int], *, countdown: float = 0) -> None:
@@ -105,8 +163,25 @@ def announce(
     """Publish a nudge for each account of `rows` (tickets or replies; `account_path` leads to
     the account) that no nudge still to run covers, and note on the rows it announces when
     (`enqueued_at`)."""
+    announce_accounts(
+        rows,
+        account_path,
+        set(rows.order_by().values_list(account_path, flat=True).distinct()),
+        countdown=countdown,
+        already_nudged=already_nudged,
+    )
+
+
+def announce_accounts(
+    rows: QuerySet,
+    account_path: str,
+    accounts: set[int],
+    *,
+    countdown: float,
+    already_nudged: Callable[[set[int], datetime], set[int]],
+) -> None:
+    """`announce`, the accounts of `rows` already known."""
     now = timezone.now()
-    accounts = set(rows.values_list(account_path, flat=True).distinct())
     if not countdown:
         accounts -= already_nudged(accounts, now)
     if not accounts:
@@ -142,24 +217,7 @@ def tickets_announced(
         .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
         .filter(Q(settle_until__isnull=True) | Q(settle_until__lte=now))
         .exclude(pk__in=excluding or [])
-        .values_list("account_id", flat=True)
-        .distinct()
-    )
-
-
-def tickets_being_sent(account_ids: set[int], *, now: datetime) -> set[int]:
-    """Accounts whose batch run is sending tickets now (rows `sending` under a live lease): a
-    nudge for them would find that run and return at once (batch.AccountRun), and the run
-    claims every due row again before it ends, these included. A run that stops early (out of
-    time) nudges its account again; one the breaker stopped leaves what it did not claim to the
-    sweeper, which publishes a row no nudge announced (`enqueued_at` empty) at its next round."""
-    if not account_ids:
-        return set()
-    live_since = now - timedelta(seconds=settings.SYNC_LEASE)
-    return set(
-        Ticket.objects.filter(
-            account_id__in=account_ids, sync_state=SyncState.SENDING, sending_since__gt=live_since
-        )
+        .order_by()
         .values_list("account_id", flat=True)
         .distinct()
     )
@@ -180,6 +238,7 @@ def replies_announced(account_ids: set[int], *, now: datetime, excluding: list[i
         .exclude(ticket__remote_id="")
         .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
         .exclude(pk__in=excluding)
+        .order_by()
         .values_list("ticket__account_id", flat=True)
         .distinct()
     )
@@ -187,6 +246,10 @@ def replies_announced(account_ids: set[int], *, now: datetime, excluding: list[i
 
 def push_ticket_on_commit(ticket_id: int) -> None:
     transaction.on_commit(lambda: push_tickets([ticket_id]))
+
+
+def push_new_ticket_on_commit(ticket_id: int, account_id: int) -> None:
+    transaction.on_commit(lambda: push_new_ticket(ticket_id, account_id))
 
 
 def pull_accounts(account_ids: list[int]) -> None:

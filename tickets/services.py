@@ -85,7 +85,7 @@ def create_ticket(
         )
         for upload in files or []:
             add_attachment(ticket=ticket, upload=upload, uploaded_by=created_by)
-        dispatch.push_ticket_on_commit(ticket.pk)
+        dispatch.push_new_ticket_on_commit(ticket.pk, account.pk)
     return ticket
 
 

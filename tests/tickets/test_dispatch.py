@@ -4,6 +4,8 @@ one account nudge for what one nudge still to run would send anyway."""
 import importlib
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from console.celery import app
@@ -98,3 +100,35 @@ def test_a_ticket_saved_while_its_accounts_run_sends_is_left_to_that_run_and_swe
     Ticket.objects.filter(pk=first.pk).update(sync_state=SyncState.SYNCED, sending_since=None)
     assert sync.sweep()["published"] == 1
     assert nudges == [account.pk]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_creates_dispatch_is_one_look_and_one_announcement(account_factory, nudges):
+    account = account_factory("kapture")
+    first = services.create_ticket(account=account, title="Printer on fire")
+    assert nudges == [account.pk]
+    nudges.clear()
+    Ticket.objects.filter(pk=first.pk).update(enqueued_at=None)  # as if that nudge had run
+
+    second = services.create_ticket(account=account, title="Toner low")
+    # The ticket is saved; what its commit runs: one look (a run sending, a nudge still to
+    # run?), then, none covering the account, one UPDATE announcing it and the publish.
+    assert nudges == [account.pk]
+    Ticket.objects.filter(pk=second.pk).update(enqueued_at=None)  # measured again, by itself
+    nudges.clear()
+    with CaptureQueriesContext(connection) as statements:
+        dispatch.push_new_ticket(second.pk, account.pk)
+    assert len(statements) == 2
+    assert nudges == [account.pk]
+    assert Ticket.objects.get(pk=second.pk).enqueued_at is not None
+
+    # A third, while that nudge is still to run: the look alone, no publish; it rides the nudge.
+    nudges.clear()
+    third = Ticket.objects.create(
+        account=account, title="Paper jam", revision=1, sync_state=SyncState.PENDING
+    )
+    with CaptureQueriesContext(connection) as statements:
+        dispatch.push_new_ticket(third.pk, account.pk)
+    assert len(statements) == 1
+    assert nudges == []
+    assert Ticket.objects.get(pk=third.pk).enqueued_at is None
