@@ -90,10 +90,11 @@ def accounts(account_factory):
 
 @pytest.fixture
 def paced_accounts(account_factory):
-    """As `accounts`, each held to 4 calls a second: the batched engine drains 600 tickets at
-    50 a second in a few seconds, sooner than a replacement worker starts, so a run meant to
-    be killed three times mid-call has to last (~40 s: 100 creates and ~33 edits per account,
-    plus retries)."""
+    """As `accounts`, each held to 4 calls a second. The batched engine drains hundreds of
+    tickets in a few seconds — sooner than a replacement worker starts, or than a fleet is ready
+    while the session's worker drains the queue — so a run meant to be killed or to lose its
+    broker mid-call has to last: 100 creates and ~33 edits per account take ~40 s, 50 and ~17
+    take ~20 s, plus retries."""
     return {
         kind: account_factory(kind, timeout=ACCOUNT_TIMEOUT, rate_limit=4, rate_burst=1) for kind in KINDS
     }
@@ -147,11 +148,11 @@ def test_workers_sigkilled_three_times_mid_run_lose_and_duplicate_nothing(
 
 @pytest.mark.redis
 def test_a_redis_restart_mid_run_loses_and_duplicates_nothing(
-    redis_fleet, private_redis, sandbox, accounts, capsys
+    redis_fleet, private_redis, sandbox, paced_accounts, capsys
 ):
     fleet = redis_fleet
     inject_faults(sandbox)
-    run = create_tickets(accounts, per_kind=50)  # queued first, so the restart lands mid-run
+    run = create_tickets(paced_accounts, per_kind=50)  # queued first, so the restart lands mid-run
     fleet.start(2)
     unsettled_at_restart = []
 
@@ -168,15 +169,16 @@ def test_a_redis_restart_mid_run_loses_and_duplicates_nothing(
 
 
 @pytest.mark.rabbitmq
-def test_a_rabbitmq_restart_mid_run_loses_and_duplicates_nothing(fleet, rabbitmq, sandbox, accounts, capsys):
+def test_a_rabbitmq_restart_mid_run_loses_and_duplicates_nothing(
+    fleet, rabbitmq, sandbox, paced_accounts, capsys
+):
     inject_faults(sandbox)
-    run = create_tickets(accounts, per_kind=50)  # queued first, so the restart lands mid-run
+    run = create_tickets(paced_accounts, per_kind=50)  # queued first and paced: the restart lands mid-run
     fleet.start(2)
     unsettled_at_restart = []
 
     def restart_mid_call():
-        # At once, while a push is in flight: RabbitMQ hands messages out without polling, so
-        # the session's worker and the fleet drain 250 tickets within seconds.
+        # At once, while a push is in flight: RabbitMQ hands messages out without polling.
         wait_for_sending()
         unsettled_at_restart.append(unsettled_count(run))
         rabbitmq.restart()
