@@ -16,8 +16,7 @@ from django.urls import reverse
 from providers import api_config_form
 from providers.config import ConfigError, import_accounts
 from providers.models import ProviderAccount
-
-ADD_URL = reverse("admin:providers_provideraccount_add")
+from tests.providers.test_admin import ADD_URL, account_form
 
 
 def kapture_config() -> dict:
@@ -26,18 +25,12 @@ def kapture_config() -> dict:
 
 
 def generic_form(sandbox, config: dict, **overrides) -> dict:
+    """The admin's add form for a generic account speaking Kapture: the Kapture account's form
+    (tests/providers/test_admin.py) with the generic kind, its token and the API sections."""
+    base = account_form(sandbox, name="Kapture generic", kind="generic", api_example="")
+    del base["cred__kapture__token"]
     data = {
-        "name": "Kapture generic",
-        "kind": "generic",
-        "base_url": sandbox.base_url("kapture"),
-        "enabled": "on",
-        "rate_limit": "5",
-        "timeout": "5",
-        "settings": "{}",
-        "status_map": "{}",
-        "priority_map": "{}",
-        "paused_until": "",
-        "api_example": "",
+        **base,
         "cred__generic__token": sandbox.credentials["kapture"]["token"],
         **api_config_form.split(config),
     }
