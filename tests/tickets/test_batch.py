@@ -31,6 +31,21 @@ def new_tickets(account, count: int, title: str = "Printer on fire") -> list[int
     ]
 
 
+def push_in_another_thread(account_id: int) -> threading.Thread:
+    """Another worker's run of the account, started: on a connection of its own, closed after
+    (a connection left open keeps PostgreSQL from dropping the test database at the end)."""
+
+    def push_and_disconnect():
+        try:
+            batch.push_account(sync.TICKETS, account_id)
+        finally:
+            connections.close_all()
+
+    pushing = threading.Thread(target=push_and_disconnect)
+    pushing.start()
+    return pushing
+
+
 def test_one_nudge_sends_all_the_accounts_due_tickets_once_each(sandbox, account_factory, nudges):
     account = account_factory("kapture", rate_limit=1000, rate_burst=1000)
     ids = new_tickets(account, 12)
@@ -70,17 +85,7 @@ def test_a_slow_live_call_renews_its_lease_and_is_never_taken_over(
     account = account_factory("kapture", rate_limit=1000, rate_burst=1000, timeout=8)
     [ticket_id] = new_tickets(account, 1)
     sandbox.faults(rate=1.0, kinds=["slow"], slow_seconds=4, vendors=["kapture"])
-
-    def push_and_disconnect():
-        # Another worker's run: on a connection of its own, closed after (a connection left
-        # open keeps PostgreSQL from dropping the test database at the end of the session).
-        try:
-            batch.push_account(sync.TICKETS, account.pk)
-        finally:
-            connections.close_all()
-
-    pushing = threading.Thread(target=push_and_disconnect)
-    pushing.start()
+    pushing = push_in_another_thread(account.pk)
     try:
         wait_for(
             lambda: Ticket.objects.filter(pk=ticket_id, sync_state=SyncState.SENDING).exists(),
@@ -209,17 +214,7 @@ def test_rows_edited_or_taken_over_during_a_batch_run_end_as_one_by_one_they_wou
     ids = new_tickets(account, 6)
     edited, taken = ids[1], ids[4]
     sandbox.faults(rate=1.0, kinds=["slow"], slow_seconds=2, vendors=["kapture"])
-
-    def push_and_disconnect():
-        # Another worker's run: on a connection of its own, closed after (a connection left
-        # open keeps PostgreSQL from dropping the test database at the end of the session).
-        try:
-            batch.push_account(sync.TICKETS, account.pk)
-        finally:
-            connections.close_all()
-
-    pushing = threading.Thread(target=push_and_disconnect)
-    pushing.start()
+    pushing = push_in_another_thread(account.pk)
     try:
         wait_for(
             lambda: Ticket.objects.filter(pk__in=ids, sync_state=SyncState.SENDING).count() == 6,
