@@ -211,36 +211,8 @@ def reserve_slot(account: ProviderAccount, *, max_wait: float | None = None) -> 
     by 1/rate from max(TAT, start). Raises AccountBusy (reserving nothing) when the wait
     would exceed `max_wait`, so a worker is not held asleep: the caller puts its work back.
     """
-    rate = float(account.rate_limit or 0)
-    if rate <= 0:
-        return 0.0  # no limit configured
-    interval = timedelta(seconds=1 / rate)
-    allowance = burst_allowance(account)
-    max_wait = settings.SYNC_RATE_MAX_WAIT if max_wait is None else max_wait
-    accounts = ProviderAccount.objects.filter(pk=account.pk)
-    # Fast path, one guarded UPDATE: the bucket has room now. The row is re-read by the
-    # UPDATE itself, so two workers racing here cannot both take the last place.
-    now = timezone.now()
-    idle = Q(next_request_at__isnull=True) | Q(next_request_at__lt=now)
-    if accounts.filter(Q(next_request_at__isnull=True) | Q(next_request_at__lte=now + allowance)).update(
-        next_request_at=Case(
-            When(idle, then=Value(now + interval)),
-            default=ExpressionWrapper(F("next_request_at") + interval, output_field=DateTimeField()),
-        )
-    ):
-        return 0.0
-    while True:
-        now = timezone.now()
-        current = accounts.values_list("next_request_at", flat=True).first()
-        arrival = max(current or now, now)
-        start = max(arrival - allowance, now)
-        wait = (start - now).total_seconds()
-        if wait > max_wait:
-            raise AccountBusy(start)
-        guard = Q(next_request_at=current) if current else Q(next_request_at__isnull=True)
-        if accounts.filter(guard).update(next_request_at=arrival + interval):
-            return wait
-        # Another worker took the slot between our read and write: read again.
+    now, [start] = reserve(account, 1, max_wait=max_wait)
+    return (start - now).total_seconds()
 
 
 def bucket_usable(account: ProviderAccount) -> bool:
@@ -258,16 +230,26 @@ def reserve_slots(account: ProviderAccount, count: int, *, max_wait: float | Non
     a batch pays one statement for its calls, not one per call. Slots that would wait longer
     than `max_wait` are not reserved (fewer come back); raises AccountBusy when not even the
     first one would start in time."""
+    return reserve(account, count, max_wait=max_wait)[1]
+
+
+def reserve(
+    account: ProviderAccount, count: int, *, max_wait: float | None
+) -> tuple[datetime, list[datetime]]:
+    """The bucket itself, for `reserve_slot` and `reserve_slots`: the time it read as now, and
+    when each reserved slot may start."""
     now = timezone.now()
     rate = float(account.rate_limit or 0)
     if rate <= 0 or count <= 0:
-        return [now] * max(0, count)  # no limit configured
+        return now, [now] * max(0, count)  # no limit configured
     interval = timedelta(seconds=1 / rate)
     allowance = burst_allowance(account)
     max_wait = settings.SYNC_RATE_MAX_WAIT if max_wait is None else max_wait
     accounts = ProviderAccount.objects.filter(pk=account.pk)
     headroom = allowance - (count - 1) * interval
-    if headroom >= timedelta(0):  # the burst can hold them all: fast path, as reserve_slot's
+    # Fast path, one guarded UPDATE, when the burst has room for them all. The row is re-read
+    # by the UPDATE itself, so two workers racing here cannot both take the last places.
+    if headroom >= timedelta(0):
         idle = Q(next_request_at__isnull=True) | Q(next_request_at__lt=now)
         if accounts.filter(Q(next_request_at__isnull=True) | Q(next_request_at__lte=now + headroom)).update(
             next_request_at=Case(
@@ -277,7 +259,7 @@ def reserve_slots(account: ProviderAccount, count: int, *, max_wait: float | Non
                 ),
             )
         ):
-            return [now] * count
+            return now, [now] * count
     while True:
         now = timezone.now()
         current = accounts.values_list("next_request_at", flat=True).first()
@@ -292,7 +274,7 @@ def reserve_slots(account: ProviderAccount, count: int, *, max_wait: float | Non
             raise AccountBusy(max(arrival - allowance, now))
         guard = Q(next_request_at=current) if current else Q(next_request_at__isnull=True)
         if accounts.filter(guard).update(next_request_at=arrival + len(starts) * interval):
-            return starts
+            return now, starts
         # Another worker took slots between our read and write: read again.
 
 
