@@ -120,13 +120,7 @@ def accounts_covered(
     live_since = now - timedelta(seconds=settings.SYNC_LEASE)
     covered = Ticket.objects.filter(account_id__in=account_ids).filter(
         Q(sync_state=SyncState.SENDING, sending_since__gt=live_since)
-        | (
-            announced_moments_ago(now)
-            & Q(sync_state=SyncState.PENDING)
-            & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-            & (Q(settle_until__isnull=True) | Q(settle_until__lte=now))
-            & ~Q(pk__in=excluding)
-        )
+        | (ticket_announced_and_due(now) & ~Q(pk__in=excluding))
     )
     sending: set[int] = set()
     announced: set[int] = set()
@@ -202,6 +196,17 @@ def announced_moments_ago(now: datetime) -> Q:
     return Q(enqueued_at__gt=recently, enqueued_at__lte=now)
 
 
+def ticket_announced_and_due(now: datetime) -> Q:
+    """A ticket a nudge announced moments ago and its run would claim now: pending, due, not
+    settling (what `tickets_announced` and `accounts_covered` look for)."""
+    return (
+        announced_moments_ago(now)
+        & Q(sync_state=SyncState.PENDING)
+        & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        & (Q(settle_until__isnull=True) | Q(settle_until__lte=now))
+    )
+
+
 def tickets_announced(
     account_ids: set[int], *, now: datetime, excluding: list[int] | None = None
 ) -> set[int]:
@@ -211,11 +216,7 @@ def tickets_announced(
     if not account_ids:
         return set()
     return set(
-        Ticket.objects.filter(
-            announced_moments_ago(now), account_id__in=account_ids, sync_state=SyncState.PENDING
-        )
-        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-        .filter(Q(settle_until__isnull=True) | Q(settle_until__lte=now))
+        Ticket.objects.filter(ticket_announced_and_due(now), account_id__in=account_ids)
         .exclude(pk__in=excluding or [])
         .order_by()
         .values_list("account_id", flat=True)
