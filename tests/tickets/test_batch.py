@@ -265,3 +265,65 @@ def test_a_runs_retries_are_published_together_each_no_earlier_than_it_is_due(
         assert any(
             at + timedelta(seconds=countdown) >= ticket.next_attempt_at for _, countdown, at in published
         )
+
+
+def test_tickets_saved_while_the_accounts_run_lingers_ride_it_without_a_nudge(
+    sandbox, account_factory, nudges, settings
+):
+    settings.SYNC_RUN_LINGER = 3.0  # long enough to save a ticket into it on a busy machine
+    account = account_factory("kapture")
+    [first] = new_tickets(account, 1)
+    assert nudges == [account.pk]
+    outcome = {}
+
+    def push_and_disconnect():
+        try:
+            outcome.update(batch.push_account(sync.TICKETS, account.pk))
+        finally:
+            connections.close_all()
+
+    run = threading.Thread(target=push_and_disconnect)
+    run.start()
+    wait_for(lambda: Ticket.objects.get(pk=first).sync_state == SyncState.SYNCED)
+
+    # The run has sent what was due and waits for more: a ticket saved now is not nudged, the
+    # run already going claims it.
+    nudges.clear()
+    [second] = new_tickets(account, 1, title="Toner low")
+    assert nudges == []
+    wait_for(lambda: Ticket.objects.get(pk=second).sync_state == SyncState.SYNCED)
+    run.join(timeout=30)
+    assert outcome == {SyncState.SYNCED: 2}
+    assert len(remote_tickets(sandbox, "kapture")) == 2
+
+    # The run has ended and cleared its mark: the next ticket is a nudge of its own.
+    account.refresh_from_db()
+    assert account.push_run_until is None
+    new_tickets(account, 1, title="Paper jam")
+    assert nudges == [account.pk]
+
+
+def test_a_ticket_saved_as_the_run_hands_the_account_back_is_claimed_by_its_last_look(
+    sandbox, account_factory, nudges, settings, monkeypatch
+):
+    # The race the hand-back closes: a ticket committed after the run's last look while
+    # lingering, and whose save saw the mark still set (so published nothing).
+    settings.SYNC_RUN_LINGER = 0
+    account = account_factory("kapture")
+    new_tickets(account, 1)
+    unmark = batch.AccountRun.unmark_the_account
+    saved_late = []
+
+    def save_one_then_unmark(run):
+        if run.marked and not saved_late:
+            late = Ticket.objects.create(
+                account=account, title="Saved late", revision=1, sync_state=SyncState.PENDING
+            )
+            saved_late.append(late.pk)
+        unmark(run)
+
+    monkeypatch.setattr(batch.AccountRun, "unmark_the_account", save_one_then_unmark)
+    assert batch.push_account(sync.TICKETS, account.pk) == {SyncState.SYNCED: 2}
+    assert Ticket.objects.get(pk=saved_late[0]).sync_state == SyncState.SYNCED
+    account.refresh_from_db()
+    assert account.push_run_until is None
