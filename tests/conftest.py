@@ -155,6 +155,9 @@ def worker(worker_process, transactional_db):
 def quiesce_worker(timeout: float = 30.0) -> None:
     """Let the worker go idle before the test database is flushed: a task still holding row
     locks deadlocks PostgreSQL's TRUNCATE, and one still writing leaks rows into the next test."""
+    from django.utils import timezone
+
+    from providers.models import ProviderAccount
     from tickets.models import BulkJob, Reply, SyncState, Ticket
 
     celery_app.control.purge()  # retries and follow-ups the test left queued never start
@@ -162,7 +165,8 @@ def quiesce_worker(timeout: float = 30.0) -> None:
     busy = True
     while busy and time.monotonic() < deadline:
         busy = (
-            Ticket.objects.filter(sync_state=SyncState.SENDING).exists()
+            ProviderAccount.objects.filter(push_run_until__gt=timezone.now()).exists()  # a run lingers
+            or Ticket.objects.filter(sync_state=SyncState.SENDING).exists()
             or Reply.objects.filter(sync_state=SyncState.SENDING).exists()
             or BulkJob.objects.filter(state=BulkJob.State.RUNNING).exists()
         )
