@@ -10,7 +10,8 @@ console's User-Agent) are made with 16 in flight, by each mechanism in a subproc
 - threads: 16 threads, each with its own requests.Session;
 - gevent: 16 greenlets (gevent.pool.Pool), each with its own requests.Session, with the
   process monkey-patched before anything else is imported;
-- asyncio: one httpx.AsyncClient (at most 16 connections) and an asyncio.Semaphore(16);
+- httpx: asyncio with one httpx.AsyncClient (at most 16 connections) and an asyncio.Semaphore(16);
+- aiohttp: asyncio the same way, with one aiohttp.ClientSession (a TCPConnector of 16);
 - threads, adapter / gevent, adapter: the same 16 threads or greenlets, each calling
   `provider.update(ticket)` through the console's adapter and HTTP client (request record,
   redaction, the address-checking transport, the account's one shared Session), as the
@@ -21,9 +22,11 @@ wall time, its own CPU (getrusage: user + system, every thread) and the sandbox'
 the timed calls. The mechanisms run in turn, `--rounds` times (A B C A B C), and the report
 gives each one's median, and its calls/s as a ratio of the threads' in the same round.
 
-httpx, not aiohttp, for asyncio: it is the async twin of what the adapters are written
-against (requests-like Client/AsyncClient, a transport class where the address check of
-providers/transport.py could live), pure Python with three small dependencies.
+httpx is the asyncio client the console would pick: it is the async twin of what the adapters
+are written against (requests-like Client/AsyncClient, a transport class where the address
+check of providers/transport.py could live), pure Python with three small dependencies.
+aiohttp runs beside it because it is the cheaper client per call, so asyncio is not judged by
+httpx alone.
 
 Run: .venv/bin/python bench/concurrency_mechanisms.py [--calls 1000] [--latency-ms 50 0] [--rounds 2]
 Needs the bench-only packages: .venv/bin/pip install -r bench/requirements-mechanisms.txt
@@ -60,16 +63,17 @@ sys.path.insert(0, str(ROOT))
 IN_FLIGHT = 16
 WARM_UP_PER_WORKER = 2
 REMOTE_TICKETS = 100  # the updates cycle over this many tickets created at the sandbox first
-MECHANISMS = ["sequential", "threads", "gevent", "asyncio", "threads-adapter", "gevent-adapter"]
+MECHANISMS = ["sequential", "threads", "gevent", "httpx", "aiohttp", "threads-adapter", "gevent-adapter"]
 NAMES = {
     "sequential": "sequential (1 `requests.Session`)",
     "threads": f"threads ({IN_FLIGHT}, a `requests.Session` each)",
     "gevent": f"gevent ({IN_FLIGHT} greenlets, a `requests.Session` each)",
-    "asyncio": f"asyncio (`httpx.AsyncClient`, semaphore {IN_FLIGHT})",
+    "httpx": f"asyncio (`httpx.AsyncClient`, semaphore {IN_FLIGHT})",
+    "aiohttp": f"asyncio (`aiohttp.ClientSession`, semaphore {IN_FLIGHT})",
     "threads-adapter": f"threads, adapter ({IN_FLIGHT}, `provider.update`)",
     "gevent-adapter": f"gevent, adapter ({IN_FLIGHT} greenlets, `provider.update`)",
 }
-NEEDS = {"gevent": ("gevent",), "gevent-adapter": ("gevent",), "asyncio": ("httpx",)}
+NEEDS = {"gevent": ("gevent",), "gevent-adapter": ("gevent",), "httpx": ("httpx",), "aiohttp": ("aiohttp",)}
 INSTALL = ".venv/bin/pip install -r bench/requirements-mechanisms.txt"
 
 
@@ -309,7 +313,7 @@ def run_gevent(job: dict, payloads: list) -> None:
         greenlet.get()
 
 
-def run_asyncio(job: dict, payloads: list) -> None:
+def run_httpx(job: dict, payloads: list) -> None:
     import asyncio
 
     import httpx
@@ -323,6 +327,26 @@ def run_asyncio(job: dict, payloads: list) -> None:
                 async with gate:
                     answer = await client.post(job["url"], json=payload, headers=job["headers"])
                 check(answer.status_code, answer.json())
+
+            await asyncio.gather(*(one(payload) for payload in payloads))
+
+    asyncio.run(all_calls())
+
+
+def run_aiohttp(job: dict, payloads: list) -> None:
+    import asyncio
+
+    import aiohttp
+
+    async def all_calls() -> None:
+        connector = aiohttp.TCPConnector(limit=IN_FLIGHT)
+        timeout = aiohttp.ClientTimeout(total=job["timeout"])
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+            gate = asyncio.Semaphore(IN_FLIGHT)
+
+            async def one(payload) -> None:
+                async with gate, session.post(job["url"], json=payload, headers=job["headers"]) as answer:
+                    check(answer.status, await answer.json())
 
             await asyncio.gather(*(one(payload) for payload in payloads))
 
@@ -419,7 +443,8 @@ RUNNERS = {
     "sequential": run_sequential,
     "threads": run_threads,
     "gevent": run_gevent,
-    "asyncio": run_asyncio,
+    "httpx": run_httpx,
+    "aiohttp": run_aiohttp,
     "threads-adapter": lambda job, tickets: run_adapter(job, tickets, threads_join),
     "gevent-adapter": lambda job, tickets: run_adapter(job, tickets, greenlets_join),
 }
