@@ -530,11 +530,11 @@ def report(results: dict[float, dict], calls: int, rounds: int) -> str:
     if discards:
         lines += [
             "",
-            "Connections the adapter rows' one shared Session opened, and closed on return because its pool "
-            "already held 10 idle ones (requests' default), over the timed calls (median per run): "
+            "Connections the adapter rows' one shared Session opened over the timed calls, and closed on "
+            "return because its pool already held as many idle ones as it keeps (median per run): "
             + "; ".join(discards)
-            + ". The pool bounds idle connections, not busy ones, so 16 in flight keep 16 open; only the "
-            "connections idle at once when a run ends are cut back to 10, and the next run reopens them.",
+            + ". The pool bounds idle connections, not busy ones: with fewer kept than calls in flight, the "
+            "connections idle at once when a run ends are cut back, and the next run reopens them.",
         ]
     return "\n".join(lines)
 

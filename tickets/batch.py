@@ -31,6 +31,7 @@ from django.db import connection, connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from providers import http
 from providers.errors import ProviderConfigurationError
 from providers.models import ProviderAccount
 from tickets import dispatch, limits, outbound
@@ -40,8 +41,9 @@ from tickets.outbound import Decision, OutboundKind, Outcome
 
 log = logging.getLogger(__name__)
 
-#: The most calls one account may have in flight from one batch, whatever its settings say.
-MAX_IN_FLIGHT_CEILING = 64
+#: The most calls one account may have in flight from one batch, whatever its settings say
+#: (as many as its Session keeps connections for).
+MAX_IN_FLIGHT_CEILING = http.MAX_CALLS_IN_FLIGHT
 #: How long the task's thread waits, after a call ends, for the others of its wave: their
 #: outcomes are then written together and their threads refilled by one claim (a statement
 #: or two per wave instead of per call), for at most this much delay to any outcome.
