@@ -101,7 +101,7 @@ def claim_batch(kind: OutboundKind, account_id: int, *, limit: int) -> list:
         with connection.cursor() as cursor:
             cursor.execute(
                 f"WITH due AS MATERIALIZED ({due_sql}) "  # noqa: S608
-                f"UPDATE {table} SET sync_state = %s, attempts = attempts + 1, sending_since = %s "
+                f"UPDATE {table} SET sync_state = %s, attempts = attempts + 1, lease_renewed_at = %s "
                 f"WHERE id IN (SELECT * FROM due) AND sync_state = %s RETURNING id, attempts",
                 [
                     *due_params,
@@ -238,7 +238,9 @@ def renew_lease(kind: OutboundKind, rows: list) -> int:
     """The rows are still being sent by this worker: push their lease on (fenced, so a row
     the sweeper took back is not renewed for whoever holds it now)."""
     mine = reduce(or_, (Q(pk=row.pk, attempts=row.attempts) for row in rows))
-    return kind.model.objects.filter(mine, sync_state=SyncState.SENDING).update(sending_since=timezone.now())
+    return kind.model.objects.filter(mine, sync_state=SyncState.SENDING).update(
+        lease_renewed_at=timezone.now()
+    )
 
 
 # --- the account's run --------------------------------------------------------------------
@@ -327,7 +329,7 @@ class AccountRun:
         live_since = now - timedelta(seconds=settings.SYNC_LEASE)
         return self.kind.model.objects.filter(
             sync_state=SyncState.SENDING,
-            sending_since__gt=live_since,
+            lease_renewed_at__gt=live_since,
             **{f"{self.kind.related}_id": self.account_id},
         ).exists()
 

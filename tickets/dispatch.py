@@ -126,7 +126,7 @@ def accounts_covered(
         .annotate(
             served=ExpressionWrapper(
                 Q(push_run_until__gt=now)
-                | Exists(tickets.filter(sync_state=SyncState.SENDING, sending_since__gt=live_since)),
+                | Exists(tickets.filter(sync_state=SyncState.SENDING, lease_renewed_at__gt=live_since)),
                 output_field=BooleanField(),
             ),
             announced=Exists(tickets.filter(ticket_announced_and_due(now)).exclude(pk__in=excluding)),

@@ -49,7 +49,8 @@ class Ticket(models.Model):
     attempts = models.PositiveIntegerField(default=0, editable=False)
     next_attempt_at = models.DateTimeField(null=True, blank=True, editable=False)
     enqueued_at = models.DateTimeField(null=True, blank=True, editable=False)
-    sending_since = models.DateTimeField(null=True, blank=True, editable=False)
+    #: While `sending`: when the worker claimed the row or last renewed its lease (SYNC_LEASE).
+    lease_renewed_at = models.DateTimeField(null=True, blank=True, editable=False)
     #: An update to this ticket went unanswered and the provider may still apply it: nothing
     #: more is sent before this moment, whatever asks (an edit, a retry, a release), so the
     #: late request cannot land after a newer one (tickets/sync.py, SYNC_UPDATE_SETTLE).
@@ -205,7 +206,7 @@ class Reply(models.Model):
     #: burst of replies publishes one nudge per account, and the sweeper republishes a due
     #: reply only once its announcement is old or missing.
     enqueued_at = models.DateTimeField(null=True, blank=True, editable=False)
-    sending_since = models.DateTimeField(null=True, blank=True)
+    lease_renewed_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -181,7 +181,7 @@ def put_back(kind: OutboundKind, row, *, until: datetime) -> bool:
     ).update(
         sync_state=SyncState.PENDING,
         attempts=F("attempts") - 1,
-        sending_since=None,
+        lease_renewed_at=None,
         next_attempt_at=until,
         **kind.put_back_fields,
     )
@@ -324,7 +324,7 @@ def outcome_values(kind: OutboundKind, outcome: Outcome, now: datetime) -> dict[
     """The columns one outcome writes, `sync_state` included."""
     row, decision = outcome.row, outcome.decision
     fields = {
-        "sending_since": None,
+        "lease_renewed_at": None,
         "last_error": decision.message,
         **kind.finish_fields(row, decision, outcome.sent, now),
     }
@@ -442,8 +442,8 @@ def sweep(kind: OutboundKind, *, limit: int = 1000) -> dict[str, int]:
     now = timezone.now()
     due_ids = list(kind.due_unannounced(now)[:limit])
     kind.publish(due_ids)
-    # `sending_since` is renewed by the worker while its call is in flight (tickets/batch.py):
+    # `lease_renewed_at` is renewed by the worker while its call is in flight (tickets/batch.py):
     # a row not renewed for a whole lease belongs to a dead worker.
     lease_expired = now - timedelta(seconds=settings.SYNC_LEASE)
-    stuck = kind.model.objects.filter(sync_state=SyncState.SENDING, sending_since__lt=lease_expired)
+    stuck = kind.model.objects.filter(sync_state=SyncState.SENDING, lease_renewed_at__lt=lease_expired)
     return {"published": len(due_ids), "recovered": kind.recover_stuck(stuck, limit=limit)}

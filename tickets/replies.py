@@ -80,7 +80,7 @@ class ReplyPush(outbound.OutboundKind):
     def recover_stuck(self, stuck: QuerySet, *, limit: int) -> int:
         return stuck.update(
             sync_state=SyncState.NEEDS_ATTENTION,
-            sending_since=None,
+            lease_renewed_at=None,
             last_error="The worker stopped while sending this reply; it may have been posted. "
             "Check the provider, then retry or cancel.",
         )

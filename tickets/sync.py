@@ -190,7 +190,7 @@ def create_resend_safe(account: ProviderAccount) -> bool:
 def recover_abandoned(ticket: Ticket) -> int:
     """A row stuck in `sending`: its worker died. An update is simply sent again; a create
     may have reached the provider, so unless a resend is safe a person decides."""
-    fields = {"sending_since": None, "next_attempt_at": None, "enqueued_at": None}
+    fields = {"lease_renewed_at": None, "next_attempt_at": None, "enqueued_at": None}
     if ticket.remote_id or create_resend_safe(ticket.account):
         fields["sync_state"] = SyncState.PENDING
     else:

@@ -97,7 +97,7 @@ def test_a_ticket_saved_while_its_accounts_run_sends_is_left_to_that_run_and_swe
     # claiming it (a breaker stopped it), the sweeper's next round publishes it.
     assert sync.sweep()["published"] == 1
     assert nudges == []
-    Ticket.objects.filter(pk=first.pk).update(sync_state=SyncState.SYNCED, sending_since=None)
+    Ticket.objects.filter(pk=first.pk).update(sync_state=SyncState.SYNCED, lease_renewed_at=None)
     assert sync.sweep()["published"] == 1
     assert nudges == [account.pk]
 

@@ -169,7 +169,7 @@ def test_a_row_abandoned_by_a_dead_worker_is_recovered(worker, sandbox, account_
         revision=1,
         sync_state=SyncState.SENDING,
         attempts=1,
-        sending_since=long_ago,
+        lease_renewed_at=long_ago,
     )
     updating = Ticket.objects.create(
         account=account,
@@ -178,7 +178,7 @@ def test_a_row_abandoned_by_a_dead_worker_is_recovered(worker, sandbox, account_
         synced_revision=1,
         sync_state=SyncState.SENDING,
         attempts=1,
-        sending_since=long_ago,
+        lease_renewed_at=long_ago,
         remote_id="999",
     )
     assert sync.sweep()["recovered"] == 2
