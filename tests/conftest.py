@@ -155,9 +155,6 @@ def worker(worker_process, transactional_db):
 def quiesce_worker(timeout: float = 30.0) -> None:
     """Let the worker go idle before the test database is flushed: a task still holding row
     locks deadlocks PostgreSQL's TRUNCATE, and one still writing leaks rows into the next test."""
-    from django.utils import timezone
-
-    from providers.models import ProviderAccount
     from tickets.models import BulkJob, Reply, SyncState, Ticket
 
     celery_app.control.purge()  # retries and follow-ups the test left queued never start
@@ -165,8 +162,7 @@ def quiesce_worker(timeout: float = 30.0) -> None:
     busy = True
     while busy and time.monotonic() < deadline:
         busy = (
-            ProviderAccount.objects.filter(push_run_until__gt=timezone.now()).exists()  # a run lingers
-            or Ticket.objects.filter(sync_state=SyncState.SENDING).exists()
+            Ticket.objects.filter(sync_state=SyncState.SENDING).exists()
             or Reply.objects.filter(sync_state=SyncState.SENDING).exists()
             or BulkJob.objects.filter(state=BulkJob.State.RUNNING).exists()
         )

@@ -85,18 +85,3 @@ def refreshed(obj):
     """`obj` as the database has it now (for polling a row a worker is changing)."""
     obj.refresh_from_db()
     return obj
-
-
-def wait_for_runs_to_end(timeout: float = 30.0) -> None:
-    """Until no account is marked by a live ticket run (a worker's run ends by clearing its
-    mark, SYNC_RUN_LINGER after its last due ticket)."""
-    from django.utils import timezone
-
-    from providers.models import ProviderAccount
-
-    wait_for(
-        lambda: not ProviderAccount.objects.filter(push_run_until__gt=timezone.now()).exists(),
-        timeout=timeout,
-        interval=0.05,
-        message="a ticket run did not end",
-    )

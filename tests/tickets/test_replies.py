@@ -4,7 +4,7 @@ import pytest
 
 from tests.faults_harness import WorkerFleet, publishing_to
 from tests.helpers import refreshed, wait_for
-from tickets import batch, dispatch, services, sync
+from tickets import dispatch, services
 from tickets.models import Reply, SyncAttempt, SyncState, Ticket
 
 pytestmark = pytest.mark.worker
@@ -123,7 +123,7 @@ def test_a_held_reply_can_be_cancelled_or_sent_again(worker, sandbox, account_fa
 def test_a_burst_of_replies_publishes_one_nudge_and_the_worker_sends_them_all(
     worker, sandbox, account_factory, monkeypatch, tmp_path
 ):
-    account = account_factory("kapture")
+    ticket = synced_ticket(account_factory("kapture"))
     nudged: list[int] = []
     publish_for_real = dispatch.nudge_accounts
 
@@ -134,19 +134,12 @@ def test_a_burst_of_replies_publishes_one_nudge_and_the_worker_sends_them_all(
     monkeypatch.setattr(dispatch, "nudge_accounts", counted)
     # Queued onto a broker of the test's own that no worker drains yet, so no reply is claimed
     # between two of them (the first nudge would then be over, and rightly not count for the
-    # next): the nudges counted are the publisher's alone. The ticket is sent here, so no
-    # worker's run of the account is going (or lingering) when the replies are written.
+    # next): the nudges counted are the publisher's alone.
     broker = f"sqla+sqlite:///{tmp_path / 'broker.sqlite3'}"
     fleet = WorkerFleet(broker, tmp_path)
     bodies = [f"Update {n}: the toner is on its way." for n in range(5)]
     try:
         with publishing_to(broker):
-            ticket = services.create_ticket(
-                account=account, title="Printer on fire", requester_email="tim@acme.com"
-            )
-            assert batch.push_account(sync.TICKETS, account.pk) == {SyncState.SYNCED: 1}
-            ticket.refresh_from_db()
-            nudged.clear()
             burst = [services.add_reply(ticket=ticket, body=body) for body in bodies]
             assert nudged == [ticket.account_id]  # five replies, one account nudge
             fleet.start(1)
