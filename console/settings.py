@@ -275,10 +275,6 @@ SYNC_LEASE = env.int("SYNC_LEASE", default=30)
 # 16: why, with the figures and the database connections it may take, in docs/benchmarks.md.
 SYNC_MAX_IN_FLIGHT = env.int("SYNC_MAX_IN_FLIGHT", default=16)
 SYNC_BATCH_BUDGET = env.float("SYNC_BATCH_BUDGET", default=60.0)
-# A ticket run whose claim finds nothing due looks again for this long (seconds) before it
-# ends: tickets saved one after another (an import, a script, a busy desk) then ride the run
-# already going, instead of a nudge, a task and a run each. 0 ends a run at once.
-SYNC_RUN_LINGER = env.float("SYNC_RUN_LINGER", default=0.2)
 # After an update whose answer never came (a timeout, a dropped connection), the provider
 # may still be working on it. The next send of that ticket waits at least this long, so the
 # late request cannot land after a newer one and leave the remote holding older state.

@@ -74,10 +74,6 @@ class ProviderAccount(models.Model):
     #: The rate limit's theoretical arrival time (tickets/limits.py): a request may start once
     #: this moment, less the burst's allowance, has come. Shared by all workers.
     next_request_at = models.DateTimeField(null=True, blank=True, editable=False)
-    #: A worker's push run serves the account's tickets until then (tickets/batch.py): it
-    #: claims every ticket made due before it ends, so a ticket saved meanwhile needs no nudge.
-    #: Renewed with the run's lease; a dead worker's runs out within SYNC_LEASE.
-    push_run_until = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

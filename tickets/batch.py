@@ -48,8 +48,6 @@ MAX_IN_FLIGHT_CEILING = http.MAX_CALLS_IN_FLIGHT
 #: outcomes are then written together and their threads refilled by one claim (a statement
 #: or two per wave instead of per call), for at most this much delay to any outcome.
 GATHER_SECONDS = 0.02
-#: How often a lingering run (SYNC_RUN_LINGER) looks for newly due rows: one indexed read.
-LINGER_POLL_SECONDS = 0.01
 
 
 @dataclass
@@ -84,7 +82,13 @@ def claim_batch(kind: OutboundKind, account_id: int, *, limit: int) -> list:
     pending, due and claimable -> sending, attempts + 1 (committed before any HTTP). Returns the
     rows claimed, each with the attempt number that fences its outcome."""
     now = timezone.now()
-    due = due_rows(kind, account_id, now).order_by("pk").values("pk")[:limit]
+    rows = kind.model.objects.filter(sync_state=SyncState.PENDING, **{f"{kind.related}_id": account_id})
+    due = (
+        kind.claimable(rows, now)
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .order_by("pk")
+        .values("pk")[:limit]
+    )
     table = connection.ops.quote_name(kind.model._meta.db_table)
     with transaction.atomic():
         if connection.features.has_select_for_update_skip_locked:
@@ -117,12 +121,6 @@ def claim_batch(kind: OutboundKind, account_id: int, *, limit: int) -> list:
     for row in loaded:
         row.attempts = claimed[row.pk]  # the fence is the attempt this claim made
     return loaded
-
-
-def due_rows(kind: OutboundKind, account_id: int, now: datetime):
-    """The account's rows a claim would take now: pending, due and claimable."""
-    rows = kind.model.objects.filter(sync_state=SyncState.PENDING, **{f"{kind.related}_id": account_id})
-    return kind.claimable(rows, now).filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
 
 
 # --- send ---------------------------------------------------------------------------------
@@ -264,13 +262,10 @@ class AccountRun:
         #: Claim no more: the account waits (paused, tripped, no rate-limit slot soon), the
         #: run is the breaker's probe, or its time is up.
         self.stopped = False
-        #: This run has marked the account (`push_run_until`) and not yet cleared the mark.
-        self.marked = False
 
     def run(self) -> dict[str, int]:
         if self.another_run_is_sending():
             return {"left to the account's run in progress": 1}
-        self.mark_the_account()
         stop_at = time.monotonic() + settings.SYNC_BATCH_BUDGET
         renew_every = max(0.5, settings.SYNC_LEASE / 3)
         next_renewal = time.monotonic() + renew_every
@@ -294,7 +289,7 @@ class AccountRun:
                     else:
                         self.stopped = out_of_time = True
                 if not self.in_flight:
-                    if self.stopped or (claimed_nothing and not self.more_due_soon(stop_at)):
+                    if self.stopped or claimed_nothing:
                         break
                     continue
                 # Wait (briefly) for as many as leave half the threads free: the refill above
@@ -304,64 +299,25 @@ class AccountRun:
                 self.record_group(ended)
                 if self.in_flight and time.monotonic() >= next_renewal:
                     renew_lease(self.kind, [each.row for each in self.in_flight.values()])
-                    self.mark_the_account()
                     next_renewal = time.monotonic() + renew_every
         finally:
             if self.senders is not None:
                 self.senders.close()
-            self.unmark_the_account()
             self.publish_due_again()
         if out_of_time:  # rows may still be due: another nudge, rather than holding this process
             dispatch.nudge_accounts([self.account_id])
         return dict(self.states)
 
     def another_run_is_sending(self) -> bool:
-        """A live run (its account mark, or rows `sending` under a lease still renewed) already
-        serves the account: this nudge returns at once instead of holding a second process.
-        That run looks for due rows again before it ends, so rows made due meanwhile are not
-        left behind."""
-        now = timezone.now()
-        if (
-            self.kind.runs_mark_the_account
-            and ProviderAccount.objects.filter(pk=self.account_id, push_run_until__gt=now).exists()
-        ):
-            return True
-        live_since = now - timedelta(seconds=settings.SYNC_LEASE)
+        """A live run (rows `sending` under a lease still renewed) already serves the account:
+        this nudge returns at once instead of holding a second process. That run looks for
+        due rows again before it ends, so rows made due meanwhile are not left behind."""
+        live_since = timezone.now() - timedelta(seconds=settings.SYNC_LEASE)
         return self.kind.model.objects.filter(
             sync_state=SyncState.SENDING,
             lease_renewed_at__gt=live_since,
             **{f"{self.kind.related}_id": self.account_id},
         ).exists()
-
-    # --- the account's mark: a save while it is set needs no nudge (dispatch.accounts_covered)
-    def mark_the_account(self) -> None:
-        if self.kind.runs_mark_the_account:
-            until = timezone.now() + timedelta(seconds=settings.SYNC_LEASE)
-            ProviderAccount.objects.filter(pk=self.account_id).update(push_run_until=until)
-            self.marked = True
-
-    def unmark_the_account(self) -> None:
-        if self.marked:
-            ProviderAccount.objects.filter(pk=self.account_id).update(push_run_until=None)
-            self.marked = False
-
-    def more_due_soon(self, stop_at: float) -> bool:
-        """Nothing was due: look again for SYNC_RUN_LINGER (a row saved meanwhile rides this
-        run), then hand the account back — the mark cleared first, then one last look, so a
-        row saved before the clear is claimed here and one saved after it is nudged by its
-        saver. True: rows are due, claim them."""
-        if not self.marked:
-            return False
-        linger_until = min(time.monotonic() + settings.SYNC_RUN_LINGER, stop_at)
-        while time.monotonic() < linger_until:
-            time.sleep(LINGER_POLL_SECONDS)
-            if due_rows(self.kind, self.account_id, timezone.now()).exists():
-                return True
-        self.unmark_the_account()
-        if due_rows(self.kind, self.account_id, timezone.now()).exists():
-            self.mark_the_account()
-            return True
-        return False
 
     def start(self, rows: list, *, asked: int) -> None:
         """Hand newly claimed rows to the threads (or put them back when the account waits)."""

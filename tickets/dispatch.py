@@ -15,11 +15,10 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import BooleanField, Exists, ExpressionWrapper, OuterRef, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from console.celery import app
-from providers.models import ProviderAccount
 from tickets.models import Reply, SyncState, Ticket
 
 log = logging.getLogger(__name__)
@@ -108,35 +107,27 @@ def left_to_runs(
 def accounts_covered(
     account_ids: set[int], *, now: datetime, excluding: list[int]
 ) -> tuple[set[int], set[int]]:
-    """One query for (accounts a ticket run serves now, the others with a ticket
+    """One query for (accounts whose batch run is sending now, the others with a ticket
     `tickets_announced` would find, `excluding` aside).
 
-    A run serves the account while its mark holds (`push_run_until`: batch.AccountRun clears
-    it, then looks for due rows once more, before it ends) or while it has rows `sending`
-    under a live lease (a worker from before the mark, during an upgrade). A nudge for such an
-    account would find that run and return at once. A run that stops early (out of time)
-    nudges its account again; one the breaker stopped leaves what it did not claim to the
-    sweeper, which publishes a row no nudge announced (`enqueued_at` empty) at its next round."""
+    Sending: rows `sending` under a live lease. A nudge for such an account would find that
+    run and return at once (batch.AccountRun), and the run claims every due row again before
+    it ends. A run that stops early (out of time) nudges its account again; one the breaker
+    stopped leaves what it did not claim to the sweeper, which publishes a row no nudge
+    announced (`enqueued_at` empty) at its next round."""
     if not account_ids:
         return set(), set()
     live_since = now - timedelta(seconds=settings.SYNC_LEASE)
-    tickets = Ticket.objects.filter(account=OuterRef("pk"))
-    looks = list(
-        ProviderAccount.objects.filter(pk__in=account_ids)
-        .annotate(
-            served=ExpressionWrapper(
-                Q(push_run_until__gt=now)
-                | Exists(tickets.filter(sync_state=SyncState.SENDING, lease_renewed_at__gt=live_since)),
-                output_field=BooleanField(),
-            ),
-            announced=Exists(tickets.filter(ticket_announced_and_due(now)).exclude(pk__in=excluding)),
-        )
-        .order_by()
-        .values_list("pk", "served", "announced")
+    covered = Ticket.objects.filter(account_id__in=account_ids).filter(
+        Q(sync_state=SyncState.SENDING, lease_renewed_at__gt=live_since)
+        | (ticket_announced_and_due(now) & ~Q(pk__in=excluding))
     )
-    served = {pk for pk, is_served, _ in looks if is_served}
-    announced = {pk for pk, is_served, is_announced in looks if is_announced and not is_served}
-    return served, announced
+    sending: set[int] = set()
+    announced: set[int] = set()
+    # order_by(): no sort by the model's ordering, which DISTINCT would also have to select.
+    for account_id, state in covered.order_by().values_list("account_id", "sync_state").distinct():
+        (sending if state == SyncState.SENDING else announced).add(account_id)
+    return sending, announced - sending
 
 
 def push_replies(reply_ids: list[int], *, countdown: float = 0) -> None:

@@ -104,9 +104,6 @@ class OutboundKind:
     #: Columns nothing but the finish writes while a row is `sending` (the remote ref): a
     #: group's UPDATE leaves out a row's value that is the one it held when claimed.
     finish_only_fields: frozenset[str] = frozenset()
-    #: A run of this kind marks its account (`ProviderAccount.push_run_until`) and lingers
-    #: SYNC_RUN_LINGER before it ends, so a row saved meanwhile rides it (tickets/batch.py).
-    runs_mark_the_account: bool = False
 
     # --- claim and call
     def claimable(self, rows: models.QuerySet, now: datetime) -> models.QuerySet:

@@ -41,8 +41,6 @@ class TicketPush(outbound.OutboundKind):
     revision_field = "revision"
     # Pull and the person's actions leave a `sending` row's remote ref alone.
     finish_only_fields = frozenset({"remote_id", "remote_number", "remote_url", "remote_status"})
-    # Tickets are what people and scripts save in runs (replies ride the ticket nudges).
-    runs_mark_the_account = True
 
     def claimable(self, rows: QuerySet, now: datetime) -> QuerySet:
         # Settled: nothing is sent while an unanswered update may still land.
