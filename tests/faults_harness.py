@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -164,14 +165,33 @@ class WorkerFleet:
 
 
 # --- Redis ---------------------------------------------------------------------------------
+def port_the_kernel_never_hands_out() -> int:
+    """A free port below the kernel's ephemeral range. While a restarted server is down (a
+    second), a port the kernel picked (`bind(0)`) could be handed to any outgoing connection
+    on the machine — the test runs side by side make thousands — and the server would not come
+    back on it."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    candidates = list(range(max(1024, low - 8000), low))
+    random.shuffle(candidates)
+    for port in candidates:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
+
+
 class PrivateRedis:
     """A redis-server of the test's own on a free port, so restarting it disturbs neither the
     session's worker nor anyone else sharing the machine's Redis."""
 
     def __init__(self) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = port_the_kernel_never_hands_out()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.cli = ["redis-cli", "-h", "127.0.0.1", "-p", str(self.port)]
         self.process: subprocess.Popen | None = None
