@@ -14,15 +14,22 @@ receiver) puts them back and rebuilds the index whenever they are missing.
 
 from __future__ import annotations
 
+import contextlib
+
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Q
 from django.db.models.expressions import RawSQL
 
 TABLE = "ticket_search"
 CONTENT_TABLE = "tickets_ticket"
-#: Every column a search compares (exact or substring): the index must cover them all to find a
-#: superset of the matches.
-COLUMNS = ("reference", "remote_id", "remote_number", "title", "requester_email", "requester_name")
+#: Every column a search compares (exact or substring) but the reference: the index must cover
+#: them to find a superset of the matches. The reference is only ever matched whole, and
+#: references are upper-case ASCII (a constant prefix and digits), so its unique index answers it
+#: (`narrowing`); in the trigram index every reference shared the prefix's and the zero padding's
+#: trigrams, whose doclists are as long as the table (migration 0014 took it out).
+COLUMNS = ("remote_id", "remote_number", "title", "requester_email", "requester_name")
+#: The columns migrations 0011-0013 indexed (0014's way back).
+COLUMNS_BEFORE_0014 = ("reference", *COLUMNS)
 MIN_LENGTH = 3  # the tokenizer's trigrams: a shorter query matches nothing in the index
 TRIGGERS = {
     "ticket_search_insert": "AFTER INSERT ON {content} BEGIN {add_new}; END",
@@ -33,19 +40,20 @@ TRIGGERS = {
 CACHE_ATTRIBUTE = "ticket_search_fts"  # on the connection wrapper: (database connection, index there?)
 
 
-def _columns(prefix: str = "") -> str:
-    return ", ".join(f"{prefix}{column}" for column in COLUMNS)
+def _columns(columns: tuple[str, ...], prefix: str = "") -> str:
+    return ", ".join(f"{prefix}{column}" for column in columns)
 
 
-def _trigger_sql(name: str) -> str:
+def _trigger_sql(name: str, columns: tuple[str, ...]) -> str:
     # Constant names only (this module's), no user input: S608 does not apply here and below.
-    add_new = f"INSERT INTO {TABLE}(rowid, {_columns()}) VALUES (new.id, {_columns('new.')})"  # noqa: S608
+    listed = _columns(columns)
+    add_new = f"INSERT INTO {TABLE}(rowid, {listed}) VALUES (new.id, {_columns(columns, 'new.')})"  # noqa: S608
     remove_old = (
-        f"INSERT INTO {TABLE}({TABLE}, rowid, {_columns()}) "  # noqa: S608
-        f"VALUES ('delete', old.id, {_columns('old.')})"
+        f"INSERT INTO {TABLE}({TABLE}, rowid, {listed}) "  # noqa: S608
+        f"VALUES ('delete', old.id, {_columns(columns, 'old.')})"
     )
     body = TRIGGERS[name].format(
-        content=CONTENT_TABLE, columns=_columns(), add_new=add_new, remove_old=remove_old
+        content=CONTENT_TABLE, columns=listed, add_new=add_new, remove_old=remove_old
     )
     return f"CREATE TRIGGER IF NOT EXISTS {name} {body}"
 
@@ -65,19 +73,19 @@ def trigram_supported(connection: BaseDatabaseWrapper) -> bool:
     return True
 
 
-def create(connection: BaseDatabaseWrapper) -> None:
-    """Build the index from the tickets already there, and the triggers (SQLite with trigram
-    support only; elsewhere nothing)."""
+def create(connection: BaseDatabaseWrapper, columns: tuple[str, ...] = COLUMNS) -> None:
+    """Build the index of `columns` from the tickets already there, and the triggers (SQLite
+    with trigram support only; elsewhere nothing)."""
     forget(connection)
     if not trigram_supported(connection):
         return
     with connection.cursor() as cursor:
         cursor.execute(
-            f"CREATE VIRTUAL TABLE IF NOT EXISTS {TABLE} USING fts5({_columns()}, "
+            f"CREATE VIRTUAL TABLE IF NOT EXISTS {TABLE} USING fts5({_columns(columns)}, "
             f"content='{CONTENT_TABLE}', content_rowid='id', tokenize='trigram')"
         )
         for name in TRIGGERS:
-            cursor.execute(_trigger_sql(name))
+            cursor.execute(_trigger_sql(name, columns))
         cursor.execute(f"INSERT INTO {TABLE}({TABLE}) VALUES ('rebuild')")  # noqa: S608
 
 
@@ -92,7 +100,9 @@ def drop(connection: BaseDatabaseWrapper) -> None:
 
 
 def forget(connection: BaseDatabaseWrapper) -> None:
-    connection.__dict__.pop(CACHE_ATTRIBUTE, None)
+    # delattr, not the instance dict: `django.db.connection` is a proxy that forwards it.
+    with contextlib.suppress(AttributeError):
+        delattr(connection, CACHE_ATTRIBUTE)
 
 
 def _names(connection: BaseDatabaseWrapper, kind: str) -> set[str]:
@@ -107,7 +117,7 @@ def in_use(connection: BaseDatabaseWrapper) -> bool:
     if connection.vendor != "sqlite":
         return False
     connection.ensure_connection()
-    opened, there = connection.__dict__.get(CACHE_ATTRIBUTE, (None, False))
+    opened, there = getattr(connection, CACHE_ATTRIBUTE, (None, False))
     if opened is not connection.connection:
         there = TABLE in _names(connection, "table")
         setattr(connection, CACHE_ATTRIBUTE, (connection.connection, there))
@@ -120,8 +130,11 @@ def narrowing(query: str, connection: BaseDatabaseWrapper) -> Q | None:
     if len(query) < MIN_LENGTH or "\x00" in query or not in_use(connection):
         return None  # FTS5's query parser stops at a NUL: LIKE alone answers such a query
     phrase = '"' + query.replace('"', '""') + '"'  # one FTS5 string: every character literal
-    # The query is a parameter; the table name a constant.
-    return Q(pk__in=RawSQL(f"SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH %s", [phrase]))  # noqa: S608, S611
+    # The query is a parameter; the table name a constant. The reference, not in the index, is
+    # compared whole through its unique index: `iexact` on an upper-case ASCII reference can
+    # only match the query upper-cased.
+    indexed = Q(pk__in=RawSQL(f"SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH %s", [phrase]))  # noqa: S608, S611
+    return indexed | Q(reference=query.upper())
 
 
 def repair_after_migrate(using: str = "default", **kwargs) -> None:
