@@ -20,6 +20,8 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Q
 from django.db.models.expressions import RawSQL
 
+from tickets.models import REFERENCE_PREFIX
+
 TABLE = "ticket_search"
 CONTENT_TABLE = "tickets_ticket"
 #: Every column a search compares (exact or substring) but the reference: the index must cover
@@ -130,11 +132,14 @@ def narrowing(query: str, connection: BaseDatabaseWrapper) -> Q | None:
     if len(query) < MIN_LENGTH or "\x00" in query or not in_use(connection):
         return None  # FTS5's query parser stops at a NUL: LIKE alone answers such a query
     phrase = '"' + query.replace('"', '""') + '"'  # one FTS5 string: every character literal
-    # The query is a parameter; the table name a constant. The reference, not in the index, is
-    # compared whole through its unique index: `iexact` on an upper-case ASCII reference can
-    # only match the query upper-cased.
+    # The query is a parameter; the table name a constant.
     indexed = Q(pk__in=RawSQL(f"SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH %s", [phrase]))  # noqa: S608, S611
-    return indexed | Q(reference=query.upper())
+    if query.upper().startswith(REFERENCE_PREFIX):
+        # The reference, not in the index, is compared whole through its unique index: `iexact`
+        # on an upper-case ASCII reference can only match the query upper-cased. (Asked only
+        # when it could match: the OR costs the other searches a second index.)
+        indexed |= Q(reference=query.upper())
+    return indexed
 
 
 def repair_after_migrate(using: str = "default", **kwargs) -> None:
