@@ -24,6 +24,7 @@ from functools import reduce
 from operator import or_
 from typing import Any
 
+from django import db
 from django.conf import settings
 from django.db import connections, models, router, transaction
 from django.db.models import Case, F, Q, Value, When
@@ -241,8 +242,37 @@ def decide(kind: OutboundKind, exc: Exception, *, row, operation: str, sent: boo
         # A refused field or an unknown id is this row's problem: it must not pause the
         # account for everyone.
         return Decision(SyncState.FAILED, SyncAttempt.Outcome.FAILED, kind.refusal_message(exc, account))
+    if isinstance(exc, DATABASE_TROUBLE) and not sent:  # once sent, the outcome is unknown: below
+        return database_trouble(kind, exc, row=row)
     log.exception("Unexpected error while pushing %s %s", kind.noun, row.pk)
     return kind.internal_error(exc, operation=operation, sent=sent)
+
+
+#: The console's own database failing under a call (the rate-limit slot, a shared token, an
+#: upload read it): refused or dropped connections, too many clients, a deadlock. Not the row's
+#: fault nor the provider's: the row is tried again later, as after a transient provider error.
+DATABASE_TROUBLE = (db.OperationalError, db.InterfaceError)
+
+
+def database_trouble(kind: OutboundKind, exc: Exception, *, row) -> Decision:
+    """A call the console's database kept from being made: back to pending with backoff, up to
+    SYNC_MAX_ATTEMPTS. Only the exception's
+    class goes into the message (a database error can name hosts and users); the log has it all."""
+    log.warning("Database error while pushing %s %s; it will be retried.", kind.noun, row.pk, exc_info=True)
+    cause = f"The console's database failed during the call ({type(exc).__name__})"
+    if row.attempts >= settings.SYNC_MAX_ATTEMPTS:
+        return Decision(
+            SyncState.FAILED,
+            SyncAttempt.Outcome.FAILED,
+            f"Gave up after {row.attempts} attempts: {cause}. The console's operator should check "
+            "its database, then retry.",
+        )
+    return Decision(
+        SyncState.PENDING,
+        SyncAttempt.Outcome.RETRY,
+        f"{cause}; it will be tried again.",
+        retry_in=backoff(row.attempts),
+    )
 
 
 def answer_lost(exc: Exception) -> bool:

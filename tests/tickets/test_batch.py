@@ -11,6 +11,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from django import db
 from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -18,7 +19,7 @@ from django.utils import timezone
 from providers.base import RemoteRef
 from tests.faults_harness import WorkerFleet, remote_id_of, remote_tickets
 from tests.helpers import wait_for
-from tickets import batch, dispatch, outbound, services, sync
+from tickets import batch, dispatch, limits, outbound, services, sync
 from tickets.models import SyncAttempt, SyncState, Ticket
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -265,3 +266,34 @@ def test_a_runs_retries_are_published_together_each_no_earlier_than_it_is_due(
         assert any(
             at + timedelta(seconds=countdown) >= ticket.next_attempt_at for _, countdown, at in published
         )
+
+
+def test_a_database_error_under_a_call_is_retried_later_not_failed(
+    sandbox, account_factory, nudges, monkeypatch
+):
+    # The sender thread's own database work (here the rate-limit slot) fails as PostgreSQL
+    # does with too many clients: the call is not made, and the ticket waits to be tried again.
+    account = account_factory("kapture")
+    [ticket] = new_tickets(account, 1)
+    govern = limits.govern
+
+    def refused(provider, **kwargs):
+        raise db.OperationalError("connection failed: FATAL:  sorry, too many clients already")
+
+    monkeypatch.setattr(limits, "govern", refused)
+    assert batch.push_account(sync.TICKETS, account.pk) == {SyncState.PENDING: 1}
+    waiting = Ticket.objects.get(pk=ticket)
+    assert waiting.next_attempt_at is not None and waiting.next_attempt_at > timezone.now()
+    assert (
+        waiting.last_error
+        == "The console's database failed during the call (OperationalError); it will be tried again."
+    )
+    assert "too many clients" not in waiting.last_error
+    [attempt] = SyncAttempt.objects.filter(ticket_id=ticket)
+    assert attempt.outcome == SyncAttempt.Outcome.RETRY
+    assert remote_tickets(sandbox, "kapture") == []
+
+    monkeypatch.setattr(limits, "govern", govern)  # the database is back; the retry comes due
+    Ticket.objects.filter(pk=ticket).update(next_attempt_at=timezone.now())
+    assert batch.push_account(sync.TICKETS, account.pk) == {SyncState.SYNCED: 1}
+    assert len(remote_tickets(sandbox, "kapture")) == 1
