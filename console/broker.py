@@ -35,8 +35,8 @@ def transport_options(broker_url: str) -> dict:
         return {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
     if broker_url.startswith(("amqp://", "amqps://", "pyamqp://")):
         # Publisher confirms: a publish returns once RabbitMQ has taken the message. Without
-        # them, the first publish on a connection the broker dropped (a restart) is written to a
-        # dead socket and lost without an error, and only the sweeper's next round sends the work.
+        # them, a message RabbitMQ did not take (a connection dropping mid-publish, a node
+        # refusing it) is gone without an error, and only the sweeper's next round sends the work.
         return {"confirm_publish": True}
     if broker_url.startswith("sqla+sqlite"):
         # The broker's SQLite file gets the database's patient busy timeout, so web, worker and

@@ -256,8 +256,8 @@ DATABASE_TROUBLE = (db.OperationalError, db.InterfaceError)
 
 def database_trouble(kind: OutboundKind, exc: Exception, *, row) -> Decision:
     """A call the console's database kept from being made: back to pending with backoff, up to
-    SYNC_MAX_ATTEMPTS. Only the exception's
-    class goes into the message (a database error can name hosts and users); the log has it all."""
+    SYNC_MAX_ATTEMPTS. Only the exception's class goes into the message (a database error can
+    name hosts and users); the log has it all."""
     log.warning("Database error while pushing %s %s; it will be retried.", kind.noun, row.pk, exc_info=True)
     cause = f"The console's database failed during the call ({type(exc).__name__})"
     if row.attempts >= settings.SYNC_MAX_ATTEMPTS:
