@@ -242,9 +242,10 @@ def run_mechanism(mechanism: str, job: dict) -> dict:
 
 
 def cpu_ticks(pid: int) -> int:
-    """User + system CPU ticks of `pid`, all its threads (/proc/<pid>/stat, after "(comm)")."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return int(fields[11]) + int(fields[12])
+    """User + system CPU ticks of `pid`, all its threads."""
+    from bench.sync_throughput import proc_stat
+
+    return proc_stat(pid)[2]
 
 
 def check(status: int, data) -> None:

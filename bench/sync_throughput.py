@@ -406,22 +406,24 @@ class CpuMeter:
         return spent
 
 
+def proc_stat(pid: int) -> tuple[int, str, int]:
+    """(parent pid, command name, CPU ticks user + system, all threads) of `pid`, from
+    /proc/<pid>/stat ("pid (comm) state ppid ..."; comm may hold spaces and parentheses).
+    Raises OSError when the process is gone."""
+    head, _, rest = Path(f"/proc/{pid}/stat").read_text().rpartition(")")
+    fields = rest.split()
+    return int(fields[1]), head.partition("(")[2], int(fields[11]) + int(fields[12])
+
+
 def proc_table() -> dict[int, tuple[int, str, int]]:
-    """Every process: pid -> (parent pid, command name, CPU ticks user + system), from
-    /proc/<pid>/stat ("pid (comm) state ppid ..."; comm may hold spaces and parentheses)."""
+    """Every process: pid -> `proc_stat(pid)`."""
     table = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                head, _, rest = (entry / "stat").read_text().rpartition(")")
+                table[int(entry.name)] = proc_stat(int(entry.name))
             except OSError:
                 continue  # exited meanwhile
-            fields = rest.split()
-            table[int(entry.name)] = (
-                int(fields[1]),
-                head.partition("(")[2],
-                int(fields[11]) + int(fields[12]),
-            )
     return table
 
 
