@@ -45,11 +45,6 @@ def listed_titles(client, query: str) -> list[str]:
     return [ticket.title for ticket in client.get(reverse("tickets:list"), {"q": query}).context["page"]]
 
 
-def admin_titles(client, query: str) -> list[str]:
-    response = client.get(reverse("admin:tickets_ticket_changelist"), {"q": query})
-    return [ticket.title for ticket in response.context["cl"].result_list]
-
-
 def used_the_index(run) -> bool:
     with CaptureQueriesContext(connection) as queries:
         run()
