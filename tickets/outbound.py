@@ -20,16 +20,12 @@ import math
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import reduce
-from operator import or_
 from typing import Any
 
 from django import db
 from django.conf import settings
 from django.db import connections, models, router, transaction
-from django.db.models import Case, F, Q, Value, When
-from django.db.models.functions import Cast
-from django.db.models.sql import UpdateQuery
+from django.db.models import F
 from django.utils import timezone
 
 from providers.errors import (
@@ -388,9 +384,17 @@ def record_writes(
 
 def write_fenced(kind: OutboundKind, writes: list[tuple[Outcome, dict]], *, revision: str | None) -> set[int]:
     """One UPDATE of the rows still `sending` at the attempt they were claimed at (and, with
-    `revision` a lookup such as "exact" or "gt", whose revision column compares so with the
-    revision sent); returns the pks it wrote."""
+    `revision` "exact" or "gt", whose revision column is equal to or greater than the revision
+    sent); returns the pks it wrote (UPDATE ... RETURNING, which PostgreSQL and SQLite both have).
 
+    The statement is written here rather than by the ORM: its compiler resolved and copied
+    every CASE branch, a third of a worker's CPU per ticket (docs/benchmarks.md, "Create path").
+    Column names come from the model and are quoted; every value is a parameter, prepared by its
+    field as the ORM prepares it."""
+    connection = connections[router.db_for_write(kind.model)]
+    quote = connection.ops.quote_name
+    meta = kind.model._meta
+    pk = quote(meta.pk.column)
     # Rows claimed at the same attempt (and sent at the same revision) share one fence, so a
     # bulk's rows are one `pk IN (...)` rather than a condition each: the same rows pass.
     fences: dict[tuple, list[int]] = {}
@@ -398,48 +402,70 @@ def write_fenced(kind: OutboundKind, writes: list[tuple[Outcome, dict]], *, revi
         row = outcome.row
         sent = getattr(row, kind.revision_field) if revision is not None else None
         fences.setdefault((row.attempts, sent), []).append(row.pk)
-
-    def fence(attempts: int, sent: Any, pks: list[int]) -> Q:
-        mine = Q(pk__in=pks, attempts=attempts)
+    conditions, fence_params = [], []
+    for (attempts, sent), pks in fences.items():
+        condition = f"{pk} IN ({', '.join(['%s'] * len(pks))}) AND {quote('attempts')} = %s"
+        fence_params += [*pks, attempts]
         if revision is not None:
-            mine &= Q(**{f"{kind.revision_field}__{revision}": sent})
-        return mine
+            condition += (
+                f" AND {quote(meta.get_field(kind.revision_field).column)} {REVISION_OPERATORS[revision]} %s"
+            )
+            fence_params.append(sent)
+        conditions.append(f"({condition})")
+    assignments, set_params = set_clause(kind, writes, connection)
+    statement = (
+        f"UPDATE {quote(meta.db_table)} SET {assignments} "  # noqa: S608 - names quoted, values parameters
+        f"WHERE ({' OR '.join(conditions)}) AND {quote('sync_state')} = %s RETURNING {pk}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(statement, [*set_params, *fence_params, SyncState.SENDING])
+        return {written for (written,) in cursor.fetchall()}
 
-    rows = kind.model.objects.filter(reduce(or_, (fence(*key, pks) for key, pks in fences.items())))
-    rows = rows.filter(sync_state=SyncState.SENDING)
-    return update_returning(rows, per_row_values(kind, writes))
+
+REVISION_OPERATORS = {"exact": "=", "gt": ">"}
 
 
-def per_row_values(kind: OutboundKind, writes: list[tuple[Outcome, dict]]) -> dict[str, Any]:
+def set_clause(kind: OutboundKind, writes: list[tuple[Outcome, dict]], connection) -> tuple[str, list]:
     """The SET of one UPDATE for many rows: a value every row shares as is, else a CASE on the
     pk (a row that does not write the column keeps its own value). In a CASE, a row whose
     `finish_only_fields` value is the one it held when claimed (an update's remote id, say)
     needs no branch: nothing else wrote it since."""
-    model = kind.model
-    columns = sorted({name for _, values in writes for name in values})
-    casted = connections[router.db_for_write(model)].features.requires_casted_case_in_updates
-    assignments: dict[str, Any] = {}
-    for name in columns:
+    quote = connection.ops.quote_name
+    meta = kind.model._meta
+    pk = quote(meta.pk.column)
+    # PostgreSQL cannot type a CASE of parameters by itself (bulk_update casts it too).
+    casted = connection.features.requires_casted_case_in_updates
+    assignments, params = [], []
+    for name in sorted({name for _, values in writes for name in values}):
+        field = meta.get_field(name)
+        column = quote(field.column)
         given = [(outcome.row, values[name]) for outcome, values in writes if name in values]
         first = given[0][1]
-        shared = len(given) == len(writes) and all(same(v, first) for _, v in given)
-        if shared:
-            assignments[name] = first
+        if len(given) == len(writes) and all(same(value, first) for _, value in given):
+            assignments.append(f"{column} = {parameter(field, first, connection, params)}")
             continue
         if name in kind.finish_only_fields:
             given = [(row, value) for row, value in given if not same(value, getattr(row, name, UNSET))]
             if not given:
                 continue
-        given = [(row.pk, value) for row, value in given]
-        column = model._meta.get_field(name)
-        case = Case(
-            *(When(pk=pk, then=Value(value, output_field=column)) for pk, value in given),
-            default=F(name),
-            output_field=column,
+        branches = []
+        for row, value in given:
+            params.append(row.pk)
+            branches.append(f"WHEN {pk} = %s THEN {parameter(field, value, connection, params)}")
+        case = f"CASE {' '.join(branches)} ELSE {column} END"
+        assignments.append(
+            f"{column} = CAST({case} AS {field.cast_db_type(connection)})" if casted else f"{column} = {case}"
         )
-        # PostgreSQL cannot type a CASE of parameters by itself (as bulk_update does it).
-        assignments[name] = Cast(case, output_field=column) if casted else case
-    return assignments
+    return ", ".join(assignments), params
+
+
+def parameter(field: models.Field, value: Any, connection, params: list) -> str:
+    """The placeholder of `value` in `field`'s column, its prepared value added to `params`."""
+    prepared = field.get_db_prep_save(value, connection=connection)
+    if prepared is None:
+        return "NULL"
+    params.append(prepared)
+    return "%s"
 
 
 UNSET = object()
@@ -448,19 +474,6 @@ UNSET = object()
 def same(value: Any, other: Any) -> bool:
     """Equal and of one type (so 1, True and 1.0 are three values, as the column sees them)."""
     return type(value) is type(other) and value == other
-
-
-def update_returning(rows: models.QuerySet, values: dict[str, Any]) -> set[int]:
-    """`rows.update(**values)`, returning the pks of the rows written (UPDATE ... RETURNING,
-    which PostgreSQL and SQLite both have): which rows passed their fence, in the same statement."""
-    query = rows.query.chain(UpdateQuery)
-    query.add_update_values(values)
-    statement, params = query.get_compiler(rows.db).as_sql()
-    db = connections[rows.db]
-    pk = db.ops.quote_name(rows.model._meta.pk.column)
-    with db.cursor() as cursor:
-        cursor.execute(f"{statement} RETURNING {pk}", params)
-        return {written for (written,) in cursor.fetchall()}
 
 
 # --- the sweeper --------------------------------------------------------------------------
