@@ -1,5 +1,5 @@
 from django.conf import settings
-from django.db import models, transaction
+from django.db import connections, models, router, transaction
 
 from providers.models import ProviderAccount
 
@@ -91,10 +91,19 @@ class Ticket(models.Model):
             return
         # The reference comes from the primary key, so it is unique and assigned exactly
         # once; the insert and the reference land in one transaction.
-        with transaction.atomic(using=kwargs.get("using")):
+        using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
+        with transaction.atomic(using=using):
             super().save(*args, **kwargs)
             self.reference = f"{REFERENCE_PREFIX}{self.pk:06d}"
-            type(self).objects.filter(pk=self.pk).update(reference=self.reference)
+            # One plain statement: every create runs it, and the ORM's update() took four
+            # times as long to build it as SQLite took to run it.
+            quote = connections[using].ops.quote_name
+            table, reference, pk = quote(self._meta.db_table), quote("reference"), quote("id")
+            with connections[using].cursor() as cursor:
+                cursor.execute(
+                    f"UPDATE {table} SET {reference} = %s WHERE {pk} = %s",  # noqa: S608
+                    [self.reference, self.pk],
+                )
 
     @property
     def has_unsynced_changes(self) -> bool:
