@@ -208,6 +208,86 @@ def test_a_group_finish_writes_only_rows_still_held_and_requeues_a_row_edited_me
     assert SyncAttempt.objects.filter(ticket_id__in=[kept, taken, edited, refused]).count() == 4
 
 
+def test_a_group_finish_writes_each_row_its_own_values(account_factory, nudges):
+    """Columns that differ per row (a remote id, a baseline of a JSON column, a retry time beside
+    none) each reach their own row, on PostgreSQL (which must be told each CASE's type) too."""
+    account = account_factory("kapture")
+    open_one, resolved, retried, retried_later = new_tickets(account, 4)
+    Ticket.objects.filter(pk=resolved).update(status="resolved")
+    claimed = {row.pk: row for row in batch.claim_batch(sync.TICKETS, account.pk, limit=4)}
+    success = outbound.Decision(SyncState.SYNCED, SyncAttempt.Outcome.SUCCESS)
+
+    def created(pk: int, remote_status: str) -> outbound.Outcome:
+        return outbound.Outcome(
+            claimed[pk],
+            "create",
+            success,
+            sent=sync.Sent(RemoteRef(f"R{pk}", remote_status=remote_status), ""),
+        )
+
+    def retry(pk: int, seconds: float) -> outbound.Outcome:
+        decision = outbound.Decision(
+            SyncState.PENDING, SyncAttempt.Outcome.RETRY, f"Busy ({seconds} s)", seconds
+        )
+        return outbound.Outcome(claimed[pk], "create", decision)
+
+    before = timezone.now()
+    recorded = outbound.finish_group(
+        sync.TICKETS,
+        [
+            created(open_one, "Open"),
+            created(resolved, "Closed"),
+            retry(retried, 30),
+            retry(retried_later, 600),
+        ],
+    )
+
+    assert recorded.applied == {open_one, resolved, retried, retried_later}
+    tickets = Ticket.objects.in_bulk([open_one, resolved, retried, retried_later])
+    assert [tickets[pk].remote_id for pk in (open_one, resolved)] == [f"R{open_one}", f"R{resolved}"]
+    assert tickets[open_one].synced_fields == {"status": "new", "remote_status": "Open"}
+    assert tickets[resolved].synced_fields == {"status": "resolved", "remote_status": "Closed"}
+    assert tickets[open_one].sync_state == tickets[resolved].sync_state == SyncState.SYNCED
+    assert tickets[open_one].next_attempt_at is None
+    for pk, seconds in ((retried, 30), (retried_later, 600)):
+        assert tickets[pk].sync_state == SyncState.PENDING and tickets[pk].remote_id == ""
+        assert tickets[pk].last_error == f"Busy ({seconds} s)"
+        assert before + timedelta(seconds=seconds) <= tickets[pk].next_attempt_at
+        assert tickets[pk].next_attempt_at <= timezone.now() + timedelta(seconds=seconds)
+
+
+def test_tickets_saved_one_after_another_ride_the_live_run_a_few_per_claim(
+    sandbox, account_factory, nudges, monkeypatch
+):
+    """A stream of creates (one every 20 ms, as a busy desk saves them) while the account's run
+    sends: that run takes them all, several per claim (it records a wave no sooner than
+    TRICKLE_PACE_SECONDS after its claim), and almost none publishes a nudge of its own."""
+    account = account_factory("kapture", rate_limit=1000, rate_burst=1000)
+    claims: list[int] = []
+    claim_batch = batch.claim_batch
+
+    def counted(*args, **kwargs):
+        rows = claim_batch(*args, **kwargs)
+        claims.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(batch, "claim_batch", counted)
+    ids = new_tickets(account, 1, "First")
+    nudges.clear()
+    pushing = push_in_another_thread(account.pk)
+    for n in range(12):
+        time.sleep(0.02)
+        ids += new_tickets(account, 1, f"Next {n}")
+    pushing.join(30)
+
+    assert Ticket.objects.filter(pk__in=ids, sync_state=SyncState.SYNCED).count() == 13, claims
+    assert len(sandbox.state("kapture")["tickets"]) == 13  # each created once
+    # A save that commits in the moment between one wave's finish and the next claim sees no
+    # row `sending` and publishes a nudge (which would find the run live and return): a few.
+    assert len(nudges) <= 3, nudges
+    assert len([count for count in claims if count]) <= 7, claims
+
+
 def test_rows_edited_or_taken_over_during_a_batch_run_end_as_one_by_one_they_would(
     sandbox, account_factory, nudges
 ):
