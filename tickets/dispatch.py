@@ -77,15 +77,16 @@ def push_tickets(ticket_ids: list[int], *, countdown: float = 0) -> None:
 
 def push_new_ticket(ticket_id: int, account_id: int) -> None:
     """`push_tickets` for a ticket just created: its account is known and no nudge announced
-    it yet (`enqueued_at` empty), so neither needs reading back."""
+    it yet (`enqueued_at` empty), so neither needs reading back. Most creates of a busy account
+    are covered by its live run: they return after the look, without building another query."""
+    if left_to_runs({account_id}, now=timezone.now(), ticket_ids=[ticket_id], announced_before=set()):
+        return
     announce_accounts(
         Ticket.objects.filter(pk=ticket_id),
         "account_id",
         {account_id},
         countdown=0,
-        already_nudged=lambda accounts, now: left_to_runs(
-            accounts, now=now, ticket_ids=[ticket_id], announced_before=set()
-        ),
+        already_nudged=lambda accounts, now: set(),  # just looked
     )
 
 
