@@ -10,13 +10,43 @@ gives 2.2x the throughput of 50 ms for 5 % of a core per idle worker instead of 
 """
 
 import os
+from queue import Empty
 
 import environ
 from kombu.transport import TRANSPORT_ALIASES
+from kombu.transport.sqlalchemy import Channel as SQLAlchemyChannel
 from kombu.transport.sqlalchemy import Transport as SQLAlchemyTransport
+from sqlalchemy import text
+
+
+class EmbeddedSQLiteChannel(SQLAlchemyChannel):
+    """kombu's channel, with a poll that first looks without a lock.
+
+    kombu's own poll is a write transaction (BEGIN IMMEDIATE, two ORM queries, COMMIT) even when
+    the queue is empty, as it is for most polls: an idle worker spent 15 % of a core on it, and
+    every publish waited for its lock. Here a poll reads first and raises Empty when no message
+    waits; only a poll that saw one takes kombu's locked path, which claims it (or finds that
+    another worker did, and raises Empty too)."""
+
+    def _get(self, queue):
+        if not self._message_waiting(queue):
+            raise Empty()
+        return super()._get(queue)
+
+    def _message_waiting(self, queue: str) -> bool:
+        statement = text(
+            f"SELECT 1 FROM {self.message_tablename} AS message "  # noqa: S608 - kombu's table names
+            f"JOIN {self.queue_tablename} AS queue ON message.queue_id = queue.id "
+            "WHERE queue.name = :name AND message.visible = 1 LIMIT 1"
+        )
+        try:
+            return self.session.execute(statement, {"name": queue}).first() is not None
+        finally:
+            self.session.commit()  # ends the read, so the next poll sees what was published since
 
 
 class EmbeddedSQLiteTransport(SQLAlchemyTransport):
+    Channel = EmbeddedSQLiteChannel
     polling_interval = float(os.environ.get("CELERY_POLLING_INTERVAL", "0.02"))
 
 
