@@ -54,6 +54,13 @@ GATHER_SECONDS = 0.02
 #: most this much delay to a ticket. The wave's rows stay `sending` meanwhile, so a create
 #: still sees the run as live and publishes no nudge (dispatch.accounts_covered).
 TRICKLE_PACE_SECONDS = 0.1
+#: A call that ended this soon after it began (a provider answering at once) has the task's
+#: thread wait, within GATHER_SECONDS, for its whole wave rather than half: quick calls end
+#: together, and the finish and claim that follow then run while no call competes with them
+#: for the interpreter lock (their statements had waited three times their own CPU for it).
+#: Slower calls (any provider across the internet) keep the refill at half the threads, so
+#: their waves overlap.
+QUICK_CALL_SECONDS = 0.03
 
 
 @dataclass
@@ -70,6 +77,8 @@ class Sending:
     put_back_until: datetime | None = None
     #: The rate-limit slot the batch reserved for this call (None: the call reserves its own).
     slot_at: datetime | None = None
+    #: When its thread began the call (time.monotonic()).
+    started_at: float = 0.0
 
 
 def max_in_flight(account: ProviderAccount) -> int:
@@ -198,6 +207,7 @@ class Senders:
     def work(self) -> None:
         try:
             while (item := self.todo.get()) is not None:
+                item.started_at = time.monotonic()
                 try:
                     send(self.kind, item, self.breaker)
                 except Exception as exc:  # noqa: BLE001 - a bug here must not lose the row
@@ -209,13 +219,16 @@ class Senders:
         finally:
             connections.close_all()  # this thread's own connections
 
-    def take_finished(self, *, timeout: float, want: int = 1) -> list[Sending]:
+    def take_finished(self, *, timeout: float, want: int = 1, wave: int = 1) -> list[Sending]:
         """The calls that ended: waits up to `timeout` for one, then up to GATHER_SECONDS more
-        until `want` have ended, and takes all that are there."""
+        until `want` have ended, and takes all that are there. When that first call was quick
+        (QUICK_CALL_SECONDS), it waits for the whole `wave` instead."""
         try:
             items = [self.finished.get(timeout=max(0.05, timeout))]
         except queue.Empty:
             return []
+        if time.monotonic() - items[0].started_at < QUICK_CALL_SECONDS:
+            want = max(want, wave)
         gather_until = time.monotonic() + GATHER_SECONDS
         while True:
             try:
@@ -303,7 +316,9 @@ class AccountRun:
                 # Wait (briefly) for as many as leave half the threads free: the refill above
                 # then takes them all in one claim, and their outcomes go in one finish.
                 want = max(1, len(self.in_flight) - (self.width - self.width // 2))
-                ended = self.senders.take_finished(timeout=next_renewal - time.monotonic(), want=want)
+                ended = self.senders.take_finished(
+                    timeout=next_renewal - time.monotonic(), want=want, wave=len(self.in_flight)
+                )
                 pace = claimed_at + TRICKLE_PACE_SECONDS - time.monotonic()
                 if not self.more and not self.stopped and len(ended) == len(self.in_flight) and pace > 0:
                     time.sleep(pace)

@@ -321,6 +321,29 @@ def test_rows_edited_or_taken_over_during_a_batch_run_end_as_one_by_one_they_wou
     assert SyncAttempt.objects.filter(ticket_id=edited, operation="update").exists()
 
 
+def test_after_a_quick_call_the_run_waits_for_its_whole_wave_after_a_slow_one_for_half(monkeypatch):
+    """Quick calls (a provider answering at once) end together: their outcomes are taken as one
+    wave, so the finish runs while no call competes with it. Slow calls (a provider across the
+    internet) are taken as half the wave ends, so the next claim refills their threads."""
+    monkeypatch.setattr(batch, "GATHER_SECONDS", 2.0)  # room for the late half, however busy the machine
+    senders = batch.Senders(sync.TICKETS, width=4, breaker=None)
+
+    def wave(call_seconds: float) -> list[batch.Sending]:
+        began = time.monotonic() - call_seconds
+        items = [batch.Sending(row=None, operation="create", started_at=began) for _ in range(4)]
+        for item in items[:2]:
+            senders.finished.put(item)
+        late = threading.Timer(0.2, lambda: [senders.finished.put(item) for item in items[2:]])
+        late.start()
+        return items
+
+    quick = wave(0.005)
+    assert senders.take_finished(timeout=1, want=2, wave=4) == quick
+    slow = wave(0.5)
+    assert senders.take_finished(timeout=1, want=2, wave=4) == slow[:2]
+    assert senders.take_finished(timeout=1, want=2, wave=2) == slow[2:]
+
+
 def test_a_runs_retries_are_published_together_each_no_earlier_than_it_is_due(
     sandbox, account_factory, nudges, monkeypatch
 ):
