@@ -98,7 +98,9 @@ class Ticket(models.Model):
             # One plain statement: every create runs it, and the ORM's update() took four
             # times as long to build it as SQLite took to run it.
             quote = connections[using].ops.quote_name
-            table, reference, pk = quote(self._meta.db_table), quote("reference"), quote("id")
+            meta = self._meta
+            table, reference = quote(meta.db_table), quote(meta.get_field("reference").column)
+            pk = quote(meta.pk.column)
             with connections[using].cursor() as cursor:
                 cursor.execute(
                     f"UPDATE {table} SET {reference} = %s WHERE {pk} = %s",  # noqa: S608

@@ -384,8 +384,9 @@ def record_writes(
 
 def write_fenced(kind: OutboundKind, writes: list[tuple[Outcome, dict]], *, revision: str | None) -> set[int]:
     """One UPDATE of the rows still `sending` at the attempt they were claimed at (and, with
-    `revision` "exact" or "gt", whose revision column is equal to or greater than the revision
-    sent); returns the pks it wrote (UPDATE ... RETURNING, which PostgreSQL and SQLite both have).
+    `revision` "exact" or "gt", whose revision column is equal to, or greater than, the
+    revision sent); returns the pks it wrote (UPDATE ... RETURNING, which PostgreSQL and SQLite
+    both have).
 
     The statement is written here rather than by the ORM: its compiler resolved and copied
     every CASE branch, a third of a worker's CPU per ticket (docs/benchmarks.md, "Create path").
