@@ -337,7 +337,7 @@ def test_after_a_quick_call_the_run_waits_for_its_whole_wave_after_a_slow_one_fo
         late.start()
         return items
 
-    quick = wave(0.005)
+    quick = wave(0.0)
     assert senders.take_finished(timeout=1, want=2, wave=4) == quick
     slow = wave(0.5)
     assert senders.take_finished(timeout=1, want=2, wave=4) == slow[:2]
