@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import socket
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -33,7 +34,9 @@ from providers.http import (
     Redactor,
     error_for_status,
     retry_after_seconds,
+    session_for,
 )
+from tests.helpers import make_account
 
 SECRET = "s3cret-value-42"
 
@@ -106,6 +109,27 @@ def test_every_call_names_the_console_as_its_user_agent(sandbox, settings):
     # Knight's ping echoes the request's headers.
     response = client(sandbox.base_url("knight")).send(ApiRequest("GET", "/ping"))
     assert response.json()["headers"]["user-agent"] == settings.PROVIDER_USER_AGENT
+
+
+@pytest.mark.django_db
+def test_a_netrc_entry_for_the_providers_host_does_not_replace_the_accounts_credentials(
+    sandbox, tmp_path, monkeypatch
+):
+    # An operator's ~/.netrc naming the same host (NETRC points requests at this one): trusting
+    # the environment, requests would send that file's login instead of the account's token.
+    netrc = tmp_path / "netrc"
+    host = urlsplit(sandbox.server.url).hostname
+    netrc.write_text(f"machine {host} login intruder password not-the-accounts\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    provider = make_account(sandbox, "kapture").get_provider()
+    assert provider.test_connection()  # Kapture accepted the account's own credentials
+
+
+def test_a_ca_bundle_named_in_the_environment_verifies_provider_certificates(tmp_path, monkeypatch):
+    bundle = tmp_path / "company-ca.pem"
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    assert session_for(None, "https://ca-bundle.example.test").verify == str(bundle)
 
 
 def test_no_answer_within_the_timeout_may_have_been_applied(sandbox):
