@@ -83,6 +83,11 @@ def admit(account: ProviderAccount, *, just_read: bool = False) -> datetime | No
     return accounts.values_list("paused_until", flat=True).first() or None
 
 
+#: How stale an account's "last worked at" may get while calls keep working: refreshed at most
+#: this often, so a busy account's row is not written for every call.
+LAST_OK_EVERY = timedelta(seconds=10)
+
+
 def record_success(account: ProviderAccount, *, just_read: bool = False) -> bool:
     """A call worked: the failure count restarts. True when this closed a tripped breaker.
 
@@ -103,9 +108,16 @@ def record_success(account: ProviderAccount, *, just_read: bool = False) -> bool
             return True
     # Skip the write when nothing changes (most calls), to spare the row on busy accounts.
     # A success also ends the account's problem incident (tickets/problems.py), if one is open.
+    # Read just now and healthy, there is nothing to change and no statement at all: a batch
+    # run reads its account with each claim, so a failure another process records in between
+    # is reset by the next wave's success instead of this one.
+    healthy = {"consecutive_failures": 0, "problem_since": None}
+    if just_read and all(getattr(account, name) == value for name, value in healthy.items()):
+        if account.last_ok_at and account.last_ok_at > now - LAST_OK_EVERY:
+            return False
     accounts.filter(consecutive_failures__lt=threshold).exclude(
-        consecutive_failures=0, last_ok_at__gt=now - timedelta(seconds=10), problem_since__isnull=True
-    ).update(last_ok_at=now, consecutive_failures=0, problem_since=None)
+        last_ok_at__gt=now - LAST_OK_EVERY, **healthy
+    ).update(last_ok_at=now, **healthy)
     return False
 
 

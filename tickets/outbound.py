@@ -24,7 +24,7 @@ from typing import Any
 
 from django import db
 from django.conf import settings
-from django.db import connections, models, router, transaction
+from django.db import models, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -38,6 +38,7 @@ from providers.models import ProviderAccount
 from tickets import problems
 from tickets.attempts import AttemptLog
 from tickets.models import SyncAttempt, SyncState, Ticket
+from tickets.statements import insert_rows, write_fenced
 
 log = logging.getLogger(__name__)
 # Waits up to this long are handed to the broker as a countdown; longer ones are left to
@@ -315,7 +316,8 @@ def finish_group(kind: OutboundKind, outcomes: list[Outcome]) -> Recorded:
         for state, writes in by_state.items():
             for start in range(0, len(writes), GROUP_ROWS):
                 record_writes(kind, state, writes[start : start + GROUP_ROWS], recorded)
-        SyncAttempt.objects.bulk_create(
+        insert_rows(
+            SyncAttempt,
             [
                 attempt
                 for outcome in outcomes
@@ -327,7 +329,7 @@ def finish_group(kind: OutboundKind, outcomes: list[Outcome]) -> Recorded:
                     message=outcome.decision.message,
                     ticket=kind.ticket_of(outcome.row),
                 )
-            ]
+            ],
         )
         for outcome in outcomes:
             row, decision = outcome.row, outcome.decision
@@ -380,101 +382,6 @@ def record_writes(
         requeued = write_fenced(kind, edited, revision="gt")
         recorded.applied |= requeued
         recorded.due_again.update(dict.fromkeys(requeued, timezone.now()))
-
-
-def write_fenced(kind: OutboundKind, writes: list[tuple[Outcome, dict]], *, revision: str | None) -> set[int]:
-    """One UPDATE of the rows still `sending` at the attempt they were claimed at (and, with
-    `revision` "exact" or "gt", whose revision column is equal to, or greater than, the
-    revision sent); returns the pks it wrote (UPDATE ... RETURNING, which PostgreSQL and SQLite
-    both have).
-
-    The statement is written here rather than by the ORM: its compiler resolved and copied
-    every CASE branch, a third of a worker's CPU per ticket (docs/benchmarks.md, "Create path").
-    Column names come from the model and are quoted; every value is a parameter, prepared by its
-    field as the ORM prepares it."""
-    connection = connections[router.db_for_write(kind.model)]
-    quote = connection.ops.quote_name
-    meta = kind.model._meta
-    pk = quote(meta.pk.column)
-    # Rows claimed at the same attempt (and sent at the same revision) share one fence, so a
-    # bulk's rows are one `pk IN (...)` rather than a condition each: the same rows pass.
-    fences: dict[tuple, list[int]] = {}
-    for outcome, _ in writes:
-        row = outcome.row
-        sent = getattr(row, kind.revision_field) if revision is not None else None
-        fences.setdefault((row.attempts, sent), []).append(row.pk)
-    conditions, fence_params = [], []
-    for (attempts, sent), pks in fences.items():
-        condition = f"{pk} IN ({', '.join(['%s'] * len(pks))}) AND {quote('attempts')} = %s"
-        fence_params += [*pks, attempts]
-        if revision is not None:
-            condition += (
-                f" AND {quote(meta.get_field(kind.revision_field).column)} {REVISION_OPERATORS[revision]} %s"
-            )
-            fence_params.append(sent)
-        conditions.append(f"({condition})")
-    assignments, set_params = set_clause(kind, writes, connection)
-    statement = (
-        f"UPDATE {quote(meta.db_table)} SET {assignments} "  # noqa: S608 - names quoted, values parameters
-        f"WHERE ({' OR '.join(conditions)}) AND {quote('sync_state')} = %s RETURNING {pk}"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(statement, [*set_params, *fence_params, SyncState.SENDING])
-        return {written for (written,) in cursor.fetchall()}
-
-
-REVISION_OPERATORS = {"exact": "=", "gt": ">"}
-
-
-def set_clause(kind: OutboundKind, writes: list[tuple[Outcome, dict]], connection) -> tuple[str, list]:
-    """The SET of one UPDATE for many rows: a value every row shares as is, else a CASE on the
-    pk (a row that does not write the column keeps its own value). In a CASE, a row whose
-    `finish_only_fields` value is the one it held when claimed (an update's remote id, say)
-    needs no branch: nothing else wrote it since."""
-    quote = connection.ops.quote_name
-    meta = kind.model._meta
-    pk = quote(meta.pk.column)
-    # PostgreSQL cannot type a CASE of parameters by itself (bulk_update casts it too).
-    casted = connection.features.requires_casted_case_in_updates
-    assignments, params = [], []
-    for name in sorted({name for _, values in writes for name in values}):
-        field = meta.get_field(name)
-        column = quote(field.column)
-        given = [(outcome.row, values[name]) for outcome, values in writes if name in values]
-        first = given[0][1]
-        if len(given) == len(writes) and all(same(value, first) for _, value in given):
-            assignments.append(f"{column} = {parameter(field, first, connection, params)}")
-            continue
-        if name in kind.finish_only_fields:
-            given = [(row, value) for row, value in given if not same(value, getattr(row, name, UNSET))]
-            if not given:
-                continue
-        branches = []
-        for row, value in given:
-            params.append(row.pk)
-            branches.append(f"WHEN {pk} = %s THEN {parameter(field, value, connection, params)}")
-        case = f"CASE {' '.join(branches)} ELSE {column} END"
-        assignments.append(
-            f"{column} = CAST({case} AS {field.cast_db_type(connection)})" if casted else f"{column} = {case}"
-        )
-    return ", ".join(assignments), params
-
-
-def parameter(field: models.Field, value: Any, connection, params: list) -> str:
-    """The placeholder of `value` in `field`'s column, its prepared value added to `params`."""
-    prepared = field.get_db_prep_save(value, connection=connection)
-    if prepared is None:
-        return "NULL"
-    params.append(prepared)
-    return "%s"
-
-
-UNSET = object()
-
-
-def same(value: Any, other: Any) -> bool:
-    """Equal and of one type (so 1, True and 1.0 are three values, as the column sees them)."""
-    return type(value) is type(other) and value == other
 
 
 # --- the sweeper --------------------------------------------------------------------------
