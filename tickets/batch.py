@@ -134,10 +134,12 @@ def claim_batch(kind: OutboundKind, account_id: int, *, limit: int) -> list:
         return []
     # The rows, then their account once: one instance shared by the batch rather than a copy
     # per row joined in (building those copies, JSON maps and all, was half the claim's CPU).
+    account = ProviderAccount.objects.filter(pk=account_id).first()
+    if account is None:  # deleted since the claim, and its rows with it
+        return []
     *hops, last = kind.related.split("__")
     rows = kind.model.objects.filter(pk__in=claimed).order_by("pk")
     loaded = list(rows.select_related("__".join(hops)) if hops else rows)
-    account = ProviderAccount.objects.get(pk=account_id)
     for row in loaded:
         row.attempts = claimed[row.pk]  # the fence is the attempt this claim made
         holder = reduce(getattr, hops, row)  # the row itself, or the reply's ticket
