@@ -233,6 +233,13 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # (Celery 6's planned default) would abandon calls mid-flight, leaving creates of unknown
 # outcome for a person. Celery still warns about the default on every connection loss.
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
+# After such a reconnect, Celery (5.3+) narrows the prefetch window by the tasks still running,
+# then widens it again as tasks end, to min(maximum, window + 1): that overwrites the room the
+# window had made for each countdown message the worker holds (a retry or a due-again nudge).
+# With held countdowns filling the window, the worker takes no new message until they are due:
+# a CI run's worker on RabbitMQ took nothing for two minutes after a restart (2026-12-07), and
+# three tests timed out. Off, the window is whole at reconnect and countdowns keep their room.
+CELERY_WORKER_ENABLE_PREFETCH_COUNT_REDUCTION = False
 CELERY_WORKER_MAX_TASKS_PER_CHILD = env.int("CELERY_WORKER_MAX_TASKS_PER_CHILD", default=5000)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Celery's own beat scheduler reads the schedule below; it keeps only each entry's last run
