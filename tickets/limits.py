@@ -80,7 +80,15 @@ def admit(account: ProviderAccount, *, just_read: bool = False) -> datetime | No
     )
     if won:
         return None  # this caller is the half-open probe
-    return accounts.values_list("paused_until", flat=True).first() or None
+    # Another caller is the probe (its window holds this one), or the breaker closed since
+    # `account` was read. Either way `account` takes what the row says now, so a caller that
+    # counts failures from it (a batch's breaker) does not take itself for the probe of a
+    # breaker already closed, sending one row and holding the rest a whole cool-down.
+    now_read = accounts.values_list("paused_until", "consecutive_failures").first()
+    if now_read is None:
+        return None
+    account.paused_until, account.consecutive_failures = now_read
+    return account.paused_until
 
 
 #: How stale an account's "last worked at" may get while calls keep working: refreshed at most

@@ -17,6 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from providers.base import RemoteRef
+from providers.models import ProviderAccount
 from tests.faults_harness import WorkerFleet, remote_id_of, remote_tickets
 from tests.helpers import wait_for
 from tickets import batch, dispatch, limits, outbound, services, sync
@@ -319,6 +320,27 @@ def test_rows_edited_or_taken_over_during_a_batch_run_end_as_one_by_one_they_wou
     remote = {remote_id_of("kapture", held): held for held in remote_tickets(sandbox, "kapture")}
     assert remote[tickets[edited].remote_id]["substatus"] == "RS"  # resolved
     assert SyncAttempt.objects.filter(ticket_id=edited, operation="update").exists()
+
+
+def test_a_run_that_finds_the_breaker_closed_since_its_claim_sends_every_row(
+    sandbox, account_factory, nudges, monkeypatch
+):
+    account = account_factory("kapture", settings={"breaker_threshold": 2, "breaker_cooldown": 60})
+    ids = new_tickets(account, 3)
+    row = ProviderAccount.objects.filter(pk=account.pk)
+    row.update(consecutive_failures=2, paused_until=timezone.now() - timedelta(seconds=1))  # cool-down over
+    claim = batch.claim_batch
+
+    def claim_then_another_worker_closes_the_breaker(*args, **kwargs):
+        rows = claim(*args, **kwargs)  # the account read with it, tripped
+        row.update(consecutive_failures=0, paused_until=None)  # another worker's probe worked
+        return rows
+
+    monkeypatch.setattr(batch, "claim_batch", claim_then_another_worker_closes_the_breaker)
+    states = batch.push_account(sync.TICKETS, account.pk)
+    # Not a probe of one row with the others held for the 60 s cool-down: the breaker is closed.
+    assert "put back" not in states
+    assert Ticket.objects.filter(pk__in=ids, sync_state=SyncState.SYNCED).count() == 3
 
 
 def test_after_a_quick_call_the_run_waits_for_its_whole_wave_after_a_slow_one_for_half(monkeypatch):
