@@ -13,6 +13,7 @@ import shutil
 
 import pytest
 
+from providers.models import ProviderAccount
 from tests.faults_harness import (
     ACCOUNT_TIMEOUT,
     ALL_FAULTS,
@@ -82,10 +83,22 @@ def rabbitmq(broker_url):
     return SharedRabbitMQ()
 
 
+def fault_account(account_factory, kind: str, **fields):
+    """An account of the fault suite: a short timeout, so a "slow" answer costs little, and a
+    3 s breaker cool-down in its own settings, so a trip pauses it for seconds whichever
+    worker records it. The session's worker, which helps drain the same broker, runs with the
+    production minute; a trip it recorded late in a run held that account's last tickets past
+    the run's deadline."""
+    demo_settings = ProviderAccount(kind=kind).provider_class.demo_settings
+    return account_factory(
+        kind, timeout=ACCOUNT_TIMEOUT, settings={**demo_settings, "breaker_cooldown": 3}, **fields
+    )
+
+
 @pytest.fixture
 def accounts(account_factory):
-    """One account per provider with a short timeout, so a "slow" answer costs little."""
-    return {kind: account_factory(kind, timeout=ACCOUNT_TIMEOUT, rate_limit=50) for kind in KINDS}
+    """One account per provider (`fault_account`)."""
+    return {kind: fault_account(account_factory, kind, rate_limit=50) for kind in KINDS}
 
 
 @pytest.fixture
@@ -95,9 +108,7 @@ def paced_accounts(account_factory):
     while the session's worker drains the queue — so a run meant to be killed or to lose its
     broker mid-call has to last: 100 creates and ~33 edits per account take ~40 s, 50 and ~17
     take ~20 s, plus retries."""
-    return {
-        kind: account_factory(kind, timeout=ACCOUNT_TIMEOUT, rate_limit=4, rate_burst=1) for kind in KINDS
-    }
+    return {kind: fault_account(account_factory, kind, rate_limit=4, rate_burst=1) for kind in KINDS}
 
 
 def inject_faults(sandbox, rate: float = 0.2) -> None:
