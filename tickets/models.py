@@ -1,10 +1,11 @@
 from django.conf import settings
-from django.db import connections, models, router, transaction
+from django.db import models
 
 from providers.models import ProviderAccount
 
 # The console's vocabulary lives with the adapters that map it; tickets/ imports it from here.
 from providers.vocabulary import Impact, Priority, Status
+from tickets import references
 
 
 class SyncState(models.TextChoices):
@@ -19,11 +20,8 @@ class SyncState(models.TextChoices):
     LOCAL_ONLY = "local_only", "Kept here only"
 
 
-REFERENCE_PREFIX = "TC-"
-
-
 class Ticket(models.Model):
-    # NULL only inside the insert transaction, until save() derives it from the pk.
+    # Set by the database from the pk inside the INSERT (tickets/references.py); never NULL after.
     reference = models.CharField(max_length=20, unique=True, null=True, editable=False)  # noqa: DJ001
     account = models.ForeignKey(ProviderAccount, on_delete=models.PROTECT, related_name="tickets")
     title = models.CharField(max_length=255)
@@ -86,28 +84,10 @@ class Ticket(models.Model):
         return f"{self.reference or 'new ticket'}: {self.title}"
 
     def save(self, *args, **kwargs) -> None:
-        if self.pk is not None:
-            super().save(*args, **kwargs)
-            return
-        # The reference comes from the primary key, so it is unique and assigned exactly
-        # once; the insert and the reference land in one transaction. Inside a caller's
-        # transaction (create_ticket's) no savepoint: nothing retries a failed insert, and a
-        # savepoint and its release were two more round trips per create on PostgreSQL.
-        using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
-        with transaction.atomic(using=using, savepoint=False):
-            super().save(*args, **kwargs)
-            self.reference = f"{REFERENCE_PREFIX}{self.pk:06d}"
-            # One plain statement: every create runs it, and the ORM's update() took four
-            # times as long to build it as SQLite took to run it.
-            quote = connections[using].ops.quote_name
-            meta = self._meta
-            table, reference = quote(meta.db_table), quote(meta.get_field("reference").column)
-            pk = quote(meta.pk.column)
-            with connections[using].cursor() as cursor:
-                cursor.execute(
-                    f"UPDATE {table} SET {reference} = %s WHERE {pk} = %s",  # noqa: S608
-                    [self.reference, self.pk],
-                )
+        inserting = self._state.adding
+        super().save(*args, **kwargs)
+        if inserting and self.reference is None:  # the trigger wrote this (tickets/references.py)
+            self.reference = references.for_pk(self.pk)
 
     @property
     def has_unsynced_changes(self) -> bool:

@@ -20,7 +20,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Q
 from django.db.models.expressions import RawSQL
 
-from tickets.models import REFERENCE_PREFIX
+from tickets.references import PREFIX as REFERENCE_PREFIX
 
 TABLE = "ticket_search"
 CONTENT_TABLE = "tickets_ticket"

@@ -1,8 +1,11 @@
 """Ticket bookkeeping that needs no worker: references, revisions, claiming and fencing."""
 
 import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
-from tickets import batch, outbound, services, sync
+from tickets import batch, outbound, references, services, sync
 from tickets.models import SyncAttempt, SyncState, Ticket
 
 
@@ -20,6 +23,45 @@ def test_references_are_unique_sequential_and_never_change(account):
     services.update_ticket(ticket=first, changes={"title": "one, renamed"})
     first.refresh_from_db()
     assert first.reference == f"TC-{first.pk:06d}"
+
+
+@pytest.mark.django_db
+def test_every_way_of_inserting_a_ticket_gives_it_its_reference(account):
+    """The database assigns it in the INSERT: a create is that one statement, and a bulk insert
+    or an id past six digits gets the same reference as `create_ticket` would give."""
+    with CaptureQueriesContext(connection) as queries:
+        created = services.create_ticket(account=account, title="one statement")
+    writes = [q["sql"].split()[0] for q in queries.captured_queries if not q["sql"].startswith("SELECT")]
+    assert writes == ["INSERT"]  # no BEGIN/COMMIT, no UPDATE of the reference
+    Ticket.objects.bulk_create(
+        [Ticket(account=account, title="bulk"), Ticket(account=account, title="given", reference="TC-KEPT")]
+    )
+    Ticket.objects.create(pk=1_234_567, account=account, title="seven digits")
+    stored = dict(Ticket.objects.values_list("title", "reference"))
+    bulk = Ticket.objects.get(title="bulk")
+    assert stored == {
+        "one statement": created.reference,
+        "bulk": f"TC-{bulk.pk:06d}",
+        "given": "TC-KEPT",
+        "seven digits": "TC-1234567",
+    }
+    assert created.reference == f"TC-{created.pk:06d}"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reference_trigger_lost_to_a_table_rebuild_comes_back_after_migrate(account):
+    """Django's SQLite schema editor drops a table's triggers when it rebuilds it; the next
+    migrate puts the trigger back and gives the tickets inserted meanwhile their references."""
+    references.drop_trigger(connection)
+    try:
+        Ticket.objects.bulk_create([Ticket(account=account, title="meanwhile")])
+        assert Ticket.objects.get().reference is None
+    finally:
+        call_command("migrate", verbosity=0)
+    meanwhile = Ticket.objects.get()
+    assert meanwhile.reference == f"TC-{meanwhile.pk:06d}"
+    after = services.create_ticket(account=account, title="after")
+    assert after.reference == Ticket.objects.get(pk=after.pk).reference == f"TC-{after.pk:06d}"
 
 
 @pytest.mark.django_db
