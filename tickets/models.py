@@ -86,7 +86,13 @@ class Ticket(models.Model):
     def save(self, *args, **kwargs) -> None:
         inserting = self._state.adding
         super().save(*args, **kwargs)
-        if inserting and self.reference is None:  # the trigger wrote this (tickets/references.py)
+        if inserting:
+            self.inserted()
+
+    def inserted(self) -> None:
+        """After the row's INSERT (`save`, or `statements.insert_new` for `create_ticket`): the
+        reference the database's trigger wrote (tickets/references.py), without reading it."""
+        if self.reference is None:
             self.reference = references.for_pk(self.pk)
 
     @property

@@ -26,7 +26,7 @@ from providers.errors import (
     ProviderTransientError,
 )
 from providers.models import ProviderAccount
-from tickets import dispatch, limits, pull, replies
+from tickets import dispatch, limits, pull, replies, statements
 from tickets.attempts import AttemptLog
 from tickets.models import Attachment, Priority, Reply, Status, SyncAttempt, SyncState, Ticket
 
@@ -71,23 +71,25 @@ def create_ticket(
     Without files the save is one statement, atomic on its own (the reference comes with it,
     tickets/references.py), so no transaction is opened around it: on PostgreSQL that saves
     the BEGIN and COMMIT round trips of every create."""
+    ticket = Ticket(
+        account=account,
+        title=title,
+        description=description,
+        requester_email=requester_email,
+        requester_name=requester_name,
+        priority=priority,
+        impact=impact,
+        status=status,
+        due_at=due_at,
+        tags=list(tags or []),
+        extra=dict(extra or {}),
+        created_by=created_by,
+        revision=1,
+        sync_state=SyncState.PENDING,
+    )
     with transaction.atomic() if files else contextlib.nullcontext():
-        ticket = Ticket.objects.create(
-            account=account,
-            title=title,
-            description=description,
-            requester_email=requester_email,
-            requester_name=requester_name,
-            priority=priority,
-            impact=impact,
-            status=status,
-            due_at=due_at,
-            tags=list(tags or []),
-            extra=dict(extra or {}),
-            created_by=created_by,
-            revision=1,
-            sync_state=SyncState.PENDING,
-        )
+        statements.insert_new(ticket)  # Ticket.objects.create's INSERT, without its compiler
+        ticket.inserted()
         for upload in files or []:
             add_attachment(ticket=ticket, upload=upload, uploaded_by=created_by)
         dispatch.push_new_ticket_on_commit(ticket.pk, account.pk)

@@ -1,9 +1,12 @@
 """Ticket bookkeeping that needs no worker: references, revisions, claiming and fencing."""
 
+from datetime import timedelta
+
 import pytest
 from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from tickets import batch, outbound, references, services, sync
 from tickets.models import SyncAttempt, SyncState, Ticket
@@ -46,6 +49,38 @@ def test_every_way_of_inserting_a_ticket_gives_it_its_reference(account):
         "seven digits": "TC-1234567",
     }
     assert created.reference == f"TC-{created.pk:06d}"
+
+
+@pytest.mark.django_db
+def test_a_created_ticket_is_stored_as_it_was_given(account, django_user_model):
+    """`create_ticket` writes its INSERT by hand (tickets/statements.py): every field lands in
+    its column as the ORM would have stored it, and the returned ticket is the stored one."""
+    agent = django_user_model.objects.create_user("agent", password="x")
+    due = timezone.now().replace(microsecond=0) + timedelta(days=2)
+    created = services.create_ticket(
+        account=account,
+        title="Printer on fire",
+        description="Second floor.\nSmoke.",
+        requester_email="ana@example.com",
+        requester_name="Ana Lima",
+        priority="urgent",
+        impact="high",
+        due_at=due,
+        tags=["printers", "floor-2"],
+        extra={"channel": "phone", "nested": {"n": 1}},
+        created_by=agent,
+    )
+    stored = Ticket.objects.get(pk=created.pk)
+    names = [field.attname for field in Ticket._meta.concrete_fields]
+    assert {name: getattr(stored, name) for name in names} == {name: getattr(created, name) for name in names}
+    assert (stored.due_at, stored.tags, stored.extra["nested"], stored.created_by) == (
+        due,
+        ["printers", "floor-2"],
+        {"n": 1},
+        agent,
+    )
+    assert (stored.sync_state, stored.revision, stored.synced_revision) == ("pending", 1, 0)
+    assert stored.created_at is not None and stored.updated_at is not None
 
 
 @pytest.mark.django_db(transaction=True)
