@@ -27,6 +27,7 @@ PREFIX = "TC-"
 DIGITS = 6  # at least: zero-padded to six, longer once the ids are
 TABLE = "tickets_ticket"
 TRIGGER = "ticket_reference_from_id"
+MIGRATION = ("tickets", "0015_reference_trigger")  # the one that installs it
 
 # The same string as `for_pk`, in each database's SQL, from an id expression.
 _SQL_FORMAT = {
@@ -91,9 +92,10 @@ def trigger_installed(connection: BaseDatabaseWrapper) -> bool:
 
 def repair_after_migrate(using: str = "default", **kwargs) -> None:
     """Put the trigger back when a table rebuild dropped it (SQLite), and catch up the rows
-    inserted without it."""
+    inserted without it; nothing when the database was migrated back before its migration."""
     from django.db import connections
+    from django.db.migrations.recorder import MigrationRecorder
 
     connection = connections[using]
-    if TABLE in connection.introspection.table_names() and not trigger_installed(connection):
+    if MIGRATION in MigrationRecorder(connection).applied_migrations() and not trigger_installed(connection):
         create_trigger(connection)

@@ -99,6 +99,19 @@ def test_a_reference_trigger_lost_to_a_table_rebuild_comes_back_after_migrate(ac
     assert after.reference == Ticket.objects.get(pk=after.pk).reference == f"TC-{after.pk:06d}"
 
 
+@pytest.mark.django_db(transaction=True)
+def test_migrating_back_before_the_reference_trigger_leaves_it_out(account):
+    """The repair after migrate puts back a trigger a rebuild lost, not one a migration took away."""
+    call_command("migrate", "tickets", "0014", verbosity=0)
+    try:
+        assert not references.trigger_installed(connection)
+    finally:
+        call_command("migrate", verbosity=0)
+    assert references.trigger_installed(connection)
+    created = services.create_ticket(account=account, title="after")
+    assert Ticket.objects.get(pk=created.pk).reference == f"TC-{created.pk:06d}"
+
+
 @pytest.mark.django_db
 def test_an_edit_bumps_the_revision_and_makes_the_ticket_pending(account):
     ticket = services.create_ticket(account=account, title="one")
