@@ -24,8 +24,9 @@ def insert_new(obj: models.Model) -> None:
     """INSERT `obj`, a new row, as `obj.save()` would, and set its pk (RETURNING, which
     PostgreSQL and SQLite both have): each field's `pre_save` (auto_now_add and auto_now),
     values prepared by the fields, the pre_save and post_save signals sent. Not for a model
-    whose `save()` does more than that, or with parents. For `create_ticket`, whose save was
-    a third of a create's CPU in the compiler alone."""
+    with parents. What a model's own `save()` adds after its INSERT, the caller does
+    (`create_ticket` calls `Ticket.inserted`). For `create_ticket`, whose save was a third of a
+    create's CPU in the compiler alone."""
     model = type(obj)
     using = router.db_for_write(model, instance=obj)
     connection = connections[using]
